@@ -1,0 +1,151 @@
+"""Tables. Evidence (consent events) is append-only; current state is derived from it.
+
+Times are stored as UTC. Contacts have opaque string ids; rows that are never addressed from
+outside (consent events, suppression entries) use integer ids, rendered as strings in JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, on SQLite (which has no zones) and PostgreSQL alike."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: the domain works in UTC")
+        value = value.astimezone(UTC)
+        # SQLite compares text: store one fixed format without an offset.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# 64-bit ids on PostgreSQL; SQLite needs plain INTEGER for its rowid autoincrement.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _id() -> Any:
+    return Field(default=None, sa_column=sa.Column(BigId, primary_key=True, autoincrement=True))
+
+
+def _utc(nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kw))
+
+
+class Contact(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    email: str = Field(max_length=320, unique=True)  # normalised address
+    external_id: str | None = Field(default=None, max_length=128, unique=True)
+    name: str | None = Field(default=None, max_length=200)
+    locale: str | None = Field(default=None, max_length=8)
+    source_channel: str = Field(max_length=64)
+    source_url: str | None = Field(default=None, max_length=2048)
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class ConsentEvent(SQLModel, table=True):
+    """One grant or withdrawal, exactly as captured. Never updated: a change is a new event."""
+
+    __tablename__ = "consent_event"
+    __table_args__ = (
+        sa.UniqueConstraint("contact_id", "fingerprint", name="uq_consent_event_fingerprint"),
+        sa.Index("ix_consent_event_contact_purpose", "contact_id", "purpose", "captured_at"),
+    )
+
+    id: int | None = _id()
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("contact.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    purpose: str = Field(max_length=64)
+    granted: bool
+    captured_at: datetime | None = _utc(nullable=True)
+    wording: str | None = Field(default=None, sa_type=sa.Text)
+    wording_version: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=64)
+    url: str | None = Field(default=None, max_length=2048)
+    ip: str | None = Field(default=None, max_length=45)
+    checkbox_prechecked: bool | None = None
+    capture_method: str = Field(max_length=32)
+    valid: bool
+    refused_reason: str | None = Field(default=None, max_length=64)
+    recorded_at: datetime = _utc()
+    fingerprint: str = Field(max_length=64)
+
+
+class ShopOrder(SQLModel, table=True):
+    """A shop order, keyed by the shop's own order id: pushing it again is the same order."""
+
+    __tablename__ = "shop_order"
+
+    id: str = Field(primary_key=True, max_length=128)
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32),
+            sa.ForeignKey("contact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    # The address the customer gave in this order (C6); indexed for the C7 opt-out check.
+    email: str = Field(max_length=320, index=True)
+    placed_at: datetime = _utc()
+    status: str = Field(max_length=16)
+    opt_out_offered: bool
+    opt_out_used: bool
+    recorded_at: datetime = _utc()
+
+
+class OrderCategory(SQLModel, table=True):
+    __tablename__ = "order_category"
+
+    order_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(128), sa.ForeignKey("shop_order.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    category: str = Field(primary_key=True, max_length=64, index=True)
+
+
+class Suppression(SQLModel, table=True):
+    """An objection or a delivery failure, keyed by HMAC of the address; outlives the contact."""
+
+    id: int | None = _id()
+    address_hash: str = Field(max_length=64, index=True)
+    key_id: str = Field(max_length=16)  # which secret made the hash (rotation)
+    reason: str = Field(max_length=32)
+    channel: str = Field(max_length=64)
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _utc()
+    lifted_at: datetime | None = _utc(nullable=True)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True, max_length=16)  # the public part of the key
+    name: str = Field(max_length=100)
+    scope: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64)
+    created_at: datetime = _utc()
+    revoked_at: datetime | None = _utc(nullable=True)
+
+
+metadata = SQLModel.metadata

@@ -1,0 +1,245 @@
+"""Request and response models (not tables: SQLModel table models skip validation).
+
+Field names follow ../shared/API.md. Checks that need the business configuration (known
+purposes and categories) live in the service modules, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    SkipValidation,
+    field_validator,
+    model_serializer,
+)
+
+from campaigns.addresses import normalise_address
+from campaigns.config import SUPPORTED_LOCALES
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
+
+Scope = Literal["shop", "marketer", "admin"]
+OrderStatus = Literal["completed", "pending", "cancelled", "refunded"]
+# How the consent was captured: only "checkbox" (a positive act on an unticked box) can be valid.
+CaptureMethod = Literal["checkbox", "terms_acceptance", "contest_entry", "silence"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _single_line(value: str | None, what: str) -> str | None:
+    if value is not None and _CONTROL.search(value):
+        raise ValueError(f"{what} cannot contain control characters or line breaks")
+    return value
+
+
+def _email(value: str) -> str:
+    return normalise_address(value)
+
+
+def _locale(value: str | None) -> str | None:
+    if value is None:
+        return None
+    primary = value.replace("_", "-").split("-")[0].lower()
+    if primary not in SUPPORTED_LOCALES:
+        raise ValueError(f"locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+    return primary
+
+
+class SourceIn(_In):
+    """Where the shop collected the address. Only first-party collection is accepted (C11)."""
+
+    channel: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    first_party: bool
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+
+
+class OrderIn(_In):
+    id: str = Field(min_length=1, max_length=128, pattern=_TOKEN)
+    placed_at: AwareDatetime
+    categories: list[str] = Field(min_length=1, max_length=50)
+    marketing_opt_out_offered: bool
+    marketing_opt_out_used: bool
+    status: OrderStatus = "completed"
+
+
+class ConsentEvidenceIn(_In):
+    """A consent decision with its evidence (C2, C4). Incomplete evidence is stored as refused."""
+
+    purpose: str = Field(min_length=1, max_length=64)
+    granted: bool
+    captured_at: AwareDatetime | None = None
+    wording: str | None = Field(default=None, max_length=5000)
+    wording_version: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    checkbox_prechecked: bool | None = None
+    capture_method: CaptureMethod = "checkbox"
+    ip: IPv4Address | IPv6Address | None = None
+
+    @field_validator("wording_version")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return _single_line(value, "wording_version")
+
+
+class ContactIn(_In):
+    email: str = Field(max_length=320)
+    external_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_TOKEN)
+    name: str | None = Field(default=None, max_length=200)
+    locale: str | None = Field(default=None, max_length=16)
+    source: SourceIn
+    orders: list[OrderIn] = Field(default_factory=list, max_length=200)
+    consents: list[ConsentEvidenceIn] = Field(default_factory=list, max_length=100)
+
+    _normal_email = field_validator("email")(_email)
+    _normal_locale = field_validator("locale")(_locale)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _single_line(value, "name") or None
+
+
+MAX_BATCH = 1000
+
+
+class ContactBatchIn(BaseModel):
+    """Up to 1,000 contacts. Items are validated one by one, so one bad item spoils no other."""
+
+    contacts: list[SkipValidation[ContactIn]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ConsentIn(ConsentEvidenceIn):
+    """A grant or withdrawal from the shop's account settings, for a known contact."""
+
+    email: str | None = Field(default=None, max_length=320)
+    contact_id: str | None = Field(default=None, max_length=32)
+
+    _normal_email = field_validator("email")(lambda v: None if v is None else _email(v))
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+class BasisOut(BaseModel):
+    """A legal basis the contact holds now, with the evidence it rests on.
+
+    Consent: purpose, since, consent_event_id. Soft opt-in: categories, since (the order
+    date), until (when it lapses, C10), order_id. Fields that do not apply are left out.
+    """
+
+    kind: Literal["consent", "soft_opt_in"]
+    purpose: str | None = None
+    since: datetime | None = None
+    categories: list[str] | None = None
+    until: datetime | None = None
+    consent_event_id: str | None = None
+    order_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class RefusedOut(BaseModel):
+    """An item of the request that gave no basis, and why."""
+
+    item: str
+    reason: str
+
+
+class SourceOut(BaseModel):
+    channel: str
+    first_party: bool = True
+    url: str | None = None
+
+
+class ContactOut(BaseModel):
+    id: str
+    email: str
+    external_id: str | None
+    name: str | None
+    locale: str | None
+    source: SourceOut
+    created_at: datetime
+    updated_at: datetime
+    suppressed: bool
+    bases: list[BasisOut]
+    refused: list[RefusedOut] = Field(default_factory=list)
+
+
+class ConsentEventOut(BaseModel):
+    id: str
+    purpose: str
+    granted: bool
+    captured_at: datetime | None
+    wording: str | None
+    wording_version: str | None
+    channel: str | None
+    url: str | None
+    ip: str | None
+    checkbox_prechecked: bool | None
+    capture_method: str
+    valid: bool
+    refused_reason: str | None
+    recorded_at: datetime
+
+
+class OrderOut(BaseModel):
+    id: str
+    placed_at: datetime
+    status: str
+    categories: list[str]
+    marketing_opt_out_offered: bool
+    marketing_opt_out_used: bool
+
+
+class ContactDetailOut(ContactOut):
+    """Profile, consent ledger, orders, current bases and suppression status."""
+
+    consents: list[ConsentEventOut]
+    orders: list[OrderOut]
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    status: int
+    id: str | None = None
+    detail: str | None = None
+    field: str | None = None
+    refused: list[RefusedOut] = Field(default_factory=list)
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class ConsentOut(BaseModel):
+    contact_id: str
+    consent_event_id: str
+    valid: bool
+    refused_reason: str | None
+    bases: list[BasisOut]
+
+
+class ErrorOut(BaseModel):
+    """The shape of every 4xx/5xx body."""
+
+    status_code: int
+    detail: str
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+Email = Annotated[str, Field(max_length=320)]

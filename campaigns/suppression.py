@@ -1,0 +1,137 @@
+"""The suppression list: objections and delivery failures, keyed by HMAC of the address (C21).
+
+The hash outlives the contact (erasure keeps it), so an address that objected cannot come back
+through a re-import. With several secrets configured, new entries use the first one and lookups
+try them all, so a secret can be rotated without losing the list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from campaigns.addresses import normalise_address
+from campaigns.clock import Clock
+from campaigns.models import Suppression
+
+REASONS = (
+    "unsubscribe",
+    "objection",
+    "complaint",
+    "hard_bounce",
+    "soft_bounce_limit",
+    "erasure",
+    "manual",
+)
+# Only a plain unsubscribe may be lifted, and only by a completed double opt-in (C22).
+LIFTABLE_REASONS = frozenset({"unsubscribe"})
+
+
+@dataclass(frozen=True)
+class AddressHasher:
+    keys: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("at least one secret key is needed to hash addresses")
+
+    @staticmethod
+    def key_id(key: bytes) -> str:
+        return hashlib.sha256(b"mailer-key-id:" + key).hexdigest()[:12]
+
+    def primary(self, address: str) -> tuple[str, str]:
+        """(hash, key id) for a new entry, made with the first (signing) key."""
+        key = self.keys[0]
+        return _hmac(key, address), self.key_id(key)
+
+    def all_hashes(self, address: str) -> list[str]:
+        return [_hmac(key, address) for key in self.keys]
+
+
+def _hmac(key: bytes, address: str) -> str:
+    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()
+
+
+async def suppressed_among(
+    session: AsyncSession, addresses: Iterable[str], hasher: AddressHasher
+) -> set[str]:
+    """The normalised addresses of `addresses` that have an active suppression entry."""
+    by_hash: dict[str, str] = {}
+    for address in addresses:
+        for digest in hasher.all_hashes(address):
+            by_hash[digest] = address
+    if not by_hash:
+        return set()
+    rows = await session.execute(
+        sa.select(Suppression.address_hash).where(
+            col(Suppression.address_hash).in_(list(by_hash)),
+            col(Suppression.lifted_at).is_(None),
+        )
+    )
+    return {by_hash[digest] for digest in rows.scalars()}
+
+
+async def active_entries(
+    session: AsyncSession, address: str, hasher: AddressHasher
+) -> Sequence[Suppression]:
+    rows = await session.execute(
+        sa.select(Suppression)
+        .where(
+            col(Suppression.address_hash).in_(hasher.all_hashes(normalise_address(address))),
+            col(Suppression.lifted_at).is_(None),
+        )
+        .order_by(col(Suppression.created_at))
+    )
+    return rows.scalars().all()
+
+
+async def suppress(
+    session: AsyncSession,
+    address: str,
+    *,
+    reason: str,
+    channel: str,
+    clock: Clock,
+    hasher: AddressHasher,
+    note: str | None = None,
+) -> Suppression:
+    """Record an objection or failure (C14: reason, channel and UTC time). Never commits."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown suppression reason {reason!r}")
+    digest, key_id = hasher.primary(normalise_address(address))
+    entry = Suppression(
+        address_hash=digest,
+        key_id=key_id,
+        reason=reason,
+        channel=channel,
+        note=note,
+        created_at=clock.now(),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def lift_unsubscribe(
+    session: AsyncSession, address: str, *, clock: Clock, hasher: AddressHasher
+) -> bool:
+    """Lift unsubscribe entries after a completed double opt-in (C22).
+
+    Returns False, lifting nothing, when any other kind of entry (complaint, hard bounce,
+    erasure ...) is active: those are never lifted automatically.
+    """
+    entries = await active_entries(session, address, hasher)
+    if any(entry.reason not in LIFTABLE_REASONS for entry in entries):
+        return False
+    now: datetime = clock.now()
+    for entry in entries:
+        entry.lifted_at = now
+    await session.flush()
+    return True

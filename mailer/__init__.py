@@ -1,0 +1,1 @@
+"""The service shell: HTTP API, recipient pages, delivery, scheduling. Imports `campaigns`."""

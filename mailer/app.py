@@ -1,0 +1,83 @@
+"""The composition root: `create_app(settings)` is the only place things are wired together."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    Reference,
+    SecurityScheme,
+)
+
+from campaigns.clock import Clock
+from mailer.services import Services
+from mailer.settings import Settings
+from mailer.web.auth import require_scope
+from mailer.web.contacts import ContactController
+from mailer.web.errors import exception_handlers
+
+MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
+
+log = logging.getLogger("mailer")
+
+
+@get("/healthz", summary="Liveness: the process answers", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    services = Services.build(settings, clock)
+
+    async def close() -> None:
+        await services.close()
+
+    app = Litestar(
+        route_handlers=[ContactController, healthz],
+        guards=[require_scope],
+        exception_handlers=exception_handlers,
+        request_max_body_size=MAX_BODY,
+        state=State({"services": services}),
+        on_shutdown=[close],
+        openapi_config=OpenAPIConfig(
+            title="Permission-first mailer",
+            version="1",
+            description="Sends marketing email only to people it may legally mail.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="mk_...")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+    _document_error_statuses(app)
+    return app
+
+
+def _document_error_statuses(app: Litestar) -> None:
+    """Litestar documents body validation as 400; this service answers 422 for it and keeps 400
+    for a body that is not JSON at all. Say so in the OpenAPI document."""
+    malformed = OpenAPIResponse(
+        description="Malformed body (not JSON)",
+        content={"application/json": OpenAPIMediaType(schema=Reference("#/components/schemas/ErrorOut"))},
+    )
+    for path_item in (app.openapi_schema.paths or {}).values():
+        for method in ("get", "post", "put", "patch", "delete"):
+            operation = getattr(path_item, method, None)
+            if operation is not None and operation.responses and "400" in operation.responses:
+                operation.responses["400"] = malformed
+
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn (`serve`): settings from the environment, checked at start."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,74 @@
+"""What the web layer and the command line share: engine, sessions, domain context."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from campaigns.clock import Clock, SystemClock
+from campaigns.contacts import Context
+from campaigns.errors import Conflict
+from campaigns.suppression import AddressHasher
+from mailer.db import make_engine
+from mailer.settings import Settings
+
+T = TypeVar("T")
+ATTEMPTS = 3
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    context: Context
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            context=Context(
+                config=settings.business,
+                hasher=AddressHasher(settings.secret_keys),
+                clock=clock or SystemClock(),
+            ),
+        )
+
+    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in one transaction and commit: a request changes everything or nothing.
+
+        A unique-key race with a concurrent request (two pushes of one new address) rolls
+        back and runs again; the second run sees the other request's committed row.
+        """
+        for attempt in range(1, ATTEMPTS + 1):
+            async with self.sessions() as session:
+                try:
+                    result = await work(session)
+                    await session.commit()
+                    return result
+                except IntegrityError as exc:
+                    await session.rollback()
+                    if attempt == ATTEMPTS:
+                        raise Conflict("the request conflicts with a concurrent change") from exc
+                except DBAPIError as exc:
+                    await session.rollback()
+                    if attempt == ATTEMPTS or not _is_transient(exc):
+                        raise
+                await asyncio.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "deadlock" in text or "serializ" in text

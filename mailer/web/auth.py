@@ -1,0 +1,36 @@
+"""Bearer API keys with scopes: 401 without a valid key, 403 with the wrong scope."""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from campaigns.apikeys import authenticate, scope_allows
+from mailer.services import Services
+
+
+async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """Guard: a route that names a scope in `opt["scope"]` needs a key with that scope.
+
+    Routes without one (recipient pages, health, the schema) are open: their token, if any,
+    is the credential.
+    """
+    needed: str | None = handler.opt.get("scope")
+    if needed is None:
+        return
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise NotAuthorizedException(
+            "missing API key: send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    services: Services = connection.app.state.services
+    async with services.sessions() as session:
+        key = await authenticate(session, presented.strip())
+    if key is None:
+        raise NotAuthorizedException(
+            "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not scope_allows(key.scope, needed):
+        raise PermissionDeniedException(f"this key's scope '{key.scope}' cannot do this")

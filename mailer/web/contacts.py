@@ -1,0 +1,140 @@
+"""Shop-backend API: contacts with orders and consent evidence; consents; reading contacts."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get, post
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.contacts import Outcome, check_contact, ingest_contacts
+from campaigns.errors import DomainError, InvalidInput
+from campaigns.profiles import contact_detail, contact_view, record_consent
+from campaigns.schemas import (
+    BatchItemOut,
+    BatchOut,
+    ConsentIn,
+    ConsentOut,
+    ContactBatchIn,
+    ContactDetailOut,
+    ContactIn,
+    ContactOut,
+    RefusedOut,
+)
+from mailer.services import Services
+from mailer.web.errors import pydantic_errors, responses
+
+_STATUS = {"created": 201, "updated": 200}
+_ERROR_STATUS = {"InvalidInput": 422, "Conflict": 409, "NotFound": 404}
+
+
+class ContactController(Controller):
+    path = "/api/v1"
+    tags = ["shop backend"]
+
+    @post(
+        "/contacts",
+        opt={"scope": "shop"},
+        status_code=201,
+        summary="Create or update a contact with its orders and consent evidence",
+        responses={
+            200: ResponseSpec(ContactOut, description="An existing contact was updated"),
+            **responses(401, 403, 409, 413, 422),
+        },
+    )
+    async def push_contact(self, data: ContactIn, state: State) -> Response[ContactOut]:
+        services: Services = state.services
+        ctx = services.context
+        check_contact(data, ctx.config, ctx.clock.now())
+
+        async def work(session: AsyncSession) -> tuple[Outcome, ContactOut]:
+            (outcome,) = await ingest_contacts(session, [(0, data)], ctx)
+            if outcome.error is not None:
+                raise outcome.error
+            assert outcome.contact_id is not None
+            view = await contact_view(session, outcome.contact_id, ctx, outcome.refused)
+            return outcome, view
+
+        outcome, view = await services.transaction(work)
+        return Response(view, status_code=_STATUS[outcome.result])
+
+    @post(
+        "/contacts/batch",
+        opt={"scope": "shop"},
+        status_code=207,
+        summary="Create or update up to 1,000 contacts; each item succeeds or fails alone",
+        responses=responses(401, 403, 413, 422),
+    )
+    async def push_batch(self, data: ContactBatchIn, state: State) -> BatchOut:
+        services: Services = state.services
+        ctx = services.context
+        now = ctx.clock.now()
+        results: dict[int, BatchItemOut] = {}
+        accepted: list[tuple[int, ContactIn]] = []
+        for index, raw in enumerate(data.contacts):
+            try:
+                item = ContactIn.model_validate(raw)
+                check_contact(item, ctx.config, now)
+            except ValidationError as exc:
+                first = pydantic_errors(exc)[0]
+                results[index] = BatchItemOut(
+                    index=index, status=422, field=first["field"],
+                    detail=f"{first['field'] or 'item'}: {first['message']}",
+                )
+                continue
+            except InvalidInput as exc:
+                results[index] = _failure(index, exc)
+                continue
+            accepted.append((index, item))
+
+        if accepted:
+            outcomes = await services.transaction(
+                lambda session: ingest_contacts(session, accepted, ctx)
+            )
+            for outcome in outcomes:
+                results[outcome.index] = (
+                    _failure(outcome.index, outcome.error)
+                    if outcome.error is not None
+                    else BatchItemOut(
+                        index=outcome.index,
+                        status=_STATUS[outcome.result],
+                        id=outcome.contact_id,
+                        refused=[RefusedOut(item=r.item, reason=r.reason) for r in outcome.refused],
+                    )
+                )
+        return BatchOut(results=[results[i] for i in sorted(results)])
+
+    @post(
+        "/consents",
+        opt={"scope": "shop"},
+        status_code=201,
+        summary="Record a consent grant or withdrawal for a known contact",
+        responses={
+            200: ResponseSpec(ConsentOut, description="This exact event was already recorded"),
+            **responses(401, 403, 404, 413, 422),
+        },
+    )
+    async def push_consent(self, data: ConsentIn, state: State) -> Response[ConsentOut]:
+        services: Services = state.services
+        result, created = await services.transaction(
+            lambda session: record_consent(session, data, services.context)
+        )
+        return Response(result, status_code=201 if created else 200)
+
+    @get(
+        "/contacts/{contact_id:str}",
+        opt={"scope": "marketer"},
+        summary="A contact: profile, consent ledger, orders, bases and suppression status",
+        responses=responses(401, 403, 404),
+    )
+    async def get_contact(self, contact_id: str, state: State) -> ContactDetailOut:
+        services: Services = state.services
+        return await services.transaction(
+            lambda session: contact_detail(session, contact_id, services.context)
+        )
+
+
+def _failure(index: int, error: DomainError) -> BatchItemOut:
+    status = _ERROR_STATUS.get(type(error).__name__, 422)
+    return BatchItemOut(index=index, status=status, detail=error.message, field=error.field)

@@ -160,7 +160,7 @@ async def _ingest_round(
     )
     by_email: dict[str, tuple[str, str | None]] = {}
     by_external: dict[str, str] = {}
-    for contact_id, email, external_id in found.tuples():
+    for contact_id, email, external_id in found:
         by_email[email] = (contact_id, external_id)
         if external_id:
             by_external[external_id] = contact_id
@@ -172,7 +172,7 @@ async def _ingest_round(
                     col(ShopOrder.id).in_(order_ids)
                 )
             )
-        ).tuples().all()
+        ).all()
     )
     suppressed = await suppressed_among(session, emails, ctx.hasher)
 

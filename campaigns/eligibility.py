@@ -105,7 +105,7 @@ async def current_bases(
                     col(Contact.id).in_(contact_ids)
                 )
             )
-        ).tuples().all()
+        ).all()
     )
     suppressed = await suppressed_among(session, emails.values(), hasher)
     allowed = [cid for cid, email in emails.items() if email not in suppressed]
@@ -118,7 +118,7 @@ async def current_bases(
         .where(consent.c.contact_id.in_(allowed))
         .order_by(consent.c.contact_id, consent.c.purpose)
     )
-    for contact_id, purpose, since, event_id in consent_rows.tuples():
+    for contact_id, purpose, since, event_id in consent_rows:
         bases[contact_id].append(
             Basis("consent", purpose=purpose, since=since, consent_event_id=str(event_id))
         )
@@ -137,7 +137,7 @@ async def current_bases(
     )
     # Each category is covered by its latest qualifying order; group categories by that order.
     latest: dict[tuple[str, str], tuple[str, datetime]] = {}
-    for contact_id, category, order_id, placed_at in order_rows.tuples():
+    for contact_id, category, order_id, placed_at in order_rows:
         latest[(contact_id, category)] = (order_id, placed_at)
     grouped: dict[tuple[str, str, datetime], list[str]] = defaultdict(list)
     for (contact_id, category), (order_id, placed_at) in latest.items():

@@ -66,7 +66,7 @@ async def contact_detail(session: AsyncSession, contact_id: str, ctx: Context) -
             .where(col(OrderCategory.order_id).in_([o.id for o in orders]))
             .order_by(col(OrderCategory.category))
         )
-    ).tuples():
+    ):
         categories[order_id].append(category)
     return ContactDetailOut(
         **await _summary(session, contact, ctx, []),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     SerializerFunctionWrapHandler,
     SkipValidation,
     field_validator,
@@ -86,7 +86,7 @@ class ConsentEvidenceIn(_In):
     url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
     checkbox_prechecked: bool | None = None
     capture_method: CaptureMethod = "checkbox"
-    ip: IPv4Address | IPv6Address | None = None
+    ip: IPvAnyAddress | None = None
 
     @field_validator("wording_version")
     @classmethod

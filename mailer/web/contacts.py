@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,7 +44,7 @@ class ContactController(Controller):
             **responses(401, 403, 409, 413, 422),
         },
     )
-    async def push_contact(self, data: ContactIn, state: State) -> Response[ContactOut]:
+    async def push_contact(self, data: JSONBody[ContactIn], state: State) -> Response[ContactOut]:
         services: Services = state.services
         ctx = services.context
         check_contact(data, ctx.config, ctx.clock.now())
@@ -66,7 +67,7 @@ class ContactController(Controller):
         summary="Create or update up to 1,000 contacts; each item succeeds or fails alone",
         responses=responses(401, 403, 413, 422),
     )
-    async def push_batch(self, data: ContactBatchIn, state: State) -> BatchOut:
+    async def push_batch(self, data: JSONBody[ContactBatchIn], state: State) -> BatchOut:
         services: Services = state.services
         ctx = services.context
         now = ctx.clock.now()
@@ -115,7 +116,7 @@ class ContactController(Controller):
             **responses(401, 403, 404, 413, 422),
         },
     )
-    async def push_consent(self, data: ConsentIn, state: State) -> Response[ConsentOut]:
+    async def push_consent(self, data: JSONBody[ConsentIn], state: State) -> Response[ConsentOut]:
         services: Services = state.services
         result, created = await services.transaction(
             lambda session: record_consent(session, data, services.context)
@@ -128,7 +129,7 @@ class ContactController(Controller):
         summary="A contact: profile, consent ledger, orders, bases and suppression status",
         responses=responses(401, 403, 404),
     )
-    async def get_contact(self, contact_id: str, state: State) -> ContactDetailOut:
+    async def get_contact(self, contact_id: FromPath[str], state: State) -> ContactDetailOut:
         services: Services = state.services
         return await services.transaction(
             lambda session: contact_detail(session, contact_id, services.context)

@@ -35,7 +35,10 @@ async def create_key(
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     row = ApiKey(
-        id=key_id, name=name.strip(), scope=scope, key_hash=_digest(secret),
+        id=key_id,
+        name=name.strip(),
+        scope=scope,
+        key_hash=_digest(secret),
         created_at=clock.now(),
     )
     session.add(row)

@@ -131,7 +131,9 @@ def _parse_sender(table: Mapping[str, Any], problems: list[str]) -> SenderIdenti
     for key in _SENDER_KEYS:
         value = table.get(key)
         if not isinstance(value, str) or not value.strip():
-            problems.append(f"[sender] {key} is missing: the sender identity must be complete (C30)")
+            problems.append(
+                f"[sender] {key} is missing: the sender identity must be complete (C30)"
+            )
         else:
             values[key] = value.strip()
     for key in ("contact_email", "from_email"):
@@ -161,7 +163,9 @@ def _parse_marketing(table: Mapping[str, Any], problems: list[str]) -> Marketing
         "test_addresses",
     )
     problems.extend(_unknown_keys("marketing", table, known))
-    purposes = _names(table.get("purposes", list(DEFAULT_PURPOSES)), "[marketing] purposes", problems)
+    purposes = _names(
+        table.get("purposes", list(DEFAULT_PURPOSES)), "[marketing] purposes", problems
+    )
     third_party = _names(
         table.get("third_party_purposes", ["partner_offers"]),
         "[marketing] third_party_purposes",
@@ -227,9 +231,7 @@ def _parse_categories(table: Mapping[str, Any], problems: list[str]) -> Category
     for category, others in similar.items():
         for other in sorted(others):
             if other not in similar:
-                problems.append(
-                    f"[categories] {category} names undefined category '{other}'"
-                )
+                problems.append(f"[categories] {category} names undefined category '{other}'")
     return CategoryMap(similar)
 
 

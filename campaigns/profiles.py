@@ -16,8 +16,8 @@ from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
 from campaigns.schemas import (
     BasisOut,
-    ConsentEvidenceIn,
     ConsentEventOut,
+    ConsentEvidenceIn,
     ConsentIn,
     ConsentOut,
     ContactDetailOut,
@@ -53,26 +53,29 @@ async def contact_detail(session: AsyncSession, contact_id: str, ctx: Context) -
         )
     ).scalars()
     orders = (
-        await session.execute(
-            sa.select(ShopOrder)
-            .where(col(ShopOrder.contact_id) == contact_id)
-            .order_by(col(ShopOrder.placed_at))
+        (
+            await session.execute(
+                sa.select(ShopOrder)
+                .where(col(ShopOrder.contact_id) == contact_id)
+                .order_by(col(ShopOrder.placed_at))
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     categories: dict[str, list[str]] = defaultdict(list)
-    for order_id, category in (
-        await session.execute(
-            sa.select(col(OrderCategory.order_id), col(OrderCategory.category))
-            .where(col(OrderCategory.order_id).in_([o.id for o in orders]))
-            .order_by(col(OrderCategory.category))
-        )
+    for order_id, category in await session.execute(
+        sa.select(col(OrderCategory.order_id), col(OrderCategory.category))
+        .where(col(OrderCategory.order_id).in_([o.id for o in orders]))
+        .order_by(col(OrderCategory.category))
     ):
         categories[order_id].append(category)
     return ContactDetailOut(
         **await _summary(session, contact, ctx, []),
         consents=[
-            ConsentEventOut(**event.model_dump(exclude={"id", "contact_id", "fingerprint"}),
-                            id=str(event.id))
+            ConsentEventOut(
+                **event.model_dump(exclude={"id", "contact_id", "fingerprint"}), id=str(event.id)
+            )
             for event in events
         ],
         orders=[
@@ -117,7 +120,7 @@ async def _summary(
 
 def basis_out(basis: Basis) -> BasisOut:
     return BasisOut(
-        kind=basis.kind,  # type: ignore[arg-type]
+        kind=basis.kind,
         purpose=basis.purpose,
         since=basis.since,
         categories=list(basis.categories) if basis.categories is not None else None,

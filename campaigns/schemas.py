@@ -26,7 +26,7 @@ from campaigns.addresses import normalise_address
 from campaigns.config import SUPPORTED_LOCALES
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TOKEN = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
+_IDENTIFIER = r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
 
 Scope = Literal["shop", "marketer", "admin"]
 OrderStatus = Literal["completed", "pending", "cancelled", "refunded"]
@@ -66,7 +66,7 @@ class SourceIn(_In):
 
 
 class OrderIn(_In):
-    id: str = Field(min_length=1, max_length=128, pattern=_TOKEN)
+    id: str = Field(min_length=1, max_length=128, pattern=_IDENTIFIER)
     placed_at: AwareDatetime
     categories: list[str] = Field(min_length=1, max_length=50)
     marketing_opt_out_offered: bool
@@ -96,7 +96,7 @@ class ConsentEvidenceIn(_In):
 
 class ContactIn(_In):
     email: str = Field(max_length=320)
-    external_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_TOKEN)
+    external_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_IDENTIFIER)
     name: str | None = Field(default=None, max_length=200)
     locale: str | None = Field(default=None, max_length=16)
     source: SourceIn

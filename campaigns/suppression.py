@@ -70,7 +70,7 @@ async def suppressed_among(
     if not by_hash:
         return set()
     rows = await session.execute(
-        sa.select(Suppression.address_hash).where(
+        sa.select(col(Suppression.address_hash)).where(
             col(Suppression.address_hash).in_(list(by_hash)),
             col(Suppression.lifted_at).is_(None),
         )

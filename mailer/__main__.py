@@ -94,12 +94,16 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 lambda s: create_key(s, scope=args.scope, name=args.name, clock=clock)
             )
             print(key)
-            print(f"(key id {row.id}, scope {row.scope}: store it now, it is not shown again)",
-                  file=sys.stderr)
+            print(
+                f"(key id {row.id}, scope {row.scope}: store it now, it is not shown again)",
+                file=sys.stderr,
+            )
         elif args.keys_command == "list":
             for row in await services.transaction(list_keys):
                 state = "revoked" if row.revoked_at else "active"
-                print(f"{row.id}  {row.scope:<8}  {state:<7}  {row.created_at:%Y-%m-%d}  {row.name}")
+                print(
+                    f"{row.id}  {row.scope:<8}  {state:<7}  {row.created_at:%Y-%m-%d}  {row.name}"
+                )
         elif args.keys_command == "revoke":
             await services.transaction(lambda s: revoke_key(s, args.key_id, clock))
             print(f"revoked {args.key_id}")

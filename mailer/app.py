@@ -68,14 +68,15 @@ def _document_error_statuses(app: Litestar) -> None:
     for a body that is not JSON at all. Say so in the OpenAPI document."""
     malformed = OpenAPIResponse(
         description="Malformed body (not JSON)",
-        content={"application/json": OpenAPIMediaType(schema=Reference("#/components/schemas/ErrorOut"))},
+        content={
+            "application/json": OpenAPIMediaType(schema=Reference("#/components/schemas/ErrorOut"))
+        },
     )
     for path_item in (app.openapi_schema.paths or {}).values():
         for method in ("get", "post", "put", "patch", "delete"):
             operation = getattr(path_item, method, None)
             if operation is not None and operation.responses and "400" in operation.responses:
                 operation.responses["400"] = malformed
-
 
 
 def app_from_env() -> Litestar:

@@ -60,7 +60,8 @@ class Settings:
         for i, key in enumerate(raw_keys):
             if len(key) < MIN_SECRET_LENGTH:
                 problems.append(
-                    f"MAILER_SECRET_KEYS: key #{i + 1} is shorter than {MIN_SECRET_LENGTH} characters"
+                    f"MAILER_SECRET_KEYS: key #{i + 1} is shorter than"
+                    f" {MIN_SECRET_LENGTH} characters"
                 )
 
         public_url = env.get("MAILER_PUBLIC_URL", "http://localhost:8000").rstrip("/")

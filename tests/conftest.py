@@ -48,7 +48,7 @@ def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
     def target() -> None:
         try:
             box["value"] = asyncio.run(make())  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - re-raised below in the caller's thread
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target)
@@ -74,7 +74,11 @@ def migrate(database_url: str) -> None:
     }
     result = subprocess.run(
         [sys.executable, "-m", "mailer", "migrate"],
-        env=env, capture_output=True, text=True, check=False, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
 

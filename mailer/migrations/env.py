@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import campaigns.models  # noqa: F401  (registers the tables)
+import campaigns.models
 from mailer.db import make_engine
 
 target_metadata = campaigns.models.metadata

@@ -80,7 +80,9 @@ class ContactController(Controller):
             except ValidationError as exc:
                 first = pydantic_errors(exc)[0]
                 results[index] = BatchItemOut(
-                    index=index, status=422, field=first["field"],
+                    index=index,
+                    status=422,
+                    field=first["field"],
                     detail=f"{first['field'] or 'item'}: {first['message']}",
                 )
                 continue

@@ -22,8 +22,12 @@ _DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
 ]
 
 
-def error_response(status: int, detail: str, extra: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
+def error_response(
+    status: int,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
     return Response(
         {"status_code": status, "detail": detail, "extra": extra or {}},
         status_code=status,
@@ -42,9 +46,7 @@ def field_path(location: tuple[Any, ...] | list[Any] | str) -> str:
 
 
 def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": field_path(error["loc"]), "message": error["msg"]} for error in exc.errors()
-    ]
+    return [{"field": field_path(error["loc"]), "message": error["msg"]} for error in exc.errors()]
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
@@ -104,6 +106,4 @@ def responses(*codes: int) -> dict[int, ResponseSpec]:
         413: "Body larger than 1 MiB",
         422: "Invalid input; `extra.field` names the offending field",
     }
-    return {
-        code: ResponseSpec(data_container=ErrorOut, description=text[code]) for code in codes
-    }
+    return {code: ResponseSpec(data_container=ErrorOut, description=text[code]) for code in codes}

@@ -36,8 +36,9 @@ async def test_tampered_key_is_401(app_client, keys):
 async def test_revoked_key_is_401(app_client, keys, services, clock):
     key_id = keys["shop"]["Authorization"].split("_")[1]
     await services.transaction(lambda s: revoke_key(s, key_id, clock))
-    response = await app_client.post("/api/v1/contacts", json=factories.contact(),
-                                     headers=keys["shop"])
+    response = await app_client.post(
+        "/api/v1/contacts", json=factories.contact(), headers=keys["shop"]
+    )
     assert response.status_code == 401
 
 
@@ -89,9 +90,20 @@ async def test_openapi_document_is_complete(app_client):
                 }
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     schemas = doc["components"]["schemas"]
-    for name in ("ContactIn", "OrderIn", "ConsentEvidenceIn", "SourceIn", "ContactOut",
-                 "BasisOut", "RefusedOut", "BatchOut", "ConsentIn", "ConsentOut",
-                 "ContactDetailOut", "ErrorOut"):
+    for name in (
+        "ContactIn",
+        "OrderIn",
+        "ConsentEvidenceIn",
+        "SourceIn",
+        "ContactOut",
+        "BasisOut",
+        "RefusedOut",
+        "BatchOut",
+        "ConsentIn",
+        "ConsentOut",
+        "ContactDetailOut",
+        "ErrorOut",
+    ):
         assert name in schemas
     batch_items = schemas["ContactBatchIn"]["properties"]["contacts"]
     assert batch_items["items"] == {"$ref": "#/components/schemas/ContactIn"}

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from campaigns.models import ConsentEvent, Contact, ShopOrder
 from campaigns.contacts import ingest_contacts
+from campaigns.models import ConsentEvent, Contact, ShopOrder
 from campaigns.schemas import ContactIn
 from tests import factories
 from tests.integration.test_contacts_api import count
@@ -34,7 +34,11 @@ async def test_batch_stores_valid_items_and_reports_invalid_ones_by_index(
     assert response.status_code == 207
     results = response.json()["results"]
     assert [(r["index"], r["status"]) for r in results] == [
-        (0, 201), (1, 422), (2, 422), (3, 422), (4, 201)
+        (0, 201),
+        (1, 422),
+        (2, 422),
+        (3, 422),
+        (4, 201),
     ]
     assert results[1]["field"] == "email"
     assert results[2]["field"] == "source.first_party"  # C11
@@ -53,8 +57,9 @@ async def test_batch_conflicting_item_changes_nothing_and_others_land(app_client
         headers=keys["shop"],
     )
     items = [
-        factories.contact("thief@example.be", orders=[factories.order("SO-9")],
-                          consents=[factories.consent()]),
+        factories.contact(
+            "thief@example.be", orders=[factories.order("SO-9")], consents=[factories.consent()]
+        ),
         factories.contact("fine@example.be", consents=[factories.consent()]),
     ]
     response = await app_client.post(BATCH, json={"contacts": items}, headers=keys["shop"])
@@ -67,9 +72,11 @@ async def test_batch_conflicting_item_changes_nothing_and_others_land(app_client
 async def test_batch_repeating_a_contact_applies_items_in_order(app_client, keys, services):
     items = [
         factories.contact("a@example.be", name="First", consents=[factories.consent()]),
-        factories.contact("A@Example.be", name="Second",
-                          consents=[factories.consent(granted=False,
-                                                      captured_at="2026-11-21T10:00:00Z")]),
+        factories.contact(
+            "A@Example.be",
+            name="Second",
+            consents=[factories.consent(granted=False, captured_at="2026-11-21T10:00:00Z")],
+        ),
     ]
     response = await app_client.post(BATCH, json={"contacts": items}, headers=keys["shop"])
     results = response.json()["results"]
@@ -82,8 +89,9 @@ async def test_batch_repeating_a_contact_applies_items_in_order(app_client, keys
 
 async def test_batch_is_idempotent(app_client, keys, services):
     items = [
-        factories.contact(f"c{i}@example.be", orders=[factories.order(f"SO-{i}")],
-                          consents=[factories.consent()])
+        factories.contact(
+            f"c{i}@example.be", orders=[factories.order(f"SO-{i}")], consents=[factories.consent()]
+        )
         for i in range(50)
     ]
     first = await app_client.post(BATCH, json={"contacts": items}, headers=keys["shop"])
@@ -125,8 +133,9 @@ async def test_racing_creations_of_one_address_retry_and_make_one_contact(servic
 
 
 async def _contact_id(client: Any, keys: dict[str, Any], **kw: Any) -> str:
-    response = await client.post("/api/v1/contacts", json=factories.contact(**kw),
-                                 headers=keys["shop"])
+    response = await client.post(
+        "/api/v1/contacts", json=factories.contact(**kw), headers=keys["shop"]
+    )
     return str(response.json()["id"])
 
 

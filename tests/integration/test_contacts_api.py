@@ -81,7 +81,8 @@ async def test_update_by_external_id_changes_the_address(app_client, keys):
 async def test_c6_soft_opt_in_needs_the_address_given_in_the_order(app_client, keys):
     """An order placed under the old address gives no soft opt-in to the new one (C6)."""
     await push(
-        app_client, keys,
+        app_client,
+        keys,
         factories.contact("old@example.be", external_id="c-1", orders=[factories.order()]),
     )
     moved = await push(app_client, keys, factories.contact("new@example.be", external_id="c-1"))
@@ -180,8 +181,12 @@ async def test_c31_withdrawal_ends_that_purpose_only_and_keeps_evidence(app_clie
     grants = [factories.consent("newsletter"), factories.consent("promotions")]
     await push(app_client, keys, factories.contact(consents=grants))
     withdrawal = factories.consent(
-        "newsletter", granted=False, captured_at="2026-11-25T08:00:00Z",
-        wording=None, wording_version=None, checkbox_prechecked=None,
+        "newsletter",
+        granted=False,
+        captured_at="2026-11-25T08:00:00Z",
+        wording=None,
+        wording_version=None,
+        checkbox_prechecked=None,
     )
     response = await push(app_client, keys, factories.contact(consents=[withdrawal]))
     assert kinds(response.json()) == [("consent", "promotions")]
@@ -213,24 +218,27 @@ async def test_c6_soft_opt_in_conditions(app_client, keys, overrides, reason):
 
 
 async def test_c7_opt_out_at_collection_blocks_later_orders_too(app_client, keys):
-    opted_out = factories.order("SO-1", placed_at="2026-01-10T10:00:00Z",
-                                marketing_opt_out_used=True)
+    opted_out = factories.order(
+        "SO-1", placed_at="2026-01-10T10:00:00Z", marketing_opt_out_used=True
+    )
     later = factories.order("SO-2", placed_at="2026-11-20T10:00:00Z")
     response = await push(app_client, keys, factories.contact(orders=[opted_out, later]))
     assert response.json()["bases"] == []
 
 
 async def test_c7_opt_out_used_stays_used_when_order_is_pushed_again(app_client, keys):
-    await push(app_client, keys, factories.contact(
-        orders=[factories.order(marketing_opt_out_used=True)]))
+    await push(
+        app_client, keys, factories.contact(orders=[factories.order(marketing_opt_out_used=True)])
+    )
     response = await push(app_client, keys, factories.contact(orders=[factories.order()]))
     assert response.json()["bases"] == []
 
 
 async def test_c8_soft_opt_in_lists_the_categories_bought(app_client, keys):
     tea = factories.order("SO-1", placed_at="2026-03-01T10:00:00Z", categories=["tea"])
-    baby = factories.order("SO-2", placed_at="2026-10-01T10:00:00Z",
-                           categories=["baby-food", "tea"])
+    baby = factories.order(
+        "SO-2", placed_at="2026-10-01T10:00:00Z", categories=["baby-food", "tea"]
+    )
     response = await push(app_client, keys, factories.contact(orders=[tea, baby]))
     (basis,) = response.json()["bases"]
     # Each category is covered by its latest order: both by SO-2 here.
@@ -265,8 +273,9 @@ async def test_c10_window_is_counted_from_the_last_qualifying_order(app_client, 
 async def test_c11_not_first_party_is_refused_and_nothing_stored(
     app_client, keys, services, source, field
 ):
-    body = factories.contact(source=source, orders=[factories.order()],
-                             consents=[factories.consent()])
+    body = factories.contact(
+        source=source, orders=[factories.order()], consents=[factories.consent()]
+    )
     response = await push(app_client, keys, body)
     assert response.status_code == 422
     assert response.json()["extra"] == {"field": field, "reason": "not_first_party"}
@@ -277,8 +286,14 @@ async def test_c11_not_first_party_is_refused_and_nothing_stored(
 
 async def test_c22_suppressed_address_gets_no_basis(app_client, keys, services, clock):
     async with services.sessions() as session:
-        await suppress(session, "An@Example.be", reason="unsubscribe", channel="one_click",
-                       clock=clock, hasher=services.context.hasher)
+        await suppress(
+            session,
+            "An@Example.be",
+            reason="unsubscribe",
+            channel="one_click",
+            clock=clock,
+            hasher=services.context.hasher,
+        )
         await session.commit()
     body = factories.contact(orders=[factories.order()], consents=[factories.consent()])
     response = await push(app_client, keys, body)
@@ -301,8 +316,9 @@ async def test_same_order_pushed_twice_is_one_order(app_client, keys, services):
 
 async def test_order_of_another_contact_is_409_and_changes_nothing(app_client, keys, services):
     await push(app_client, keys, factories.contact("an@example.be", orders=[factories.order()]))
-    other = factories.contact("bo@example.be", orders=[factories.order()],
-                              consents=[factories.consent()])
+    other = factories.contact(
+        "bo@example.be", orders=[factories.order()], consents=[factories.consent()]
+    )
     response = await push(app_client, keys, other)
     assert response.status_code == 409
     assert response.json()["extra"]["field"] == "orders[0].id"

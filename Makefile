@@ -1,0 +1,41 @@
+# Permission-first mailer. `make help` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install run migrate test lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Install the service and its dev tools into .venv
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+mailer.toml:
+	cp mailer.example.toml mailer.toml
+
+migrate: install mailer.toml ## Apply database migrations (MAILER_DATABASE_URL, default SQLite)
+	MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer migrate
+
+run: install mailer.toml migrate ## Serve on SQLite at http://127.0.0.1:8000 in dev mode
+	MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer serve --host $(HOST) --port $(PORT)
+
+test: install ## Run the tests (SQLite and PostgreSQL on 127.0.0.1:5432)
+	$(PY) -m pytest
+
+lint: install ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: install ## Benchmarks (bench/*.py); figures go to bench/results/
+	$(PY) bench/ingest.py
+
+clean: ## Remove the venv, local database and caches
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

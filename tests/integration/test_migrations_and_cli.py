@@ -1,0 +1,128 @@
+"""Migrations (the same on SQLite and PostgreSQL) and the key-management command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from campaigns.apikeys import authenticate
+from campaigns.models import metadata
+from mailer.db import make_engine
+from mailer.migrate import downgrade, head_revision, upgrade
+from mailer.services import Services
+from mailer.settings import Settings
+from tests.conftest import (
+    EXAMPLE_CONFIG,
+    PG_SERVER,
+    ROOT,
+    TEST_SECRET,
+    business_config,
+    run_in_thread,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"mailer_test_{os.getpid()}_fresh"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_in_thread(lambda: admin(f'CREATE DATABASE "{name}"'))
+    yield f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def schema_drift(url: str) -> list[object]:
+    async def compare() -> list[object]:
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+                )
+        finally:
+            await engine.dispose()
+
+    return run_in_thread(compare)
+
+
+def test_migrations_upgrade_downgrade_and_match_the_models(fresh_url):
+    upgrade(fresh_url)
+    assert schema_drift(fresh_url) == []
+    downgrade(fresh_url, "base")
+    upgrade(fresh_url)
+    assert schema_drift(fresh_url) == []
+    assert head_revision() is not None
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MAILER_DATABASE_URL": url,
+        "MAILER_CONFIG": str(EXAMPLE_CONFIG),
+        "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
+        "MAILER_PUBLIC_URL": "https://mail.example.be",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_keys_create_list_revoke(fresh_url):
+    assert cli(fresh_url, "migrate").returncode == 0
+    created = cli(fresh_url, "keys", "create", "--scope", "shop", "--name", "webshop")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("mk_") and len(key) > 40
+    assert "not shown again" in created.stderr
+
+    listed = cli(fresh_url, "keys", "list")
+    key_id = key.split("_")[1]
+    assert key_id in listed.stdout and "shop" in listed.stdout and "active" in listed.stdout
+    assert key.split("_", 2)[2] not in listed.stdout
+
+    async def check(presented: str) -> str | None:
+        services = Services.build(Settings(business=business_config(), database_url=fresh_url))
+        try:
+            async with services.sessions() as session:
+                row = await authenticate(session, presented)
+                return None if row is None else row.scope
+        finally:
+            await services.close()
+
+    assert run_in_thread(lambda: check(key)) == "shop"
+    assert cli(fresh_url, "keys", "revoke", key_id).returncode == 0
+    assert run_in_thread(lambda: check(key)) is None
+    assert "revoked" in cli(fresh_url, "keys", "list").stdout
+
+    bad_scope = cli(fresh_url, "keys", "create", "--scope", "root", "--name", "x")
+    assert bad_scope.returncode == 2
+
+
+def test_serve_refuses_an_unmigrated_database(fresh_url):
+    result = cli(fresh_url, "serve", "--port", "0")
+    assert result.returncode == 2
+    assert "not migrated" in result.stderr

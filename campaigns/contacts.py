@@ -21,7 +21,7 @@ from campaigns.config import BusinessConfig
 from campaigns.consent import consent_row, refusal_reason
 from campaigns.db import dialect_insert, insert_ignoring_duplicates
 from campaigns.errors import Conflict, DomainError, InvalidInput
-from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
+from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
 from campaigns.schemas import ContactIn
 from campaigns.suppression import AddressHasher, suppressed_among
 
@@ -160,8 +160,10 @@ async def _ingest_round(
     )
     by_email: dict[str, tuple[str, str | None]] = {}
     by_external: dict[str, str] = {}
+    stored_email: dict[str, str] = {}
     for contact_id, email, external_id in found:
         by_email[email] = (contact_id, external_id)
+        stored_email[contact_id] = email
         if external_id:
             by_external[external_id] = contact_id
     order_ids = [order.id for _, item in items for order in item.orders]
@@ -182,6 +184,8 @@ async def _ingest_round(
     orders: list[dict[str, Any]] = []
     categories: list[dict[str, Any]] = []
     consents: list[dict[str, Any]] = []
+    rehashed: list[str] = []  # contacts whose address is new or changed
+    hashes: list[dict[str, Any]] = []
     for index, item in items:
         try:
             contact_id, is_new = _resolve(item, by_email, by_external)
@@ -189,6 +193,13 @@ async def _ingest_round(
         except Conflict as exc:
             outcomes.append(Outcome(index, "rejected", error=exc))
             continue
+        if is_new or stored_email[contact_id] != item.email:
+            if not is_new:
+                rehashed.append(contact_id)
+            hashes.extend(
+                {"contact_id": contact_id, "key_id": key_id, "address_hash": digest}
+                for key_id, digest in ctx.hasher.keyed_hashes(item.email)
+            )
         if is_new:
             inserts.append(
                 {
@@ -242,7 +253,18 @@ async def _ingest_round(
         )
 
     await _write(session, inserts, updates, orders, categories, consents)
+    await _write_hashes(session, rehashed, hashes)
     return outcomes
+
+
+async def _write_hashes(
+    session: AsyncSession, rehashed: list[str], hashes: list[dict[str, Any]]
+) -> None:
+    table = ContactHash.__table__  # type: ignore[attr-defined]
+    if rehashed:
+        await session.execute(table.delete().where(table.c.contact_id.in_(rehashed)))
+    if hashes:
+        await session.execute(sa.insert(table), hashes)
 
 
 def _resolve(

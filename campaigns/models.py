@@ -149,3 +149,81 @@ class ApiKey(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+class ContactHash(SQLModel, table=True):
+    """The contact's address as HMAC under each configured secret, so the audience query can
+    join the suppression list in SQL, whichever secret made an entry (rotation, C21)."""
+
+    __tablename__ = "contact_hash"
+
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    key_id: str = Field(primary_key=True, max_length=16)
+    address_hash: str = Field(max_length=64, index=True)
+
+
+class Campaign(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    purpose: str = Field(max_length=64)
+    subject: str = Field(max_length=300)
+    template: str = Field(max_length=200)
+    locale: str | None = Field(default=None, max_length=8)
+    status: str = Field(default="draft", max_length=16)
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class CampaignCategory(SQLModel, table=True):
+    __tablename__ = "campaign_category"
+
+    campaign_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    category: str = Field(primary_key=True, max_length=64)
+
+
+class Delivery(SQLModel, table=True):
+    """One campaign run's message to one contact, with the legal basis it was sent under.
+
+    At most one row per (campaign, run, contact): the unique key is what makes materialising
+    an audience idempotent and dispatch crash-safe.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "run", "contact_id", name="uq_delivery_recipient"),
+        sa.Index("ix_delivery_contact_sent", "contact_id", "sent_at"),
+        sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
+    )
+
+    id: int | None = _id()
+    campaign_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("campaign.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    run: int = Field(default=0)
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("contact.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    # queued | skipped | sending | sent | failed | bounced | unknown
+    status: str = Field(max_length=16)
+    skip_reason: str | None = Field(default=None, max_length=32)
+    basis_kind: str | None = Field(default=None, max_length=16)  # consent | soft_opt_in
+    consent_event_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            BigId, sa.ForeignKey("consent_event.id", ondelete="CASCADE"), nullable=True
+        ),
+    )
+    order_id: str | None = Field(default=None, max_length=128)
+    queued_at: datetime = _utc()
+    sent_at: datetime | None = _utc(nullable=True)

@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from campaigns.addresses import normalise_address
 from campaigns.clock import Clock
-from campaigns.models import Suppression
+from campaigns.models import Contact, ContactHash, Suppression
 
 REASONS = (
     "unsubscribe",
@@ -53,6 +53,14 @@ class AddressHasher:
 
     def all_hashes(self, address: str) -> list[str]:
         return [_hmac(key, address) for key in self.keys]
+
+    def keyed_hashes(self, address: str) -> list[tuple[str, str]]:
+        """(key id, hash) under every configured key."""
+        return [(self.key_id(key), _hmac(key, address)) for key in self.keys]
+
+    @property
+    def key_ids(self) -> list[str]:
+        return [self.key_id(key) for key in self.keys]
 
 
 def _hmac(key: bytes, address: str) -> str:
@@ -135,3 +143,40 @@ async def lift_unsubscribe(
         entry.lifted_at = now
     await session.flush()
     return True
+
+
+async def sync_contact_hashes(
+    session: AsyncSession, hasher: AddressHasher, batch_size: int = 5000
+) -> int:
+    """Hash every contact's address under every configured secret, and forget hashes under
+    secrets no longer configured. Only does work after a secret was added (rotation).
+
+    Returns how many hashes were added. Never commits.
+    """
+    table = ContactHash.__table__  # type: ignore[attr-defined]
+    await session.execute(table.delete().where(table.c.key_id.not_in(hasher.key_ids)))
+    added = 0
+    for key in hasher.keys:
+        key_id = hasher.key_id(key)
+        while True:
+            missing = (
+                sa.select(col(Contact.id), col(Contact.email))
+                .where(
+                    ~sa.exists().where(
+                        table.c.contact_id == col(Contact.id), table.c.key_id == key_id
+                    )
+                )
+                .limit(batch_size)
+            )
+            rows = (await session.execute(missing)).all()
+            if not rows:
+                break
+            await session.execute(
+                sa.insert(table),
+                [
+                    {"contact_id": contact_id, "key_id": key_id, "address_hash": _hmac(key, email)}
+                    for contact_id, email in rows
+                ],
+            )
+            added += len(rows)
+    return added

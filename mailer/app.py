@@ -16,6 +16,7 @@ from litestar.openapi.spec import (
 )
 
 from campaigns.clock import Clock
+from campaigns.suppression import sync_contact_hashes
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -38,12 +39,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     async def close() -> None:
         await services.close()
 
+    async def rehash_contacts() -> None:
+        # After a secret was added, hash the addresses under it too (suppression lookups).
+        await services.transaction(
+            lambda session: sync_contact_hashes(session, services.context.hasher)
+        )
+
     app = Litestar(
         route_handlers=[ContactController, healthz],
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
         state=State({"services": services}),
+        on_startup=[rehash_contacts],
         on_shutdown=[close],
         openapi_config=OpenAPIConfig(
             title="Permission-first mailer",

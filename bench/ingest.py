@@ -66,7 +66,8 @@ PG_ADMIN_DATABASE = "postgres"
 SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 (benchmark only)
 
 BATCH = 1000
-CONCURRENCY = 2
+# Server processes and requests in flight; set from the command line in main().
+SERVER: dict[str, int] = {"workers": 2, "concurrency": 4}
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB are refused with 413
 TARGET_PG = 5000.0  # contacts/s
 
@@ -269,7 +270,18 @@ def server(database_url: str, log_path: Path) -> Iterator[tuple[str, int]]:
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "mailer",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(SERVER["workers"]),
+            ],
             env=mailer_env(database_url),
             cwd=ROOT,
             stdout=log,
@@ -321,9 +333,10 @@ def _check(body: bytes, expected: int, what: str) -> None:
 
 
 async def _load(base: str, key: str, workload: Workload) -> float:
-    """Send the warm-up, then every batch with CONCURRENCY requests in flight; return seconds."""
+    """Send the warm-up, then every batch with `concurrency` requests in flight; return seconds."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    in_flight = SERVER["concurrency"]
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
     async with httpx.AsyncClient(
         base_url=base, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
     ) as client:
@@ -345,7 +358,7 @@ async def _load(base: str, key: str, workload: Workload) -> float:
                 answers[index] = await post(workload.bodies[index])
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker() for _ in range(SERVER["concurrency"])))
         elapsed = time.perf_counter() - started
 
     for index, (answer, size) in enumerate(zip(answers, workload.batch_sizes, strict=True)):
@@ -536,7 +549,8 @@ def report(results: list[BackendResult], meta: dict[str, Any]) -> None:
         )
     console.print(table)
     console.print(
-        f"{meta['contacts']:,} contacts in batches of {BATCH}, {CONCURRENCY} requests in flight,"
+        f"{meta['contacts']:,} contacts in batches of {BATCH},"
+        f" {meta['concurrency']} requests in flight to {meta['server_workers']} server process(es),"
         f" {meta['runs']} run(s) per backend; reference: executemany of the contact rows"
         " (asyncpg on PostgreSQL, sqlite3 on SQLite)"
     )
@@ -564,10 +578,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="all",
         help="which backend(s) to measure",
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="uvicorn worker processes of the server"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight from the client"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the server logs")
     args = parser.parse_args(argv)
-    if args.contacts < 1 or args.runs < 1:
-        parser.error("--contacts and --runs must be positive")
+    if min(args.contacts, args.runs, args.workers, args.concurrency) < 1:
+        parser.error("--contacts, --runs, --workers and --concurrency must be positive")
+    SERVER.update(workers=args.workers, concurrency=args.concurrency)
 
     with console.status("generating contacts"):
         workload = build_workload(args.contacts)
@@ -588,7 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nproc": os.cpu_count(),
         "contacts": workload.contacts,
         "batch": BATCH,
-        "concurrency": CONCURRENCY,
+        "concurrency": SERVER["concurrency"],
+        "server_workers": SERVER["workers"],
         "runs": args.runs,
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,

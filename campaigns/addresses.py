@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import re
+
+import email_validator
 from email_validator import EmailNotValidError, validate_email
+
+# The everyday address (lower-case ASCII letters, digits, `._+-` in the local part, plain
+# LDH domain labels, an alphabetic TLD) skips the full validator: it is where ingest spends
+# its time, and for these addresses the validator only lower-cases the domain. The property
+# test in tests/unit/test_addresses.py holds that both paths give the same answer.
+_EVERYDAY = re.compile(
+    r"(?P<local>[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*)"
+    r"@(?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?P<tld>[a-z]{2,63}))",
+    re.ASCII,
+)
+_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def everyday_address(candidate: str) -> str | None:
+    """`candidate` in normal form if it is an everyday address, else None (ask the validator)."""
+    match = _EVERYDAY.fullmatch(candidate)
+    if (
+        match is None
+        or len(match["local"]) > 64
+        or len(candidate) > 254
+        or "--" in match["domain"]  # IDNA-reserved label forms: leave them to the validator
+        or match["tld"] in _SPECIAL_USE
+    ):
+        return None
+    return candidate
 
 
 def normalise_address(raw: str) -> str:
@@ -13,8 +41,12 @@ def normalise_address(raw: str) -> str:
     """
     if any(ch in raw for ch in "\r\n\0"):
         raise ValueError("an email address cannot contain line breaks")
+    candidate = raw.strip()
+    fast = everyday_address(candidate.lower())
+    if fast is not None:
+        return fast
     try:
-        result = validate_email(raw.strip(), check_deliverability=False)
+        result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
     return result.normalized.lower()

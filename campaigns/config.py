@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -60,7 +61,7 @@ class CategoryMap:
 
     similar: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         return frozenset(self.similar)
 

@@ -78,8 +78,22 @@ def consent_row(
 def _fingerprint(row: dict[str, Any]) -> str:
     # A withdrawal sent without a capture time is stamped with our clock, so each one counts:
     # deduplicating it could swallow a second objection after a later grant.
-    material = {k: v for k, v in row.items() if k not in ("valid", "refused_reason")}
-    if material["captured_at"] is not None:
-        material["captured_at"] = material["captured_at"].isoformat()
-    blob = json.dumps(material, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
+    # JSON of the evidence fields in a fixed order: unambiguous, whatever the text contains.
+    material = [
+        None if row[name] is None else str(row[name]) for name in _FINGERPRINTED
+    ]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+
+_FINGERPRINTED = (
+    "purpose",
+    "granted",
+    "captured_at",
+    "wording",
+    "wording_version",
+    "channel",
+    "url",
+    "ip",
+    "checkbox_prechecked",
+    "capture_method",
+)

@@ -19,7 +19,7 @@ from sqlmodel import col
 from campaigns.clock import Clock, months_before
 from campaigns.config import BusinessConfig
 from campaigns.consent import consent_row, refusal_reason
-from campaigns.db import dialect_insert, insert_ignoring_duplicates
+from campaigns.db import among, dialect_insert, insert_ignoring_duplicates, insert_new_rows
 from campaigns.errors import Conflict, DomainError, InvalidInput
 from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
 from campaigns.schemas import ContactIn
@@ -147,6 +147,23 @@ async def ingest_contacts(
     return outcomes
 
 
+@dataclass
+class _Writes:
+    """The rows one round writes. Rows that cannot exist yet (new contacts, their hashes,
+    orders not found in the lookup, consent of new contacts) take the bulk path."""
+
+    new_contacts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    rehashed: list[str] = field(default_factory=list)  # existing contacts with a new address
+    hashes: list[dict[str, Any]] = field(default_factory=list)
+    new_orders: list[dict[str, Any]] = field(default_factory=list)
+    known_orders: list[dict[str, Any]] = field(default_factory=list)
+    new_categories: list[dict[str, Any]] = field(default_factory=list)
+    known_categories: list[dict[str, Any]] = field(default_factory=list)
+    new_consents: list[dict[str, Any]] = field(default_factory=list)
+    other_consents: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def _ingest_round(
     session: AsyncSession, items: Sequence[tuple[int, ContactIn]], ctx: Context
 ) -> list[Outcome]:
@@ -155,7 +172,10 @@ async def _ingest_round(
     external_ids = [item.external_id for _, item in items if item.external_id]
     found = await session.execute(
         sa.select(col(Contact.id), col(Contact.email), col(Contact.external_id)).where(
-            sa.or_(col(Contact.email).in_(emails), col(Contact.external_id).in_(external_ids))
+            sa.or_(
+                among(col(Contact.email), emails, session),
+                among(col(Contact.external_id), external_ids, session),
+            )
         )
     )
     by_email: dict[str, tuple[str, str | None]] = {}
@@ -167,25 +187,22 @@ async def _ingest_round(
         if external_id:
             by_external[external_id] = contact_id
     order_ids = [order.id for _, item in items for order in item.orders]
-    order_owner: dict[str, str] = dict(
-        (
-            await session.execute(
-                sa.select(col(ShopOrder.id), col(ShopOrder.contact_id)).where(
-                    col(ShopOrder.id).in_(order_ids)
+    order_owner: dict[str, str] = {}
+    if order_ids:
+        order_owner = dict(
+            (
+                await session.execute(
+                    sa.select(col(ShopOrder.id), col(ShopOrder.contact_id)).where(
+                        among(col(ShopOrder.id), order_ids, session)
+                    )
                 )
-            )
-        ).all()
-    )
+            ).all()
+        )
+    stored_orders = set(order_owner)
     suppressed = await suppressed_among(session, emails, ctx.hasher)
 
     outcomes: list[Outcome] = []
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    orders: list[dict[str, Any]] = []
-    categories: list[dict[str, Any]] = []
-    consents: list[dict[str, Any]] = []
-    rehashed: list[str] = []  # contacts whose address is new or changed
-    hashes: list[dict[str, Any]] = []
+    writes = _Writes()
     for index, item in items:
         try:
             contact_id, is_new = _resolve(item, by_email, by_external)
@@ -193,78 +210,82 @@ async def _ingest_round(
         except Conflict as exc:
             outcomes.append(Outcome(index, "rejected", error=exc))
             continue
-        if is_new or stored_email[contact_id] != item.email:
-            if not is_new:
-                rehashed.append(contact_id)
-            hashes.extend(
-                {"contact_id": contact_id, "key_id": key_id, "address_hash": digest}
-                for key_id, digest in ctx.hasher.keyed_hashes(item.email)
-            )
-        if is_new:
-            inserts.append(
-                {
-                    "id": contact_id,
-                    "email": item.email,
-                    "external_id": item.external_id,
-                    "name": item.name,
-                    "locale": item.locale,
-                    "source_channel": item.source.channel,
-                    "source_url": item.source.url,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        else:
-            updates.append(
-                {
-                    "b_id": contact_id,
-                    "b_email": item.email,
-                    "b_external_id": item.external_id,
-                    "b_name": item.name,
-                    "b_locale": item.locale,
-                    "b_now": now,
-                }
-            )
-        for order in item.orders:
-            orders.append(
-                {
-                    "id": order.id,
-                    "contact_id": contact_id,
-                    "email": item.email,
-                    "placed_at": order.placed_at,
-                    "status": order.status,
-                    "opt_out_offered": order.marketing_opt_out_offered,
-                    "opt_out_used": order.marketing_opt_out_used,
-                    "recorded_at": now,
-                }
-            )
-            categories.extend(
-                {"order_id": order.id, "category": category}
-                for category in dict.fromkeys(order.categories)
-            )
-        consents.extend(
-            consent_row(consent, contact_id=contact_id, now=now) for consent in item.consents
-        )
+        _plan_contact(writes, item, contact_id, is_new, stored_email, stored_orders, ctx, now)
         refused = item_refusals(item, ctx.config, now)
         if item.email in suppressed:
             refused.insert(0, Refusal("email", "suppressed"))
         outcomes.append(
             Outcome(index, "created" if is_new else "updated", contact_id, refused=refused)
         )
-
-    await _write(session, inserts, updates, orders, categories, consents)
-    await _write_hashes(session, rehashed, hashes)
+    await _write(session, writes)
     return outcomes
 
 
-async def _write_hashes(
-    session: AsyncSession, rehashed: list[str], hashes: list[dict[str, Any]]
+def _plan_contact(
+    writes: _Writes,
+    item: ContactIn,
+    contact_id: str,
+    is_new: bool,
+    stored_email: dict[str, str],
+    stored_orders: set[str],
+    ctx: Context,
+    now: datetime,
 ) -> None:
-    table = ContactHash.__table__  # type: ignore[attr-defined]
-    if rehashed:
-        await session.execute(table.delete().where(table.c.contact_id.in_(rehashed)))
-    if hashes:
-        await session.execute(sa.insert(table), hashes)
+    if is_new:
+        writes.new_contacts.append(
+            {
+                "id": contact_id,
+                "email": item.email,
+                "external_id": item.external_id,
+                "name": item.name,
+                "locale": item.locale,
+                "source_channel": item.source.channel,
+                "source_url": item.source.url,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    else:
+        writes.updates.append(
+            {
+                "b_id": contact_id,
+                "b_email": item.email,
+                "b_external_id": item.external_id,
+                "b_name": item.name,
+                "b_locale": item.locale,
+                "b_now": now,
+            }
+        )
+    if is_new or stored_email[contact_id] != item.email:
+        if not is_new:
+            writes.rehashed.append(contact_id)
+        writes.hashes.extend(
+            {"contact_id": contact_id, "key_id": key_id, "address_hash": digest}
+            for key_id, digest in ctx.hasher.keyed_hashes(item.email)
+        )
+    for order in item.orders:
+        known = order.id in stored_orders
+        (writes.known_orders if known else writes.new_orders).append(
+            {
+                "id": order.id,
+                "contact_id": contact_id,
+                "email": item.email,
+                "placed_at": order.placed_at,
+                "status": order.status,
+                "opt_out_offered": order.marketing_opt_out_offered,
+                "opt_out_used": order.marketing_opt_out_used,
+                "recorded_at": now,
+            }
+        )
+        (writes.known_categories if known else writes.new_categories).extend(
+            {"order_id": order.id, "category": category}
+            for category in dict.fromkeys(order.categories)
+        )
+    rows = {
+        row["fingerprint"]: row
+        for row in (consent_row(c, contact_id=contact_id, now=now) for c in item.consents)
+    }
+    (writes.new_consents if is_new else writes.other_consents).extend(rows.values())
 
 
 def _resolve(
@@ -308,18 +329,10 @@ def _claim_orders(item: ContactIn, contact_id: str, order_owner: dict[str, str])
         order_owner[order.id] = contact_id
 
 
-async def _write(
-    session: AsyncSession,
-    inserts: list[dict[str, Any]],
-    updates: list[dict[str, Any]],
-    orders: list[dict[str, Any]],
-    categories: list[dict[str, Any]],
-    consents: list[dict[str, Any]],
-) -> None:
+async def _write(session: AsyncSession, writes: _Writes) -> None:
     contact = Contact.__table__  # type: ignore[attr-defined]
-    if inserts:
-        await session.execute(sa.insert(contact), inserts)
-    if updates:
+    await insert_new_rows(session, contact, writes.new_contacts)
+    if writes.updates:
         await session.execute(
             sa.update(contact)
             .where(contact.c.id == sa.bindparam("b_id"))
@@ -330,31 +343,35 @@ async def _write(
                 locale=sa.func.coalesce(sa.bindparam("b_locale"), contact.c.locale),
                 updated_at=sa.bindparam("b_now"),
             ),
-            updates,
+            writes.updates,
         )
-    if orders:
-        table = ShopOrder.__table__  # type: ignore[attr-defined]
-        stmt = dialect_insert(session, table)
+    hashes = ContactHash.__table__  # type: ignore[attr-defined]
+    if writes.rehashed:
+        await session.execute(hashes.delete().where(hashes.c.contact_id.in_(writes.rehashed)))
+    await insert_new_rows(session, hashes, writes.hashes)
+
+    order = ShopOrder.__table__  # type: ignore[attr-defined]
+    await insert_new_rows(session, order, writes.new_orders)
+    if writes.known_orders:
+        stmt = dialect_insert(session, order)
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"],
             set_={
                 "status": stmt.excluded.status,
                 "opt_out_offered": stmt.excluded.opt_out_offered,
                 # Once used, an opt-out stays used (C7).
-                "opt_out_used": sa.or_(table.c.opt_out_used, stmt.excluded.opt_out_used),
+                "opt_out_used": sa.or_(order.c.opt_out_used, stmt.excluded.opt_out_used),
             },
-            where=table.c.contact_id == stmt.excluded.contact_id,
+            where=order.c.contact_id == stmt.excluded.contact_id,
         )
-        await session.execute(stmt, orders)
+        await session.execute(stmt, writes.known_orders)
+    category = OrderCategory.__table__  # type: ignore[attr-defined]
+    await insert_new_rows(session, category, writes.new_categories)
     await insert_ignoring_duplicates(
-        session,
-        OrderCategory.__table__,  # type: ignore[attr-defined]
-        categories,
-        ("order_id", "category"),
+        session, category, writes.known_categories, ("order_id", "category")
     )
+    consent = ConsentEvent.__table__  # type: ignore[attr-defined]
+    await insert_new_rows(session, consent, writes.new_consents)
     await insert_ignoring_duplicates(
-        session,
-        ConsentEvent.__table__,  # type: ignore[attr-defined]
-        consents,
-        ("contact_id", "fingerprint"),
+        session, consent, writes.other_consents, ("contact_id", "fingerprint")
     )

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from sqlmodel import col
 
 from campaigns.addresses import normalise_address
 from campaigns.clock import Clock
+from campaigns.db import among
 from campaigns.models import Contact, ContactHash, Suppression
 
 REASONS = (
@@ -43,6 +45,7 @@ class AddressHasher:
             raise ValueError("at least one secret key is needed to hash addresses")
 
     @staticmethod
+    @cache
     def key_id(key: bytes) -> str:
         return hashlib.sha256(b"mailer-key-id:" + key).hexdigest()[:12]
 
@@ -64,7 +67,7 @@ class AddressHasher:
 
 
 def _hmac(key: bytes, address: str) -> str:
-    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, address.encode(), "sha256").hex()
 
 
 async def suppressed_among(
@@ -79,7 +82,7 @@ async def suppressed_among(
         return set()
     rows = await session.execute(
         sa.select(col(Suppression.address_hash)).where(
-            col(Suppression.address_hash).in_(list(by_hash)),
+            among(col(Suppression.address_hash), list(by_hash), session),
             col(Suppression.lifted_at).is_(None),
         )
     )

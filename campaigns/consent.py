@@ -79,9 +79,7 @@ def _fingerprint(row: dict[str, Any]) -> str:
     # A withdrawal sent without a capture time is stamped with our clock, so each one counts:
     # deduplicating it could swallow a second objection after a later grant.
     # JSON of the evidence fields in a fixed order: unambiguous, whatever the text contains.
-    material = [
-        None if row[name] is None else str(row[name]) for name in _FINGERPRINTED
-    ]
+    material = [None if row[name] is None else str(row[name]) for name in _FINGERPRINTED]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 

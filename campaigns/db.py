@@ -71,10 +71,10 @@ async def insert_new_rows(
         raise
 
 
-_PG = postgresql.asyncpg.dialect()
+_PG = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
-def among(column: sa.ColumnElement[Any], values: Collection[Any], session: AsyncSession) -> Any:
+def among(column: Any, values: Collection[Any], session: AsyncSession) -> Any:
     """`column IN values`: one array parameter on PostgreSQL, an expanding IN list elsewhere."""
     if dialect_name(session) == "postgresql":
         return column == sa.any_(

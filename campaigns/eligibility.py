@@ -223,7 +223,7 @@ class AudienceRules:
         )
 
 
-def _only(column: sa.ColumnElement[str], contact_ids: Sequence[str] | None) -> list[Any]:
+def _only(column: Any, contact_ids: Sequence[str] | None) -> list[Any]:
     return [] if contact_ids is None else [column.in_(contact_ids)]
 
 
@@ -369,9 +369,9 @@ def audience_query(
             "frequency_cap",
         ),
         (has_basis, ELIGIBLE),
+        (opted_out.c.email.is_not(None), "opted_out_at_collection"),
         (coverage.c.last_order_at.is_(None), "no_basis"),
         (sa.false() if rules.soft_opt_in_allowed else sa.true(), "third_party_purpose"),
-        (opted_out.c.email.is_not(None), "opted_out_at_collection"),
         (covered_ever, "lapsed"),
         else_="category_mismatch",
     ).label("reason")
@@ -397,26 +397,27 @@ def audience_query(
     )
 
 
-def soft_opt_in_order(rules: AudienceRules, contact_id: Any) -> sa.ScalarSelect[Any]:
+def soft_opt_in_order(rules: AudienceRules, contact_id: Any) -> Any:
     """The evidence for a soft-opt-in basis: the latest qualifying order in the window with a
     category similar to one of the campaign's."""
-    order, item, owner = (
-        sa.orm.aliased(ShopOrder),
-        sa.orm.aliased(OrderCategory),
-        sa.orm.aliased(Contact),
-    )
+    order = ShopOrder.__table__.alias("evidence_order")  # type: ignore[attr-defined]
+    item = OrderCategory.__table__.alias("evidence_category")  # type: ignore[attr-defined]
+    owner = Contact.__table__.alias("evidence_owner")  # type: ignore[attr-defined]
     categories = sorted(set().union(*rules.similar)) if rules.similar else []
     return (
-        sa.select(order.id)
-        .join(item, item.order_id == order.id)
-        .join(owner, owner.id == order.contact_id)
-        .where(
-            order.contact_id == contact_id,
-            *_qualifying_order(order, owner, rules.now),
-            order.placed_at > rules.window_start,
-            item.category.in_(categories),
+        sa.select(order.c.id)
+        .select_from(
+            order.join(item, item.c.order_id == order.c.id).join(
+                owner, owner.c.id == order.c.contact_id
+            )
         )
-        .order_by(order.placed_at.desc(), order.id.desc())
+        .where(
+            order.c.contact_id == contact_id,
+            *_qualifying_order(order.c, owner.c, rules.now),
+            order.c.placed_at > rules.window_start,
+            item.c.category.in_(categories),
+        )
+        .order_by(order.c.placed_at.desc(), order.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )

@@ -133,6 +133,7 @@ class Suppression(SQLModel, table=True):
     reason: str = Field(max_length=32)
     channel: str = Field(max_length=64)
     note: str | None = Field(default=None, max_length=500)
+    campaign_id: str | None = Field(default=None, max_length=32)  # the mail it came from, if any
     created_at: datetime = _utc()
     lifted_at: datetime | None = _utc(nullable=True)
 

@@ -243,3 +243,112 @@ class ErrorOut(BaseModel):
 
 
 Email = Annotated[str, Field(max_length=320)]
+
+
+# ---- campaigns and audiences -------------------------------------------------------------
+
+
+class CampaignIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=64)
+    categories: list[str] = Field(default_factory=list, max_length=20)
+    subject: str = Field(min_length=1, max_length=300)
+    template: str = Field(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*\.html$")
+    locale: str | None = Field(default=None, max_length=16)
+
+    _normal_locale = field_validator("locale")(_locale)
+
+    @field_validator("subject", "name")
+    @classmethod
+    def _one_line_text(cls, value: str) -> str:
+        return _single_line(value, "this field") or value
+
+
+class DeliveryCountsOut(BaseModel):
+    queued: int = 0
+    skipped: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+    unsubscribed: int = 0
+
+
+class AudienceOut(BaseModel):
+    """Who the campaign may reach now, by basis, and who it may not, by reason."""
+
+    eligible: int
+    by_basis: dict[str, int]
+    excluded: dict[str, int]
+
+
+class CampaignOut(BaseModel):
+    id: str
+    name: str
+    purpose: str
+    categories: list[str]
+    subject: str
+    template: str
+    locale: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    counts: DeliveryCountsOut
+
+
+class CampaignDetailOut(CampaignOut):
+    audience: AudienceOut
+
+
+class WhyBasisOut(BaseModel):
+    """The evidence for the basis: a consent event, or an order (soft opt-in)."""
+
+    kind: Literal["consent", "soft_opt_in"]
+    consent_event_id: str | None = None
+    purpose: str | None = None
+    captured_at: datetime | None = None
+    wording_version: str | None = None
+    channel: str | None = None
+    order_id: str | None = None
+    placed_at: datetime | None = None
+    categories: list[str] | None = None
+    until: datetime | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class WhyOut(BaseModel):
+    contact_id: str
+    campaign_id: str
+    eligible: bool
+    reason: str | None  # the exclusion reason when not eligible
+    basis: WhyBasisOut | None  # the basis it holds (also when capped by frequency)
+    detail: str
+
+
+class SuppressionIn(_In):
+    email: str = Field(max_length=320)
+    reason: Literal["objection", "manual"]
+    channel: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    note: str | None = Field(default=None, max_length=500)
+
+    _normal_email = field_validator("email")(_email)
+
+
+class SuppressionEntryOut(BaseModel):
+    id: str
+    reason: str
+    channel: str
+    note: str | None
+    created_at: datetime
+    lifted_at: datetime | None
+
+
+class SuppressionStatusOut(BaseModel):
+    email: str
+    suppressed: bool
+    since: datetime | None
+    entries: list[SuppressionEntryOut]

@@ -11,8 +11,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +21,9 @@ from sqlmodel import col
 from campaigns.addresses import normalise_address
 from campaigns.clock import Clock
 from campaigns.db import among
+from campaigns.errors import InvalidInput
 from campaigns.models import Contact, ContactHash, Suppression
+from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 
 REASONS = (
     "unsubscribe",
@@ -112,6 +114,7 @@ async def suppress(
     clock: Clock,
     hasher: AddressHasher,
     note: str | None = None,
+    campaign_id: str | None = None,
 ) -> Suppression:
     """Record an objection or failure (C14: reason, channel and UTC time). Never commits."""
     if reason not in REASONS:
@@ -123,6 +126,7 @@ async def suppress(
         reason=reason,
         channel=channel,
         note=note,
+        campaign_id=campaign_id,
         created_at=clock.now(),
     )
     session.add(entry)
@@ -183,3 +187,52 @@ async def sync_contact_hashes(
             )
             added += len(rows)
     return added
+
+
+async def suppression_status(
+    session: AsyncSession, email: str, hasher: AddressHasher
+) -> SuppressionStatusOut:
+    """Every entry for the address, lifted ones included; suppressed if any is active."""
+    try:
+        address = normalise_address(email)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="email") from exc
+    rows = await session.execute(
+        sa.select(Suppression)
+        .where(among(col(Suppression.address_hash), hasher.all_hashes(address), session))
+        .order_by(col(Suppression.created_at), col(Suppression.id))
+    )
+    entries = list(rows.scalars())
+    active = [e for e in entries if e.lifted_at is None]
+    return SuppressionStatusOut(
+        email=address,
+        suppressed=bool(active),
+        since=active[0].created_at if active else None,
+        entries=[
+            SuppressionEntryOut(
+                id=str(e.id),
+                reason=e.reason,
+                channel=e.channel,
+                note=e.note,
+                created_at=e.created_at,
+                lifted_at=e.lifted_at,
+            )
+            for e in entries
+        ],
+    )
+
+
+async def record_objection(
+    session: AsyncSession, data: SuppressionIn, *, clock: Clock, hasher: AddressHasher
+) -> SuppressionStatusOut:
+    """A staff-entered objection or manual suppression (C14, C16). Never commits."""
+    await suppress(
+        session,
+        data.email,
+        reason=data.reason,
+        channel=data.channel,
+        clock=clock,
+        hasher=hasher,
+        note=data.note,
+    )
+    return await suppression_status(session, data.email, hasher)

@@ -20,8 +20,10 @@ from campaigns.suppression import sync_contact_hashes
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
+from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
+from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
 
@@ -46,7 +48,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         )
 
     app = Litestar(
-        route_handlers=[ContactController, healthz],
+        route_handlers=[ContactController, CampaignController, SuppressionController, healthz],
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,

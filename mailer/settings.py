@@ -37,6 +37,7 @@ class Settings:
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
     dev_mode: bool = False
+    templates_dir: Path = Path("templates/email")
 
     def __repr__(self) -> str:  # keep secrets and credentials out of logs and tracebacks
         return f"Settings(database={redact_url(self.database_url)}, dev_mode={self.dev_mode})"
@@ -91,6 +92,10 @@ class Settings:
         if dkim_key and not Path(dkim_key).is_file():
             problems.append(f"MAILER_DKIM_KEY_FILE: no such file {dkim_key}")
 
+        templates_dir = Path(env.get("MAILER_TEMPLATES_DIR", "templates/email"))
+        if not templates_dir.is_dir():
+            problems.append(f"MAILER_TEMPLATES_DIR: no directory {templates_dir}")
+
         config_path = Path(env.get("MAILER_CONFIG", "mailer.toml"))
         business = _load_business(config_path, problems)
         if problems or business is None:
@@ -111,6 +116,7 @@ class Settings:
             dkim_selector=dkim_selector,
             dkim_key_file=Path(dkim_key) if dkim_key else None,
             dev_mode=dev_mode,
+            templates_dir=templates_dir,
         )
 
 

@@ -129,6 +129,7 @@ def settings(database_url: str) -> Settings:
         secret_keys=(TEST_SECRET,),
         public_url="https://mailer.example.test",
         dev_mode=True,
+        templates_dir=ROOT / "templates" / "email",
     )
 
 

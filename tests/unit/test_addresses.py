@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from email_validator import EmailNotValidError, validate_email
 
 from campaigns.addresses import _EVERYDAY, everyday_address, normalise_address
 

@@ -20,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("suppression", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("campaign_id", sa.String(length=32), nullable=True))
     op.create_table('campaign',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -73,6 +75,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("suppression", schema=None) as batch_op:
+        batch_op.drop_column("campaign_id")
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_contact_sent')
         batch_op.drop_index('ix_delivery_campaign_status')

@@ -1,0 +1,326 @@
+"""Campaign records (drafts for now) and their audiences: counts, explanations, deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from campaigns.clock import add_months
+from campaigns.contacts import Context
+from campaigns.db import dialect_insert
+from campaigns.eligibility import (
+    ELIGIBLE,
+    EXCLUSION_REASONS,
+    AudienceRules,
+    CampaignTarget,
+    audience_query,
+    soft_opt_in_order,
+)
+from campaigns.errors import InvalidInput, NotFound
+from campaigns.models import (
+    Campaign,
+    CampaignCategory,
+    ConsentEvent,
+    Contact,
+    Delivery,
+    OrderCategory,
+    ShopOrder,
+    Suppression,
+)
+from campaigns.schemas import (
+    AudienceOut,
+    CampaignDetailOut,
+    CampaignIn,
+    CampaignOut,
+    DeliveryCountsOut,
+    WhyBasisOut,
+    WhyOut,
+)
+
+DEFAULT_TEMPLATES = Path("templates/email")
+
+
+def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
+    """Raise InvalidInput for an unknown purpose, category or template."""
+    marketing = ctx.config.marketing
+    if data.purpose not in marketing.purposes:
+        raise InvalidInput(
+            f"unknown purpose '{data.purpose}' (known: {', '.join(marketing.purposes)})",
+            field="purpose",
+            reason="unknown_purpose",
+        )
+    for i, category in enumerate(data.categories):
+        if category not in ctx.config.categories.names:
+            raise InvalidInput(
+                f"unknown category '{category}'",
+                field=f"categories[{i}]",
+                reason="unknown_category",
+            )
+    if not (templates / data.template).is_file():
+        raise InvalidInput(
+            f"no template '{data.template}' under {templates}",
+            field="template",
+            reason="unknown_template",
+        )
+
+
+async def create_campaign(
+    session: AsyncSession, data: CampaignIn, ctx: Context, templates: Path = DEFAULT_TEMPLATES
+) -> CampaignOut:
+    check_campaign(data, ctx, templates)
+    now = ctx.clock.now()
+    campaign = Campaign(
+        id=uuid.uuid4().hex,
+        name=data.name,
+        purpose=data.purpose,
+        subject=data.subject,
+        template=data.template,
+        locale=data.locale,
+        status="draft",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    session.add_all(
+        CampaignCategory(campaign_id=campaign.id, category=c)
+        for c in dict.fromkeys(data.categories)
+    )
+    await session.flush()
+    return (await _views(session, [campaign]))[0]
+
+
+async def list_campaigns(session: AsyncSession) -> list[CampaignOut]:
+    rows = await session.execute(sa.select(Campaign).order_by(col(Campaign.created_at).desc()))
+    return await _views(session, list(rows.scalars()))
+
+
+async def load_target(session: AsyncSession, campaign_id: str) -> tuple[Campaign, CampaignTarget]:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("no campaign with this id")
+    categories = await _categories(session, [campaign_id])
+    target = CampaignTarget(campaign.id, campaign.purpose, tuple(categories[campaign_id]))
+    return campaign, target
+
+
+async def campaign_detail(
+    session: AsyncSession, campaign_id: str, ctx: Context
+) -> CampaignDetailOut:
+    campaign, target = await load_target(session, campaign_id)
+    (view,) = await _views(session, [campaign])
+    audience = await audience_counts(session, target, ctx)
+    return CampaignDetailOut(**view.model_dump(), audience=audience)
+
+
+async def audience_counts(
+    session: AsyncSession, target: CampaignTarget, ctx: Context
+) -> AudienceOut:
+    """Counts by basis and by exclusion reason, from the same query that sends."""
+    rules = AudienceRules.for_campaign(target, ctx.config, ctx.clock.now())
+    audience = audience_query(rules).subquery("audience")
+    rows = await session.execute(
+        sa.select(audience.c.reason, audience.c.basis_kind, sa.func.count()).group_by(
+            audience.c.reason, audience.c.basis_kind
+        )
+    )
+    by_basis = {"consent": 0, "soft_opt_in": 0}
+    excluded = dict.fromkeys(EXCLUSION_REASONS, 0)
+    for reason, basis_kind, n in rows:
+        if reason == ELIGIBLE:
+            by_basis[basis_kind] += n
+        else:
+            excluded[reason] += n
+    return AudienceOut(eligible=sum(by_basis.values()), by_basis=by_basis, excluded=excluded)
+
+
+async def explain(session: AsyncSession, contact_id: str, campaign_id: str, ctx: Context) -> WhyOut:
+    """Why this contact may (or may not) receive this campaign, with the evidence."""
+    _, target = await load_target(session, campaign_id)
+    if await session.get(Contact, contact_id) is None:
+        raise NotFound("no contact with this id")
+    rules = AudienceRules.for_campaign(target, ctx.config, ctx.clock.now())
+    audience = audience_query(rules, [contact_id]).subquery("audience")
+    row = (
+        await session.execute(
+            sa.select(
+                audience.c.reason,
+                audience.c.basis_kind,
+                audience.c.consent_event_id,
+                soft_opt_in_order(rules, audience.c.contact_id).label("order_id"),
+            )
+        )
+    ).one()
+    basis = await _basis_evidence(
+        session, row.basis_kind, row.consent_event_id, row.order_id, target, ctx
+    )
+    eligible = row.reason == ELIGIBLE
+    return WhyOut(
+        contact_id=contact_id,
+        campaign_id=campaign_id,
+        eligible=eligible,
+        reason=None if eligible else row.reason,
+        basis=basis,
+        detail=_sentence(row.reason, basis, target),
+    )
+
+
+async def _basis_evidence(
+    session: AsyncSession,
+    kind: str | None,
+    consent_event_id: int | None,
+    order_id: str | None,
+    target: CampaignTarget,
+    ctx: Context,
+) -> WhyBasisOut | None:
+    if kind == "consent" and consent_event_id is not None:
+        event = await session.get(ConsentEvent, consent_event_id)
+        assert event is not None
+        return WhyBasisOut(
+            kind="consent",
+            consent_event_id=str(event.id),
+            purpose=event.purpose,
+            captured_at=event.captured_at,
+            wording_version=event.wording_version,
+            channel=event.channel,
+        )
+    if kind == "soft_opt_in" and order_id is not None:
+        order = await session.get(ShopOrder, order_id)
+        assert order is not None
+        bought = (
+            await session.execute(
+                sa.select(col(OrderCategory.category))
+                .where(col(OrderCategory.order_id) == order_id)
+                .order_by(col(OrderCategory.category))
+            )
+        ).scalars()
+        return WhyBasisOut(
+            kind="soft_opt_in",
+            order_id=order.id,
+            placed_at=order.placed_at,
+            categories=list(bought),
+            until=add_months(order.placed_at, ctx.config.marketing.soft_opt_in_months),
+        )
+    return None
+
+
+_EXCLUSION_TEXT = {
+    "suppressed": "the address is on the suppression list (an objection or a delivery failure)",
+    "no_basis": "there is no consent for this purpose and no qualifying order",
+    "third_party_purpose": "the purpose is for third-party offers, which soft opt-in never"
+    " covers, and there is no consent for it",
+    "opted_out_at_collection": "the customer used the opt-out when the address was collected",
+    "lapsed": "the last qualifying order for these categories is older than the soft-opt-in window",
+    "category_mismatch": "the campaign's categories are not similar to what the customer bought",
+    "frequency_cap": "the contact has reached the frequency cap for marketing mail",
+}
+
+
+def _sentence(reason: str, basis: WhyBasisOut | None, target: CampaignTarget) -> str:
+    if reason == ELIGIBLE and basis is not None:
+        if basis.kind == "consent":
+            return (
+                f"consent for '{target.purpose}' given on {basis.captured_at:%Y-%m-%d}"
+                f" (wording version {basis.wording_version})"
+            )
+        return (
+            f"customer who bought {', '.join(basis.categories or [])} on"
+            f" {basis.placed_at:%Y-%m-%d} (order {basis.order_id}); soft opt-in until"
+            f" {basis.until:%Y-%m-%d}"
+        )
+    return f"excluded: {_EXCLUSION_TEXT[reason]}"
+
+
+async def materialise(
+    session: AsyncSession, target: CampaignTarget, ctx: Context, run: int = 0
+) -> int:
+    """Insert one delivery per eligible contact, with its basis, in one INSERT ... SELECT.
+
+    Contacts over the frequency cap get a `skipped` row with that reason (C12: skipped, not
+    queued for later). Unique per (campaign, run, contact): calling it again adds only
+    contacts that were not there yet. Returns the rows added. Never commits.
+    """
+    now = ctx.clock.now()
+    rules = AudienceRules.for_campaign(target, ctx.config, now)
+    audience = audience_query(rules).subquery("audience")
+    capped = audience.c.reason == "frequency_cap"
+    rows = sa.select(
+        sa.literal(target.id, sa.String),
+        sa.literal(run, sa.Integer),
+        audience.c.contact_id,
+        sa.case((capped, "skipped"), else_="queued"),
+        sa.case((capped, "frequency_cap"), else_=sa.null()),
+        audience.c.basis_kind,
+        sa.case((audience.c.basis_kind == "consent", audience.c.consent_event_id)),
+        sa.case(
+            (
+                audience.c.basis_kind == "soft_opt_in",
+                soft_opt_in_order(rules, audience.c.contact_id),
+            )
+        ),
+        sa.literal(now, Delivery.__table__.c.queued_at.type),  # type: ignore[attr-defined]
+    ).where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")))
+    columns = [
+        "campaign_id", "run", "contact_id", "status", "skip_reason", "basis_kind",
+        "consent_event_id", "order_id", "queued_at",
+    ]  # fmt: skip
+    stmt = (
+        dialect_insert(session, Delivery.__table__)  # type: ignore[attr-defined]
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "run", "contact_id"])
+    )
+    result = await session.execute(stmt)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _categories(session: AsyncSession, ids: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = defaultdict(list)
+    rows = await session.execute(
+        sa.select(col(CampaignCategory.campaign_id), col(CampaignCategory.category))
+        .where(col(CampaignCategory.campaign_id).in_(ids))
+        .order_by(col(CampaignCategory.category))
+    )
+    for campaign_id, category in rows:
+        found[campaign_id].append(category)
+    return found
+
+
+async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignOut]:
+    ids = [c.id for c in campaigns]
+    categories = await _categories(session, ids)
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    if ids:
+        delivery = Delivery.__table__  # type: ignore[attr-defined]
+        for campaign_id, status, n in await session.execute(
+            sa.select(delivery.c.campaign_id, delivery.c.status, sa.func.count())
+            .where(delivery.c.campaign_id.in_(ids))
+            .group_by(delivery.c.campaign_id, delivery.c.status)
+        ):
+            counts[campaign_id][status] = n
+        for campaign_id, n in await session.execute(
+            sa.select(col(Suppression.campaign_id), sa.func.count())
+            .where(col(Suppression.campaign_id).in_(ids))
+            .group_by(col(Suppression.campaign_id))
+        ):
+            counts[str(campaign_id)]["unsubscribed"] = n
+    return [
+        CampaignOut(
+            id=c.id,
+            name=c.name,
+            purpose=c.purpose,
+            categories=categories[c.id],
+            subject=c.subject,
+            template=c.template,
+            locale=c.locale,
+            status=c.status,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            counts=DeliveryCountsOut(**counts[c.id]),
+        )
+        for c in campaigns
+    ]

@@ -1,0 +1,42 @@
+"""Admin API: look up and add suppression entries (objections by staff, C14)."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.params import FromQuery, JSONBody
+
+from campaigns.schemas import SuppressionIn, SuppressionStatusOut
+from campaigns.suppression import record_objection, suppression_status
+from mailer.services import Services
+from mailer.web.errors import responses
+
+
+class SuppressionController(Controller):
+    path = "/api/v1/suppressions"
+    tags = ["admin"]
+    opt = {"scope": "admin"}
+
+    @get(
+        "/",
+        summary="Is this address suppressed, why, since when",
+        responses=responses(401, 403, 422),
+    )
+    async def lookup(self, email: FromQuery[str], state: State) -> SuppressionStatusOut:
+        services: Services = state.services
+        return await services.transaction(
+            lambda s: suppression_status(s, email, services.context.hasher)
+        )
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Suppress an address (objection or manual entry); takes effect at once",
+        responses=responses(401, 403, 413, 422),
+    )
+    async def add(self, data: JSONBody[SuppressionIn], state: State) -> SuppressionStatusOut:
+        services: Services = state.services
+        ctx = services.context
+        return await services.transaction(
+            lambda s: record_objection(s, data, clock=ctx.clock, hasher=ctx.hasher)
+        )

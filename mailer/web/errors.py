@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -49,6 +50,9 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": field_path(error["loc"]), "message": error["msg"]} for error in exc.errors()]
 
 
+_PARAMETER = re.compile(r"parameter '([^']+)'")
+
+
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     errors = [
         {"field": field_path(str(item.get("key", ""))), "message": str(item.get("message"))}
@@ -56,7 +60,10 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
         if isinstance(item, dict)
     ]
     if not errors:
-        return error_response(422, str(exc.detail) or "invalid request body", {})
+        # A missing path or query parameter: Litestar names it only in the message.
+        named = _PARAMETER.search(str(exc.detail))
+        extra = {"field": named.group(1)} if named else {}
+        return error_response(422, str(exc.detail) or "invalid request", extra)
     first = errors[0]
     where = first["field"] or "body"
     return error_response(

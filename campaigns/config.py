@@ -47,6 +47,7 @@ class MarketingPolicy:
     frequency_cap: FrequencyCap = field(default_factory=FrequencyCap)
     soft_bounce_limit: int = 3
     test_addresses: tuple[str, ...] = ()
+    acknowledge_opt_outs: bool = True  # C15: one mail without advertising confirms an opt-out
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def _parse_marketing(table: Mapping[str, Any], problems: list[str]) -> Marketing
         "frequency_cap",
         "soft_bounce_limit",
         "test_addresses",
+        "acknowledge_opt_outs",
     )
     problems.extend(_unknown_keys("marketing", table, known))
     purposes = _names(
@@ -201,6 +203,9 @@ def _parse_marketing(table: Mapping[str, Any], problems: list[str]) -> Marketing
             table.get("soft_bounce_limit", 3), "[marketing] soft_bounce_limit", problems
         ),
         test_addresses=tuple(a.lower() for a in test_addresses),
+        acknowledge_opt_outs=_flag(
+            table.get("acknowledge_opt_outs", True), "[marketing] acknowledge_opt_outs", problems
+        ),
     )
 
 
@@ -246,6 +251,13 @@ def _names(value: Any, where: str, problems: list[str]) -> list[str]:
     if len(set(value)) != len(value):
         problems.append(f"{where} lists a name twice")
     return list(dict.fromkeys(value))
+
+
+def _flag(value: Any, where: str, problems: list[str]) -> bool:
+    if not isinstance(value, bool):
+        problems.append(f"{where} must be true or false")
+        return True
+    return value
 
 
 def _positive_int(value: Any, where: str, problems: list[str]) -> int:

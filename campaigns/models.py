@@ -87,6 +87,7 @@ class ConsentEvent(SQLModel, table=True):
     valid: bool
     refused_reason: str | None = Field(default=None, max_length=64)
     recorded_at: datetime = _utc()
+    confirmed_at: datetime | None = _utc(nullable=True)  # double opt-in confirmation (C5)
     fingerprint: str = Field(max_length=64)
 
 
@@ -228,3 +229,32 @@ class Delivery(SQLModel, table=True):
     order_id: str | None = Field(default=None, max_length=128)
     queued_at: datetime = _utc()
     sent_at: datetime | None = _utc(nullable=True)
+
+
+class Signup(SQLModel, table=True):
+    """A web-form sign-up waiting for its double opt-in (C5). Gives no basis until confirmed."""
+
+    id: str = Field(primary_key=True, max_length=32)
+    email: str = Field(max_length=320, index=True)
+    name: str | None = Field(default=None, max_length=200)
+    locale: str | None = Field(default=None, max_length=8)
+    purposes: str = Field(max_length=500)  # comma-separated
+    wording: str = Field(sa_type=sa.Text)
+    wording_version: str = Field(max_length=64)
+    url: str = Field(max_length=2048)
+    ip: str | None = Field(default=None, max_length=45)
+    created_at: datetime = _utc()
+    confirmed_at: datetime | None = _utc(nullable=True)
+
+
+class InboundReview(SQLModel, table=True):
+    """Inbound mail the service could not map to a delivery: kept for a person to look at,
+    never acted on by guessing (C20)."""
+
+    __tablename__ = "inbound_review"
+
+    id: int | None = _id()
+    received_at: datetime = _utc()
+    recipient: str = Field(max_length=320)
+    reason: str = Field(max_length=64)
+    message: str = Field(sa_type=sa.Text)  # the first 64 KiB

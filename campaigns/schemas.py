@@ -352,3 +352,29 @@ class SuppressionStatusOut(BaseModel):
     suppressed: bool
     since: datetime | None
     entries: list[SuppressionEntryOut]
+
+
+class SignupIn(_In):
+    """A web-form sign-up: consent only after the double opt-in link is used (C5)."""
+
+    email: str = Field(max_length=320)
+    name: str | None = Field(default=None, max_length=200)
+    locale: str | None = Field(default=None, max_length=16)
+    purposes: list[str] = Field(min_length=1, max_length=10)
+    wording: str = Field(min_length=1, max_length=5000)
+    wording_version: str = Field(min_length=1, max_length=64)
+    url: str = Field(max_length=2048, pattern=r"^https?://\S+$")
+    ip: IPvAnyAddress | None = None
+
+    _normal_email = field_validator("email")(_email)
+    _normal_locale = field_validator("locale")(_locale)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _single_line(value, "name") or None
+
+
+class SignupOut(BaseModel):
+    status: Literal["pending"] = "pending"
+    detail: str = "If the address can receive mail, a confirmation link is on its way."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from litestar import Litestar, get
@@ -16,13 +17,17 @@ from litestar.openapi.spec import (
 )
 
 from campaigns.clock import Clock
+from campaigns.recipients import Addressee
 from campaigns.suppression import sync_contact_hashes
+from mailer.inbound import start_listener
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
 from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
+from mailer.web.pages import RecipientPages
+from mailer.web.pages import acknowledge as acknowledge_task
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -38,8 +43,22 @@ async def healthz() -> dict[str, str]:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     services = Services.build(settings, clock)
 
+    listener: list[asyncio.Server] = []
+
     async def close() -> None:
+        for server in listener:
+            server.close()
+            await server.wait_closed()
         await services.close()
+
+    async def acknowledge(addressee: Addressee) -> None:
+        task = acknowledge_task(services, addressee)
+        if task is not None:
+            await task()
+
+    async def listen_for_mail() -> None:
+        if settings.inbound_port:
+            listener.append(await start_listener(services, acknowledge))
 
     async def rehash_contacts() -> None:
         # After a secret was added, hash the addresses under it too (suppression lookups).
@@ -48,12 +67,18 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         )
 
     app = Litestar(
-        route_handlers=[ContactController, CampaignController, SuppressionController, healthz],
+        route_handlers=[
+            ContactController,
+            CampaignController,
+            SuppressionController,
+            RecipientPages,
+            healthz,
+        ],
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
         state=State({"services": services}),
-        on_startup=[rehash_contacts],
+        on_startup=[rehash_contacts, listen_for_mail],
         on_shutdown=[close],
         openapi_config=OpenAPIConfig(
             title="Permission-first mailer",

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from jinja2 import Environment
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -14,8 +15,11 @@ from campaigns.clock import Clock, SystemClock
 from campaigns.contacts import Context
 from campaigns.errors import Conflict
 from campaigns.suppression import AddressHasher
+from campaigns.tokens import TokenSigner
 from mailer.db import make_engine
+from mailer.delivery.transport import SmtpTransport
 from mailer.settings import Settings
+from mailer.web.pages_env import page_environment
 
 T = TypeVar("T")
 ATTEMPTS = 3
@@ -27,6 +31,9 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     context: Context
+    signer: TokenSigner
+    transport: SmtpTransport
+    pages: Environment
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
@@ -40,6 +47,9 @@ class Services:
                 hasher=AddressHasher(settings.secret_keys),
                 clock=clock or SystemClock(),
             ),
+            signer=TokenSigner(settings.secret_keys),
+            transport=SmtpTransport(settings),
+            pages=page_environment(settings.templates_dir),
         )
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

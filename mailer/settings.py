@@ -83,7 +83,7 @@ class Settings:
         if smtp_tls not in TLS_MODES:
             problems.append(f"MAILER_SMTP_TLS must be one of {', '.join(TLS_MODES)}")
         smtp_port = _port(env, "MAILER_SMTP_PORT", 25, problems)
-        inbound_port = _port(env, "MAILER_INBOUND_PORT", 2525, problems)
+        inbound_port = _port(env, "MAILER_INBOUND_PORT", 2525, problems, allow_zero=True)
 
         dkim_selector = env.get("MAILER_DKIM_SELECTOR") or None
         dkim_key = env.get("MAILER_DKIM_KEY_FILE") or None
@@ -120,10 +120,15 @@ class Settings:
         )
 
 
-def _port(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+def _port(
+    env: Mapping[str, str], name: str, default: int, problems: list[str], allow_zero: bool = False
+) -> int:
+    """A port number; 0 (where allowed) switches the listener off."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    if raw == "0" and allow_zero:
+        return 0
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         problems.append(f"{name} must be a port number (1-65535)")
         return default

@@ -130,6 +130,9 @@ def settings(database_url: str) -> Settings:
         public_url="https://mailer.example.test",
         dev_mode=True,
         templates_dir=ROOT / "templates" / "email",
+        smtp_host="127.0.0.1",
+        smtp_port=1,  # tests that send start an SMTP server and point here
+        inbound_port=0,  # tests of the listener give it a port
     )
 
 

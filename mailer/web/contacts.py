@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.contacts import Outcome, check_contact, ingest_contacts
 from campaigns.errors import DomainError, InvalidInput
 from campaigns.profiles import contact_detail, contact_view, record_consent
+from campaigns.recipients import create_signup
 from campaigns.schemas import (
     BatchItemOut,
     BatchOut,
@@ -22,7 +24,11 @@ from campaigns.schemas import (
     ContactIn,
     ContactOut,
     RefusedOut,
+    SignupIn,
+    SignupOut,
 )
+from campaigns.tokens import Kind
+from mailer.delivery.notices import notice
 from mailer.services import Services
 from mailer.web.errors import pydantic_errors, responses
 
@@ -124,6 +130,37 @@ class ContactController(Controller):
             lambda session: record_consent(session, data, services.context)
         )
         return Response(result, status_code=201 if created else 200)
+
+    @post(
+        "/signups",
+        opt={"scope": "shop"},
+        status_code=202,
+        summary="A web-form sign-up: sends the double opt-in mail; no basis until confirmed",
+        responses=responses(401, 403, 413, 422),
+    )
+    async def signup(self, data: JSONBody[SignupIn], state: State) -> Response[SignupOut]:
+        services: Services = state.services
+        signup = await services.transaction(
+            lambda session: create_signup(session, data, services.context)
+        )
+        background = None
+        if signup is not None:
+            link = (
+                f"{services.settings.public_url}/confirm/"
+                f"{services.signer.hex_token(Kind.CONFIRM, signup.id)}"
+            )
+            message = notice(
+                "confirm",
+                to_email=signup.email,
+                to_name=signup.name,
+                locale=signup.locale,
+                sender=services.settings.business.sender,
+                clock=services.context.clock,
+                link=link,
+            )
+            background = BackgroundTask(services.transport.send_quietly, message)
+        # The same answer whether or not a mail goes out: no address enumeration.
+        return Response(SignupOut(), status_code=202, background=background)
 
     @get(
         "/contacts/{contact_id:str}",

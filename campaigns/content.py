@@ -1,0 +1,109 @@
+"""Campaign templates: sandboxed Jinja2, compiled once per campaign, checked before use.
+
+A campaign names `<name>.html` under templates/email/; beside it live `<name>.txt` (the plain
+text part) and optional translations `<name>.<locale>.html` / `.txt`. A template only sees the
+context it is given (`contact`, `campaign`, `sender`); anything else, or anything that does not
+render, is rejected when the campaign is created, with the template's name and line.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from campaigns.config import SUPPORTED_LOCALES
+from campaigns.errors import InvalidInput
+
+
+def environment(templates_dir: Path) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "contact": {"name": "An Peeters", "first_name": "An", "email": "an@example.be", "locale": "nl"},
+    "campaign": {"name": "Sample", "subject": "Sample subject", "purpose": "newsletter"},
+    "sender": {"name": "Sender", "legal_name": "Sender BV", "contact_email": "hi@example.be"},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    html: Template
+    text: Template
+
+
+class CampaignContent:
+    """The compiled html and text templates of one campaign, per locale."""
+
+    def __init__(self, templates_dir: Path, name: str, default_locale: str) -> None:
+        if not name.endswith(".html") or "/" in name or name.startswith("."):
+            raise InvalidInput(f"template '{name}' must be a .html file name", field="template")
+        self.name = name
+        self.default_locale = default_locale
+        env = environment(templates_dir)
+        stem = name.removesuffix(".html")
+        self._variants: dict[str, Variant] = {}
+        if not (templates_dir / name).is_file():
+            raise InvalidInput(
+                f"no template '{name}' under {templates_dir}",
+                field="template",
+                reason="unknown_template",
+            )
+        self._variants[default_locale] = self._compile(env, f"{stem}.html", f"{stem}.txt")
+        for locale in SUPPORTED_LOCALES:
+            html = f"{stem}.{locale}.html"
+            if (templates_dir / html).is_file():
+                self._variants[locale] = self._compile(env, html, f"{stem}.{locale}.txt")
+
+    @property
+    def locales(self) -> list[str]:
+        return sorted(self._variants)
+
+    def variant(self, locale: str | None) -> tuple[str, Variant]:
+        """The template for a contact's language, else the default one."""
+        if locale in self._variants:
+            return str(locale), self._variants[str(locale)]
+        return self.default_locale, self._variants[self.default_locale]
+
+    def check(self) -> None:
+        """Render every variant with a sample context: fail now, not at send time."""
+        for locale, variant in self._variants.items():
+            for template in (variant.html, variant.text):
+                context = {
+                    **SAMPLE_CONTEXT,
+                    "contact": {**SAMPLE_CONTEXT["contact"], "locale": locale},
+                }
+                try:
+                    template.render(context)
+                except Exception as exc:
+                    raise _rejection(template.name or self.name, exc) from exc
+
+    @staticmethod
+    def _compile(env: SandboxedEnvironment, html: str, text: str) -> Variant:
+        try:
+            return Variant(env.get_template(html), env.get_template(text))
+        except TemplateError as exc:
+            raise _rejection(getattr(exc, "name", None) or html, exc) from exc
+
+
+def _rejection(name: str, exc: BaseException) -> InvalidInput:
+    line = getattr(exc, "lineno", None)
+    if line is None:  # a render error: find the template's frame in the traceback
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if frame.filename.endswith(name):
+                line = frame.lineno
+                break
+    where = f"{name}, line {line}" if line else name
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return InvalidInput(f"template {where}: {message}", field="template", reason="bad_template")

@@ -1,0 +1,239 @@
+"""What recipients do: unsubscribe (one-click, page, mailto), change preferences, confirm a
+sign-up. Each objection is a suppression entry committed before the answer (C13, C14, C31);
+each preference change is a consent event (C31, C35)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from campaigns.consent import consent_row
+from campaigns.contacts import Context, ingest_contacts
+from campaigns.db import insert_ignoring_duplicates
+from campaigns.errors import InvalidInput
+from campaigns.models import ConsentEvent, Contact, Delivery, Signup
+from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
+from campaigns.suppression import active_entries, lift_unsubscribe, suppress
+
+PREFERENCE_WORDING_VERSION = "preferences-1"
+CONSENT_TABLE = ConsentEvent.__table__  # type: ignore[attr-defined]
+NEVER_MAILED_AGAIN = frozenset({"complaint", "hard_bounce", "erasure"})
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """Who to acknowledge an opt-out to (C15), or send a confirmation request to."""
+
+    email: str
+    name: str | None
+    locale: str | None
+
+
+async def unsubscribe_delivery(
+    session: AsyncSession, delivery_id: int, *, channel: str, ctx: Context
+) -> Addressee | None:
+    """Suppress the address the delivery went to. Returns who to acknowledge, or None when
+    nothing changed (unknown delivery, or already suppressed). Never commits."""
+    row = (
+        await session.execute(
+            sa.select(Contact, col(Delivery.campaign_id))
+            .join(Delivery, col(Delivery.contact_id) == col(Contact.id))
+            .where(col(Delivery.id) == delivery_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    contact, campaign_id = row
+    return await _objection(session, contact, channel=channel, campaign_id=campaign_id, ctx=ctx)
+
+
+async def unsubscribe_contact(
+    session: AsyncSession, contact_id: str, *, channel: str, ctx: Context
+) -> Addressee | None:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    return await _objection(session, contact, channel=channel, campaign_id=None, ctx=ctx)
+
+
+async def _objection(
+    session: AsyncSession,
+    contact: Contact,
+    *,
+    channel: str,
+    campaign_id: str | None,
+    ctx: Context,
+) -> Addressee | None:
+    if await active_entries(session, contact.email, ctx.hasher):
+        return None  # already suppressed: one entry, one acknowledgement
+    await suppress(
+        session,
+        contact.email,
+        reason="unsubscribe",
+        channel=channel,
+        clock=ctx.clock,
+        hasher=ctx.hasher,
+        campaign_id=campaign_id,
+    )
+    return Addressee(contact.email, contact.name, contact.locale)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    contact_id: str
+    locale: str | None
+    suppressed: bool
+    purposes: dict[str, bool]  # purpose -> consent now
+
+
+async def preferences(session: AsyncSession, contact_id: str, ctx: Context) -> Preferences | None:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        return None
+    from campaigns.eligibility import consent_for_purpose  # the same predicate as sending
+
+    state: dict[str, bool] = {}
+    for purpose in ctx.config.marketing.purposes:
+        consent = consent_for_purpose(purpose, [contact_id])
+        state[purpose] = (
+            await session.execute(sa.select(sa.func.count()).select_from(consent))
+        ).scalar_one() > 0
+    suppressed = bool(await active_entries(session, contact.email, ctx.hasher))
+    return Preferences(contact_id, contact.locale, suppressed, state)
+
+
+async def change_preferences(
+    session: AsyncSession,
+    contact_id: str,
+    wanted: dict[str, bool],
+    *,
+    wording: dict[str, str],
+    stop_all: bool,
+    ctx: Context,
+) -> Addressee | None:
+    """Apply the preference form: a grant or withdrawal event per changed purpose; "all
+    marketing" is a suppression. Returns who to acknowledge when something was withdrawn."""
+    current = await preferences(session, contact_id, ctx)
+    if current is None:
+        return None
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
+    if stop_all:
+        return await _objection(
+            session, contact, channel="preference_center", campaign_id=None, ctx=ctx
+        )
+    now = ctx.clock.now()
+    rows = []
+    withdrew = False
+    for purpose, on in wanted.items():
+        if purpose not in current.purposes or current.purposes[purpose] == on:
+            continue
+        withdrew = withdrew or not on
+        evidence = ConsentEvidenceIn(
+            purpose=purpose,
+            granted=on,
+            captured_at=now,
+            wording=wording.get(purpose),
+            wording_version=PREFERENCE_WORDING_VERSION,
+            channel="preference_center",
+            checkbox_prechecked=False,  # a grant here ticks a box that was unticked
+        )
+        rows.append(consent_row(evidence, contact_id=contact_id, now=now))
+    await insert_ignoring_duplicates(
+        session, CONSENT_TABLE, rows, ("contact_id", "fingerprint")
+    )
+    return Addressee(contact.email, contact.name, contact.locale) if withdrew else None
+
+
+async def create_signup(session: AsyncSession, data: SignupIn, ctx: Context) -> Signup | None:
+    """Record a web-form sign-up (no basis yet). Returns None, sending nothing, when the
+    address must never be mailed again (complaint, hard bounce, erasure)."""
+    unknown = [p for p in data.purposes if p not in ctx.config.marketing.purposes]
+    if unknown:
+        raise InvalidInput(
+            f"unknown purpose '{unknown[0]}'", field="purposes", reason="unknown_purpose"
+        )
+    entries = await active_entries(session, data.email, ctx.hasher)
+    if any(entry.reason in NEVER_MAILED_AGAIN for entry in entries):
+        return None
+    signup = Signup(
+        id=uuid.uuid4().hex,
+        email=data.email,
+        name=data.name,
+        locale=data.locale,
+        purposes=",".join(dict.fromkeys(data.purposes)),
+        wording=data.wording,
+        wording_version=data.wording_version,
+        url=data.url,
+        ip=None if data.ip is None else str(data.ip),
+        created_at=ctx.clock.now(),
+    )
+    session.add(signup)
+    await session.flush()
+    return signup
+
+
+async def confirm_signup(session: AsyncSession, signup_id: str, ctx: Context) -> str | None:
+    """The double opt-in link was used (C5): the contact gets consent for each purpose, with
+    the sign-up as evidence and the confirmation time; an unsubscribe suppression of the
+    address is lifted (C22). Idempotent. Returns the contact id, or None if unknown."""
+    signup = await session.get(Signup, signup_id)
+    if signup is None:
+        return None
+    now = ctx.clock.now()
+    if any(
+        e.reason in NEVER_MAILED_AGAIN
+        for e in await active_entries(session, signup.email, ctx.hasher)
+    ):
+        return None
+    item = ContactIn(
+        email=signup.email,
+        name=signup.name,
+        locale=signup.locale,
+        source=SourceIn(channel="web_form", first_party=True, url=signup.url),
+    )
+    (outcome,) = await ingest_contacts(session, [(0, item)], ctx)
+    assert outcome.contact_id is not None
+    if signup.confirmed_at is None:
+        signup.confirmed_at = now
+        rows = []
+        for purpose in signup.purposes.split(","):
+            evidence = ConsentEvidenceIn(
+                purpose=purpose,
+                granted=True,
+                captured_at=signup.created_at,
+                wording=signup.wording,
+                wording_version=signup.wording_version,
+                url=signup.url,
+                checkbox_prechecked=False,
+                ip=signup.ip,
+            )
+            row = consent_row(
+                evidence, contact_id=outcome.contact_id, now=now, capture_method="double_opt_in"
+            )
+            rows.append({**row, "confirmed_at": now})
+        await insert_ignoring_duplicates(
+            session, CONSENT_TABLE, rows, ("contact_id", "fingerprint")
+        )
+        await lift_unsubscribe(session, signup.email, clock=ctx.clock, hasher=ctx.hasher)
+        await session.flush()
+    return outcome.contact_id
+
+
+async def signup_addressee(session: AsyncSession, signup_id: str) -> Addressee | None:
+    signup = await session.get(Signup, signup_id)
+    return None if signup is None else Addressee(signup.email, signup.name, signup.locale)
+
+
+async def locale_of_delivery(session: AsyncSession, delivery_id: int) -> str | None:
+    return (
+        await session.execute(
+            sa.select(col(Contact.locale))
+            .join(Delivery, col(Delivery.contact_id) == col(Contact.id))
+            .where(col(Delivery.id) == delivery_id)
+        )
+    ).scalar_one_or_none()

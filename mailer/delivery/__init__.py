@@ -1,0 +1,1 @@
+"""Delivery: compose MIME, sign DKIM, send over SMTP."""

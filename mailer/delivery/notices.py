@@ -1,0 +1,84 @@
+"""Service mails that carry no advertising and no tracking: the double opt-in request (C5) and
+the acknowledgement of an opt-out (C15)."""
+
+from __future__ import annotations
+
+import uuid
+from email.utils import format_datetime
+from html import escape
+
+from campaigns.clock import Clock
+from campaigns.config import SenderIdentity
+from mailer.delivery.compose import Composed
+from mailer.delivery.footer import language
+from mailer.delivery.mime import address, alternative, header_text
+
+TEXT = {
+    "nl": {
+        "confirm_subject": "Bevestig je inschrijving",
+        "confirm_body": "Iemand, hopelijk jij, schreef dit adres in bij {shop}. Bevestig je"
+        " inschrijving met deze link:\n\n{link}\n\nWas jij het niet? Negeer dan deze e-mail:"
+        " zonder bevestiging sturen we je niets.",
+        "ack_subject": "Je bent afgemeld",
+        "ack_body": "We hebben je afmelding goed ontvangen. Je krijgt van {shop} geen"
+        " reclame-e-mails meer.",
+    },
+    "fr": {
+        "confirm_subject": "Confirmez votre inscription",
+        "confirm_body": "Quelqu'un, sans doute vous, a inscrit cette adresse chez {shop}."
+        " Confirmez votre inscription avec ce lien :\n\n{link}\n\nCe n'était pas vous ? Ignorez"
+        " cet e-mail : sans confirmation, nous ne vous enverrons rien.",
+        "ack_subject": "Votre désinscription est enregistrée",
+        "ack_body": "Nous avons bien reçu votre désinscription. {shop} ne vous enverra plus"
+        " d'e-mails publicitaires.",
+    },
+    "en": {
+        "confirm_subject": "Please confirm your subscription",
+        "confirm_body": "Someone, hopefully you, signed this address up with {shop}. Confirm"
+        " with this link:\n\n{link}\n\nNot you? Ignore this email: without confirmation we"
+        " send you nothing.",
+        "ack_subject": "You are unsubscribed",
+        "ack_body": "We received your request. {shop} will not send you advertising email"
+        " any more.",
+    },
+}
+
+
+def notice(
+    kind: str,
+    *,
+    to_email: str,
+    to_name: str | None,
+    locale: str | None,
+    sender: SenderIdentity,
+    clock: Clock,
+    link: str = "",
+) -> Composed:
+    """`kind` is "confirm" (needs `link`) or "ack"."""
+    words = TEXT[language(locale, sender.default_locale)]
+    body = words[f"{kind}_body"].format(shop=sender.from_name, link=link)
+    identity = f"{sender.legal_name}, {sender.address}, {sender.enterprise_number}"
+    text = f"{body}\n\n--\n{identity}\n{sender.contact_email}\n"
+    paragraphs = "".join(f"<p>{escape(p)}</p>" for p in body.split("\n\n"))
+    if link:
+        paragraphs = paragraphs.replace(
+            escape(link), f'<a href="{escape(link)}">{escape(link)}</a>'
+        )
+    html = (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
+        f"{escape(words[f'{kind}_subject'])}</title></head><body>{paragraphs}"
+        f"<p>{escape(identity)}<br>{escape(sender.contact_email)}</p></body></html>"
+    )
+    message_id = f"<{uuid.uuid4().hex}@{sender.mail_domain}>"
+    headers = [
+        ("From", address(sender.from_name, sender.from_email)),
+        ("Reply-To", sender.contact_email),
+        ("To", address(to_name, to_email)),
+        ("Subject", header_text(words[f"{kind}_subject"])),
+        ("Date", format_datetime(clock.now())),
+        ("Message-ID", message_id),
+        ("Auto-Submitted", "auto-generated"),
+    ]
+    data = alternative(headers, text, html, f"=_notice_{uuid.uuid4().hex}")
+    # Service mail bounces go to the plain bounce mailbox: they map to no delivery.
+    return Composed(f"bounces@{sender.mail_domain}", to_email, message_id, data)

@@ -1,0 +1,97 @@
+"""The inbound SMTP listener (aiosmtpd), run inside `serve`: mail to
+`unsubscribe+<token>@<mail_domain>` unsubscribes like a one-click (C14); anything it cannot map
+is kept for review, never acted on by guessing (C20)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from campaigns.models import InboundReview
+from campaigns.recipients import unsubscribe_delivery
+from campaigns.tokens import Kind
+from mailer.services import Services
+
+log = logging.getLogger("mailer.inbound")
+REVIEW_LIMIT = 64 * 1024
+
+
+class InboundHandler:
+    def __init__(self, services: Services, acknowledge: Any) -> None:
+        self.services = services
+        self.domain = services.settings.business.sender.mail_domain.lower()
+        self.acknowledge = acknowledge  # sends the C15 acknowledgement
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        local, _, domain = address.rpartition("@")
+        if domain.lower() != self.domain or not local:
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        for recipient in envelope.rcpt_tos:
+            await self._deliver(recipient, content)
+        return "250 OK: received"
+
+    async def _deliver(self, recipient: str, content: bytes) -> None:
+        local = recipient.rpartition("@")[0].lower()
+        tag, _, token = local.partition("+")
+        services = self.services
+        if tag == "unsubscribe":
+            delivery_id = services.signer.read_delivery(Kind.UNSUBSCRIBE, token)
+            if delivery_id is not None:
+                addressee = await services.transaction(
+                    lambda s: unsubscribe_delivery(
+                        s, delivery_id, channel="mailto", ctx=services.context
+                    )
+                )
+                if addressee is not None:
+                    await self.acknowledge(addressee)
+                return
+            reason = "unknown_unsubscribe_token"
+        elif tag == "bounces":
+            reason = "bounce"  # DSN and ARF processing: kept for review until it lands
+        else:
+            reason = "unknown_mailbox"
+        await self._review(recipient, reason, content)
+
+    async def _review(self, recipient: str, reason: str, content: bytes) -> None:
+        services = self.services
+
+        async def store(session: Any) -> None:
+            session.add(
+                InboundReview(
+                    received_at=services.context.clock.now(),
+                    recipient=recipient[:320],
+                    reason=reason,
+                    message=content[:REVIEW_LIMIT].decode("utf-8", "replace"),
+                )
+            )
+
+        await services.transaction(store)
+        log.info("inbound mail kept for review: %s", reason)
+
+
+async def start_listener(services: Services, acknowledge: Any) -> asyncio.Server:
+    """Listen on MAILER_INBOUND_HOST:PORT in the running loop. SO_REUSEPORT lets several
+    `serve` workers share the port."""
+    handler = InboundHandler(services, acknowledge)
+    loop = asyncio.get_running_loop()
+    settings = services.settings
+    return await loop.create_server(
+        lambda: SMTP(
+            handler, hostname=settings.business.sender.mail_domain, data_size_limit=10 * 1024 * 1024
+        ),
+        host=settings.inbound_host,
+        port=settings.inbound_port,
+        reuse_port=True,
+    )

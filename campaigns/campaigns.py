@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,6 +15,7 @@ from sqlmodel import col
 
 from campaigns.clock import add_months
 from campaigns.contacts import Context
+from campaigns.content import CampaignContent
 from campaigns.db import dialect_insert
 from campaigns.eligibility import (
     ELIGIBLE,
@@ -62,12 +65,9 @@ def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
                 field=f"categories[{i}]",
                 reason="unknown_category",
             )
-    if not (templates / data.template).is_file():
-        raise InvalidInput(
-            f"no template '{data.template}' under {templates}",
-            field="template",
-            reason="unknown_template",
-        )
+    # Compiles and renders every language variant with a sample context: a template that
+    # does not render, or reaches outside its context, is refused now with its name and line.
+    CampaignContent(templates, data.template, ctx.config.sender.default_locale).check()
 
 
 async def create_campaign(
@@ -323,4 +323,72 @@ async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[C
             counts=DeliveryCountsOut(**counts[c.id]),
         )
         for c in campaigns
+    ]
+
+
+@dataclass(frozen=True)
+class DeliveryRecipient:
+    """What the composer needs about one delivery: who, in which language, and on which basis
+    (for the footer's "why you receive this")."""
+
+    delivery_id: int
+    contact_id: str
+    email: str
+    name: str | None
+    locale: str | None
+    basis_kind: str
+    basis_date: datetime
+    purpose: str | None
+    categories: tuple[str, ...]
+
+
+async def delivery_recipients(
+    session: AsyncSession, delivery_ids: Sequence[int]
+) -> list[DeliveryRecipient]:
+    delivery, contact = Delivery.__table__, Contact.__table__  # type: ignore[attr-defined]
+    consent, order = ConsentEvent.__table__, ShopOrder.__table__  # type: ignore[attr-defined]
+    rows = await session.execute(
+        sa.select(
+            delivery.c.id,
+            contact.c.id,
+            contact.c.email,
+            contact.c.name,
+            contact.c.locale,
+            delivery.c.basis_kind,
+            consent.c.captured_at,
+            consent.c.purpose,
+            order.c.placed_at,
+            order.c.id.label("order_id"),
+        )
+        .select_from(
+            delivery.join(contact, contact.c.id == delivery.c.contact_id)
+            .outerjoin(consent, consent.c.id == delivery.c.consent_event_id)
+            .outerjoin(order, order.c.id == delivery.c.order_id)
+        )
+        .where(delivery.c.id.in_(list(delivery_ids)))
+        .order_by(delivery.c.id)
+    )
+    found = rows.all()
+    order_ids = [row.order_id for row in found if row.order_id]
+    categories: dict[str, list[str]] = defaultdict(list)
+    if order_ids:
+        for order_id, category in await session.execute(
+            sa.select(col(OrderCategory.order_id), col(OrderCategory.category))
+            .where(col(OrderCategory.order_id).in_(order_ids))
+            .order_by(col(OrderCategory.category))
+        ):
+            categories[order_id].append(category)
+    return [
+        DeliveryRecipient(
+            delivery_id=row[0],
+            contact_id=row[1],
+            email=row[2],
+            name=row[3],
+            locale=row[4],
+            basis_kind=row[5],
+            basis_date=row[6] if row[5] == "consent" else row[8],
+            purpose=row[7],
+            categories=tuple(categories[row.order_id]) if row.order_id else (),
+        )
+        for row in found
     ]

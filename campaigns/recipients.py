@@ -143,9 +143,7 @@ async def change_preferences(
             checkbox_prechecked=False,  # a grant here ticks a box that was unticked
         )
         rows.append(consent_row(evidence, contact_id=contact_id, now=now))
-    await insert_ignoring_duplicates(
-        session, CONSENT_TABLE, rows, ("contact_id", "fingerprint")
-    )
+    await insert_ignoring_duplicates(session, CONSENT_TABLE, rows, ("contact_id", "fingerprint"))
     return Addressee(contact.email, contact.name, contact.locale) if withdrew else None
 
 

@@ -30,6 +30,7 @@ from campaigns.models import metadata
 from mailer.app import create_app
 from mailer.services import Services
 from mailer.settings import Settings
+from tests.smtp import RecordingHandler, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = ROOT / "mailer.example.toml"
@@ -121,8 +122,24 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    """One real SMTP server (aiosmtpd) for the session; `smtp` resets it per test."""
+    with SmtpServer() as server:
+        yield server
+
+
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def smtp(smtp_server: SmtpServer) -> RecordingHandler:
+    handler = smtp_server.handler
+    handler.received.clear()
+    handler.rcpt_replies.clear()
+    handler.data_replies.clear()
+    return handler
+
+
+@pytest.fixture
+def settings(database_url: str, smtp_server: SmtpServer) -> Settings:
     return Settings(
         business=business_config(),
         database_url=database_url,
@@ -131,7 +148,7 @@ def settings(database_url: str) -> Settings:
         dev_mode=True,
         templates_dir=ROOT / "templates" / "email",
         smtp_host="127.0.0.1",
-        smtp_port=1,  # tests that send start an SMTP server and point here
+        smtp_port=smtp_server.port,
         inbound_port=0,  # tests of the listener give it a port
     )
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Template
 from markupsafe import Markup
 
+from campaigns.campaigns import DeliveryRecipient
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
 from campaigns.content import CampaignContent, environment
@@ -49,6 +50,17 @@ class Recipient:
     name: str | None
     locale: str | None
     basis: Basis
+
+
+def recipient_of(row: DeliveryRecipient) -> Recipient:
+    return Recipient(
+        delivery_id=row.delivery_id,
+        contact_id=row.contact_id,
+        email=row.email,
+        name=row.name,
+        locale=row.locale,
+        basis=Basis(row.basis_kind, row.basis_date, row.purpose, row.categories),
+    )
 
 
 @dataclass(frozen=True)

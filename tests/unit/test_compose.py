@@ -1,0 +1,247 @@
+"""Every marketing mail compliant by construction (C23, C24, C25, C29, C30): parse what the
+composer makes, as a mail client or a mailbox provider would."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from campaigns.clock import FixedClock
+from campaigns.errors import InvalidInput
+from campaigns.tokens import Kind, TokenSigner
+from mailer.delivery.compose import (
+    CampaignComposer,
+    CampaignInfo,
+    CompositionError,
+    Recipient,
+)
+from mailer.delivery.dkim import DkimError, DkimSigner
+from mailer.delivery.footer import Basis
+from mailer.delivery.mime import HeaderInjection
+from tests.conftest import ROOT, business_config
+
+TEMPLATES = ROOT / "templates" / "email"
+GOLDEN = ROOT / "tests" / "golden"
+SECRET = b"golden-secret-key-0123456789abcdefghijklmnop"
+NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+CONSENT = Basis("consent", datetime(2026, 3, 14, 10, 0, tzinfo=UTC), purpose="newsletter")
+CUSTOMER = Basis("soft_opt_in", datetime(2026, 10, 2, 10, 0, tzinfo=UTC), categories=("tea",))
+
+FOOTER = {
+    "nl": ("Reclame", "Ondernemingsnummer", "Afmelden", "Privacyverklaring",
+           "toestemming gaf voor onze nieuwsbrief", "14-03-2026"),
+    "fr": ("Publicité", "Numéro d'entreprise", "Se désinscrire",
+           "Déclaration de confidentialité", "de recevoir notre newsletter", "14/03/2026"),
+    "en": ("Advertisement", "Enterprise number", "Unsubscribe", "Privacy notice",
+           "you agreed to receive our newsletter", "2026-03-14"),
+}
+
+
+def composer(template: str = "newsletter.html", **kw) -> CampaignComposer:
+    info = CampaignInfo("c" * 32, "Maart", "newsletter", kw.pop("subject", "Nieuws van maart"),
+                        template)
+    return CampaignComposer(
+        info,
+        sender=kw.pop("sender", business_config().sender),
+        public_url="https://mail.ollekebolleke.be",
+        templates_dir=kw.pop("templates_dir", TEMPLATES),
+        signer=TokenSigner((SECRET,)),
+        clock=FixedClock(NOW),
+        **kw,
+    )
+
+
+def recipient(locale: str = "nl", basis: Basis = CONSENT, **kw) -> Recipient:
+    values = {"delivery_id": 1234, "contact_id": "d" * 32, "email": "an@example.be",
+              "name": "An Peeters", "locale": locale, "basis": basis}
+    values.update(kw)
+    return Recipient(**values)
+
+
+def parse(data: bytes):
+    return message_from_bytes(data, policy=policy.default)
+
+
+@pytest.mark.parametrize("locale", ["nl", "fr", "en"])
+def test_c23_c29_c30_headers_and_footer_in_each_language(locale):
+    composed = composer().compose(recipient(locale))
+    message = parse(composed.data)
+    signer = TokenSigner((SECRET,))
+    token = signer.delivery_token(Kind.UNSUBSCRIBE, 1234)
+    # C29: the shop, truthfully
+    assert message["From"] == "Olleke Bolleke <nieuws@ollekebolleke.be>"
+    assert message["Reply-To"] == "hallo@ollekebolleke.be"
+    assert composed.envelope_from.startswith("bounces+")
+    assert composed.envelope_from.endswith("@ollekebolleke.be")
+    bounce = composed.envelope_from.split("+")[1].split("@")[0]
+    assert signer.read_delivery(Kind.BOUNCE, bounce) == 1234
+    # C23: RFC 2369 and RFC 8058
+    assert message["List-Unsubscribe"] == (
+        f"<https://mail.ollekebolleke.be/u/{token}>, "
+        f"<mailto:unsubscribe+{token}@ollekebolleke.be?subject=unsubscribe>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Message-ID"] and message["Date"] == "Fri, 27 Nov 2026 09:30:00 +0000"
+    assert message["Feedback-ID"].startswith("c" * 32 + ":newsletter:")
+    assert message["To"] == "An Peeters <an@example.be>"
+    # multipart/alternative with text and HTML that say the same things
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for part in (text, html):
+        for needle in (*FOOTER[locale], "Olleke Bolleke BV", "Kerkstraat 1, 2000 Antwerpen",
+                       "BE 0123.456.789", "hallo@ollekebolleke.be",
+                       "https://ollekebolleke.be/privacy", f"/u/{token}", "/p/"):
+            assert needle.replace("'", "&#39;") in part or needle in part, (locale, needle)
+    assert "An" in text  # personalised greeting
+    # C24: no plain address in the unsubscribe URI
+    assert "an@example.be" not in message["List-Unsubscribe"]
+
+
+def test_c30_why_line_names_the_purchase_for_soft_opt_in():
+    text = parse(composer().compose(recipient("en", CUSTOMER)).data).get_body(("plain",))
+    assert "because you bought tea from us on 2026-10-02" in text.get_content()
+
+
+def test_non_ascii_subject_and_name_are_encoded():
+    composed = composer(subject="Thé vert -15 % à Liège").compose(recipient(name="Zoë Müller"))
+    raw_head = composed.data.split(b"\r\n\r\n")[0]
+    assert raw_head.isascii()
+    message = parse(composed.data)
+    assert message["Subject"] == "Thé vert -15 % à Liège"
+    assert message["To"] == "Zoë Müller <an@example.be>"
+
+
+def test_well_formed_for_content_filters():
+    data = composer().compose(recipient()).data
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    message = parse(data)
+    assert message.defects == []
+    parts = [p.get_content_type() for p in message.iter_parts()]
+    assert parts == ["text/plain", "text/html"]  # never an HTML-only body
+    html = message.get_body(("html",)).get_content()
+    assert "<img" not in html  # no tracking pixel without tracking consent (C35)
+
+
+@pytest.mark.parametrize("field", ["name", "email"])
+def test_header_injection_is_refused(field):
+    bad = {"name": "An\r\nBcc: x@example.be", "email": "an@example.be\r\nBcc: x@example.be"}
+    with pytest.raises(HeaderInjection):
+        composer().compose(recipient(**{field: bad[field]}))
+    with pytest.raises(HeaderInjection):
+        composer(subject="Hi\nBcc: x@example.be")
+
+
+def test_composition_fails_closed_without_sender_identity():
+    sender = dataclasses.replace(business_config().sender, enterprise_number=" ")
+    with pytest.raises(CompositionError, match="enterprise_number"):
+        composer(sender=sender)
+
+
+def test_composition_fails_closed_when_the_layout_loses_the_footer(tmp_path):
+    for item in TEMPLATES.iterdir():
+        if item.is_file():
+            (tmp_path / item.name).write_bytes(item.read_bytes())
+    (tmp_path / "layout").mkdir()
+    (tmp_path / "layout" / "base.txt").write_text((TEMPLATES / "layout" / "base.txt").read_text())
+    html = (TEMPLATES / "layout" / "base.html").read_text()
+    (tmp_path / "layout" / "base.html").write_text(html.replace("{{ footer.why }}", ""))
+    with pytest.raises(CompositionError, match="why"):
+        composer(templates_dir=tmp_path).compose(recipient())
+
+
+def test_a_template_reaching_outside_its_context_is_refused(tmp_path):
+    (tmp_path / "bad.html").write_text("<p>ok</p>\n<p>{{ contact.__class__.__mro__ }}</p>\n")
+    (tmp_path / "bad.txt").write_text("ok\n")
+    (tmp_path / "broken.html").write_text("<p>\n{% if %}</p>\n")
+    (tmp_path / "broken.txt").write_text("ok\n")
+    (tmp_path / "unknown.html").write_text("<p>\n\n{{ secrets }}</p>\n")
+    (tmp_path / "unknown.txt").write_text("ok\n")
+    from campaigns.content import CampaignContent
+
+    for name, line in (("bad.html", 2), ("broken.html", 2), ("unknown.html", 3)):
+        with pytest.raises(InvalidInput) as caught:
+            CampaignContent(tmp_path, name, "nl").check()
+        assert f"{name}, line {line}" in caught.value.message
+
+
+@pytest.mark.parametrize("template", ["newsletter.html", "promotion.html"])
+@pytest.mark.parametrize("locale", ["nl", "fr", "en"])
+def test_golden_file(template, locale):
+    """The exact bytes of each example template in each language. To accept a deliberate
+    change: UPDATE_GOLDEN=1 pytest tests/unit/test_compose.py, and review the diff."""
+    data = composer(template).compose(recipient(locale)).data
+    golden = GOLDEN / f"{template.removesuffix('.html')}.{locale}.eml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_bytes(data)
+    assert data == golden.read_bytes()
+
+
+def rsa_key() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    import base64
+
+    return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def ed25519_key() -> tuple[bytes, bytes]:
+    import base64
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    return base64.b64encode(raw), b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public)
+
+
+def dns_for(record: bytes):
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.ollekebolleke.be."
+        return record
+
+    return dnsfunc
+
+
+@pytest.mark.parametrize(("make", "algorithm"), [(rsa_key, "rsa-sha256"),
+                                                 (ed25519_key, "ed25519-sha256")])
+def test_c25_dkim_signature_covers_the_one_click_headers_and_verifies(make, algorithm):
+    private, record = make()
+    signer = DkimSigner("s1", "ollekebolleke.be", private, algorithm=algorithm)
+    data = composer(dkim=signer).compose(recipient()).data
+    signature = parse(data)["DKIM-Signature"]
+    signed = set(re.search(r"h=([^;]+)", signature.replace(" ", "")).group(1).lower().split(":"))
+    assert {"from", "subject", "date", "message-id", "list-unsubscribe",
+            "list-unsubscribe-post"} <= signed
+    assert dkim.verify(data, dnsfunc=dns_for(record))
+
+
+def test_c25_signer_refuses_to_leave_required_headers_out():
+    private, _ = rsa_key()
+    with pytest.raises(DkimError, match="list-unsubscribe-post"):
+        DkimSigner("s1", "ollekebolleke.be", private,
+                    headers=(b"from", b"subject", b"date", b"message-id", b"list-unsubscribe"))
+
+
+def test_c25_failed_signing_refuses_to_send():
+    signer = DkimSigner("s1", "ollekebolleke.be", b"not a key")
+    with pytest.raises(DkimError):
+        composer(dkim=signer).compose(recipient())
+
+
+def test_golden_files_exist():
+    assert len(list(Path(GOLDEN).glob("*.eml"))) == 6

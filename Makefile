@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate test lint bench clean
+.PHONY: help install run migrate key test lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ migrate: install mailer.toml ## Apply database migrations (MAILER_DATABASE_URL, 
 
 run: install mailer.toml migrate ## Serve on SQLite at http://127.0.0.1:8000 in dev mode
 	MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer serve --host $(HOST) --port $(PORT)
+
+key: install mailer.toml ## Create an API key: make key SCOPE=shop NAME=webshop (printed once)
+	@MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer keys create --scope $(or $(SCOPE),shop) --name $(or $(NAME),$(or $(SCOPE),shop))
 
 test: install ## Run the tests (SQLite and PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest

@@ -37,18 +37,37 @@ CONSENT = Basis("consent", datetime(2026, 3, 14, 10, 0, tzinfo=UTC), purpose="ne
 CUSTOMER = Basis("soft_opt_in", datetime(2026, 10, 2, 10, 0, tzinfo=UTC), categories=("tea",))
 
 FOOTER = {
-    "nl": ("Reclame", "Ondernemingsnummer", "Afmelden", "Privacyverklaring",
-           "toestemming gaf voor onze nieuwsbrief", "14-03-2026"),
-    "fr": ("Publicité", "Numéro d'entreprise", "Se désinscrire",
-           "Déclaration de confidentialité", "de recevoir notre newsletter", "14/03/2026"),
-    "en": ("Advertisement", "Enterprise number", "Unsubscribe", "Privacy notice",
-           "you agreed to receive our newsletter", "2026-03-14"),
+    "nl": (
+        "Reclame",
+        "Ondernemingsnummer",
+        "Afmelden",
+        "Privacyverklaring",
+        "toestemming gaf voor onze nieuwsbrief",
+        "14-03-2026",
+    ),
+    "fr": (
+        "Publicité",
+        "Numéro d'entreprise",
+        "Se désinscrire",
+        "Déclaration de confidentialité",
+        "de recevoir notre newsletter",
+        "14/03/2026",
+    ),
+    "en": (
+        "Advertisement",
+        "Enterprise number",
+        "Unsubscribe",
+        "Privacy notice",
+        "you agreed to receive our newsletter",
+        "2026-03-14",
+    ),
 }
 
 
 def composer(template: str = "newsletter.html", **kw) -> CampaignComposer:
-    info = CampaignInfo("c" * 32, "Maart", "newsletter", kw.pop("subject", "Nieuws van maart"),
-                        template)
+    info = CampaignInfo(
+        "c" * 32, "Maart", "newsletter", kw.pop("subject", "Nieuws van maart"), template
+    )
     return CampaignComposer(
         info,
         sender=kw.pop("sender", business_config().sender),
@@ -61,8 +80,14 @@ def composer(template: str = "newsletter.html", **kw) -> CampaignComposer:
 
 
 def recipient(locale: str = "nl", basis: Basis = CONSENT, **kw) -> Recipient:
-    values = {"delivery_id": 1234, "contact_id": "d" * 32, "email": "an@example.be",
-              "name": "An Peeters", "locale": locale, "basis": basis}
+    values = {
+        "delivery_id": 1234,
+        "contact_id": "d" * 32,
+        "email": "an@example.be",
+        "name": "An Peeters",
+        "locale": locale,
+        "basis": basis,
+    }
     values.update(kw)
     return Recipient(**values)
 
@@ -98,9 +123,16 @@ def test_c23_c29_c30_headers_and_footer_in_each_language(locale):
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     for part in (text, html):
-        for needle in (*FOOTER[locale], "Olleke Bolleke BV", "Kerkstraat 1, 2000 Antwerpen",
-                       "BE 0123.456.789", "hallo@ollekebolleke.be",
-                       "https://ollekebolleke.be/privacy", f"/u/{token}", "/p/"):
+        for needle in (
+            *FOOTER[locale],
+            "Olleke Bolleke BV",
+            "Kerkstraat 1, 2000 Antwerpen",
+            "BE 0123.456.789",
+            "hallo@ollekebolleke.be",
+            "https://ollekebolleke.be/privacy",
+            f"/u/{token}",
+            "/p/",
+        ):
             assert needle.replace("'", "&#39;") in part or needle in part, (locale, needle)
     assert "An" in text  # personalised greeting
     # C24: no plain address in the unsubscribe URI
@@ -189,10 +221,12 @@ def test_golden_file(template, locale):
 
 def rsa_key() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import base64
 
     return private, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
@@ -202,10 +236,12 @@ def ed25519_key() -> tuple[bytes, bytes]:
     import base64
 
     key = ed25519.Ed25519PrivateKey.generate()
-    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                            serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                           serialization.PublicFormat.Raw)
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return base64.b64encode(raw), b"v=DKIM1; k=ed25519; p=" + base64.b64encode(public)
 
 
@@ -217,24 +253,35 @@ def dns_for(record: bytes):
     return dnsfunc
 
 
-@pytest.mark.parametrize(("make", "algorithm"), [(rsa_key, "rsa-sha256"),
-                                                 (ed25519_key, "ed25519-sha256")])
+@pytest.mark.parametrize(
+    ("make", "algorithm"), [(rsa_key, "rsa-sha256"), (ed25519_key, "ed25519-sha256")]
+)
 def test_c25_dkim_signature_covers_the_one_click_headers_and_verifies(make, algorithm):
     private, record = make()
     signer = DkimSigner("s1", "ollekebolleke.be", private, algorithm=algorithm)
     data = composer(dkim=signer).compose(recipient()).data
     signature = parse(data)["DKIM-Signature"]
     signed = set(re.search(r"h=([^;]+)", signature.replace(" ", "")).group(1).lower().split(":"))
-    assert {"from", "subject", "date", "message-id", "list-unsubscribe",
-            "list-unsubscribe-post"} <= signed
+    assert {
+        "from",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    } <= signed
     assert dkim.verify(data, dnsfunc=dns_for(record))
 
 
 def test_c25_signer_refuses_to_leave_required_headers_out():
     private, _ = rsa_key()
     with pytest.raises(DkimError, match="list-unsubscribe-post"):
-        DkimSigner("s1", "ollekebolleke.be", private,
-                    headers=(b"from", b"subject", b"date", b"message-id", b"list-unsubscribe"))
+        DkimSigner(
+            "s1",
+            "ollekebolleke.be",
+            private,
+            headers=(b"from", b"subject", b"date", b"message-id", b"list-unsubscribe"),
+        )
 
 
 def test_c25_failed_signing_refuses_to_send():

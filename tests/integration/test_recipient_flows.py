@@ -1,0 +1,324 @@
+"""Recipients as mailbox providers and people act: RFC 8058 one-click from a received mail,
+the unsubscribe page, preferences, double opt-in, the mailto listener (C5, C13-C15, C22,
+C26-C28, C31, C35). Real SMTP (aiosmtpd), real HTTP, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+import aiosmtplib
+import pytest
+import sqlalchemy as sa
+
+from campaigns.campaigns import delivery_recipients, load_target, materialise
+from campaigns.models import ConsentEvent, Delivery, InboundReview, Suppression
+from campaigns.suppression import suppress, suppressed_among
+from campaigns.tokens import Kind
+from mailer.delivery.compose import CampaignComposer, CampaignInfo, recipient_of
+from tests import factories
+from tests.integration.test_audience_scenarios import campaign
+from tests.smtp import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def mail_campaign_to(app_client, keys, services, smtp, email="an@example.be", locale="nl"):
+    """Push a consenting contact, materialise a campaign, compose and send its mail through
+    the real SMTP server; return the received message."""
+    await app_client.post(
+        "/api/v1/contacts",
+        headers=keys["shop"],
+        json=factories.contact(email, locale=locale, consents=[factories.consent()]),
+    )
+    created = (
+        await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
+    ).json()
+    async with services.sessions() as session:
+        _, target = await load_target(session, created["id"])
+        await materialise(session, target, services.context)
+        await session.commit()
+        ids = (await session.execute(sa.select(Delivery.id))).scalars().all()
+        (row,) = await delivery_recipients(session, ids)
+    settings = services.settings
+    composer = CampaignComposer(
+        CampaignInfo(created["id"], "Test", "newsletter", "Nieuws", "newsletter.html"),
+        sender=settings.business.sender,
+        public_url=settings.public_url,
+        templates_dir=settings.templates_dir,
+        signer=services.signer,
+        clock=services.context.clock,
+    )
+    await services.transport.send(composer.compose(recipient_of(row)))
+    (received,) = await smtp.wait_for(1)
+    smtp.received.clear()
+    return received.message, created["id"]
+
+
+def one_click_url(message) -> str:
+    https, mailto = (part.strip(" <>") for part in message["List-Unsubscribe"].split(","))
+    assert https.startswith("https://") and mailto.startswith("mailto:")
+    return https.removeprefix("https://mailer.example.test")
+
+
+async def suppressed(services, email="an@example.be") -> bool:
+    async with services.sessions() as session:
+        return bool(await suppressed_among(session, [email], services.context.hasher))
+
+
+async def test_c13_c26_one_click_urlencoded_without_cookies(app_client, keys, services, smtp):
+    message, campaign_id = await mail_campaign_to(app_client, keys, services, smtp)
+    path = one_click_url(message)
+    app_client.cookies.clear()
+    response = await app_client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code in (200, 202)
+    assert not response.is_redirect and "set-cookie" not in response.headers
+    assert await suppressed(services)  # committed before the answer
+    async with services.sessions() as session:
+        entry = (await session.execute(sa.select(Suppression))).scalar_one()
+    assert (entry.reason, entry.channel, entry.campaign_id) == (
+        "unsubscribe",
+        "one_click",
+        campaign_id,
+    )  # C14
+    (ack,) = await smtp.wait_for(1)  # C15: one acknowledgement, no advertising
+    assert ack.rcpt_tos == ["an@example.be"]
+    assert "List-Unsubscribe" not in ack.message and "Reclame" not in ack.data.decode()
+    again = await app_client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert again.status_code == 200
+    detail = await app_client.get(f"/api/v1/campaigns/{campaign_id}", headers=keys["marketer"])
+    assert detail.json()["counts"]["unsubscribed"] == 1
+    assert len(smtp.received) == 1  # no second acknowledgement for the same opt-out
+
+
+async def test_c26_one_click_multipart(app_client, keys, services, smtp):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    response = await app_client.post(
+        one_click_url(message), files={"List-Unsubscribe": (None, "One-Click")}
+    )
+    assert response.status_code == 200
+    assert await suppressed(services)
+
+
+async def test_c27_get_shows_a_button_and_changes_nothing(app_client, keys, services, smtp):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    page = await app_client.get(one_click_url(message))
+    assert page.status_code == 200
+    assert '<form method="post"' in page.text and "<button" in page.text
+    assert not await suppressed(services)
+    button = await app_client.post(
+        one_click_url(message), data={"List-Unsubscribe": "One-Click", "source": "page"}
+    )
+    assert button.status_code == 200
+    async with services.sessions() as session:
+        entry = (await session.execute(sa.select(Suppression))).scalar_one()
+    assert entry.channel == "unsubscribe_page"
+
+
+async def test_c28_forged_and_tampered_tokens_change_nothing_and_look_the_same(
+    app_client, keys, services, smtp
+):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    path = one_click_url(message)
+    token = path.rsplit("/", 1)[1]
+    tampered = token[:-1] + ("a" if token[-1] != "a" else "b")
+    forged = services.signer.delivery_token(Kind.UNSUBSCRIBE, 999_999)  # no such delivery
+    answers = []
+    for candidate in (tampered, "nonsense", forged):
+        response = await app_client.post(
+            f"/u/{candidate}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answers.append((response.status_code, response.text))
+    assert not await suppressed(services)
+    real = await app_client.post(
+        path,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert {a for a in answers} == {(real.status_code, real.text)}
+
+
+async def test_c31_c35_preferences_per_purpose_and_all_marketing(app_client, keys, services, smtp):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    html = message.get_body(("html",)).get_content()
+    path = re.search(r'href="https://mailer\.example\.test(/p/[a-z0-9]+)"', html).group(1)
+    page = await app_client.get(path)
+    assert page.status_code == 200
+    assert 'value="newsletter" checked' in page.text and 'value="tracking"' in page.text
+    saved = await app_client.post(path, data={"purpose": ["promotions", "tracking"]})
+    assert saved.status_code == 200
+    async with services.sessions() as session:
+        events = (
+            await session.execute(
+                sa.select(
+                    ConsentEvent.purpose,
+                    ConsentEvent.granted,
+                    ConsentEvent.channel,
+                    ConsentEvent.valid,
+                ).order_by(ConsentEvent.id)
+            )
+        ).all()
+    assert [tuple(e) for e in events[1:]] == [
+        ("newsletter", False, "preference_center", True),
+        ("promotions", True, "preference_center", True),
+        ("tracking", True, "preference_center", True),
+    ]
+    assert 'value="tracking" checked' in (await app_client.get(path)).text
+    (ack,) = await smtp.wait_for(1)  # a withdrawal is acknowledged too
+    stop = await app_client.post(path, data={"stop_all": "1"})
+    assert stop.status_code == 200 and await suppressed(services)
+
+
+async def test_c5_double_opt_in(app_client, keys, services, smtp):
+    body = {
+        "email": "new@example.be",
+        "name": "Nieuw",
+        "locale": "fr",
+        "purposes": ["newsletter"],
+        "wording": "Oui, envoyez-moi la newsletter",
+        "wording_version": "2026-02",
+        "url": "https://shop.example.be/nieuwsbrief",
+    }
+    response = await app_client.post("/api/v1/signups", json=body, headers=keys["shop"])
+    assert response.status_code == 202
+    (request,) = await smtp.wait_for(1)
+    text = request.message.get_body(("plain",)).get_content()
+    assert "Confirmez" in text and "List-Unsubscribe" not in request.message
+    assert "<img" not in request.data.decode()  # no tracking in the confirmation mail
+    link = re.search(r"https://mailer\.example\.test(/confirm/[a-z0-9]+)", text).group(1)
+    page = await app_client.get(link)  # C27-like: a GET confirms nothing
+    assert page.status_code == 200 and "<button" in page.text
+    contacts = await app_client.get("/api/v1/campaigns", headers=keys["marketer"])
+    assert contacts.status_code == 200
+    async with services.sessions() as session:
+        assert (await session.execute(sa.select(sa.func.count(ConsentEvent.id)))).scalar() == 0
+    confirmed = await app_client.post(link)
+    assert confirmed.status_code == 200
+    async with services.sessions() as session:
+        event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
+    assert (event.capture_method, event.valid, event.url) == (
+        "double_opt_in",
+        True,
+        "https://shop.example.be/nieuwsbrief",
+    )
+    assert event.confirmed_at is not None and event.wording_version == "2026-02"
+    assert (await app_client.post(link)).status_code == 200  # idempotent
+    async with services.sessions() as session:
+        assert (await session.execute(sa.select(sa.func.count(ConsentEvent.id)))).scalar() == 1
+
+
+async def test_c22_fresh_double_opt_in_lifts_an_unsubscribe_only(
+    app_client, keys, services, smtp, clock
+):
+    async with services.sessions() as session:
+        await suppress(
+            session,
+            "back@example.be",
+            reason="unsubscribe",
+            channel="one_click",
+            clock=clock,
+            hasher=services.context.hasher,
+        )
+        await suppress(
+            session,
+            "angry@example.be",
+            reason="complaint",
+            channel="arf",
+            clock=clock,
+            hasher=services.context.hasher,
+        )
+        await session.commit()
+    body = {
+        "purposes": ["newsletter"],
+        "wording": "Ja",
+        "wording_version": "1",
+        "url": "https://shop.example.be/form",
+    }
+    for email in ("back@example.be", "angry@example.be"):
+        response = await app_client.post(
+            "/api/v1/signups", json={**body, "email": email}, headers=keys["shop"]
+        )
+        assert response.status_code == 202  # the same answer either way
+    (request,) = await smtp.wait_for(1)
+    assert request.rcpt_tos == ["back@example.be"]  # never mail a complainer again
+    link = re.search(r"/confirm/[a-z0-9]+", request.message.get_body(("plain",)).get_content())
+    await app_client.post(link.group(0))
+    assert not await suppressed(services, "back@example.be")
+    assert await suppressed(services, "angry@example.be")
+
+
+async def test_signup_validation(app_client, keys):
+    response = await app_client.post(
+        "/api/v1/signups",
+        headers=keys["shop"],
+        json={
+            "email": "x@example.be",
+            "purposes": ["astrology"],
+            "wording": "w",
+            "wording_version": "1",
+            "url": "https://shop.example.be",
+        },
+    )
+    assert response.status_code == 422 and response.json()["extra"]["field"] == "purposes"
+
+
+@pytest.fixture
+def inbound_settings(settings):
+    import dataclasses
+
+    return dataclasses.replace(settings, inbound_port=free_port())
+
+
+async def test_c14_mailto_unsubscribe_and_review_queue(
+    inbound_settings, clock, services, smtp, keys
+):
+    from litestar.testing import AsyncTestClient
+
+    from mailer.app import create_app
+
+    app = create_app(inbound_settings, clock=clock)
+    async with AsyncTestClient(app=app, base_url="https://mailer.example.test") as client:
+        message, _ = await mail_campaign_to(client, keys, services, smtp)
+        mailto = message["List-Unsubscribe"].split(",")[1].strip(" <>").removeprefix("mailto:")
+        address = mailto.split("?")[0]
+        port = inbound_settings.inbound_port
+        await aiosmtplib.send(
+            b"Subject: unsubscribe\r\n\r\nplease\r\n",
+            sender="an@example.be",
+            recipients=[address],
+            hostname="127.0.0.1",
+            port=port,
+        )
+        assert await suppressed(services)
+        async with services.sessions() as session:
+            entry = (await session.execute(sa.select(Suppression))).scalar_one()
+        assert entry.channel == "mailto"
+        await smtp.wait_for(1)  # acknowledged
+        forged = "unsubscribe+" + "a" * 40 + "@ollekebolleke.be"
+        await aiosmtplib.send(
+            b"Subject: x\r\n\r\nx\r\n",
+            sender="x@example.be",
+            recipients=[forged, "bounces+abc@ollekebolleke.be"],
+            hostname="127.0.0.1",
+            port=port,
+        )
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await aiosmtplib.send(
+                b"x",
+                sender="x@example.be",
+                recipients=["x@elsewhere.example"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+    async with services.sessions() as session:
+        reasons = sorted((await session.execute(sa.select(InboundReview.reason))).scalars())
+    assert reasons == ["bounce", "unknown_unsubscribe_token"]

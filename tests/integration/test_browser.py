@@ -1,0 +1,105 @@
+"""The recipient pages in a real browser (Debian's chromium driven by Playwright), against the
+app served by a real uvicorn: unsubscribe from a received mail, preferences, double opt-in."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from playwright.async_api import Browser, async_playwright
+
+from campaigns.models import ConsentEvent, Suppression
+from mailer.app import create_app
+from tests.integration.test_recipient_flows import mail_campaign_to, one_click_url, suppressed
+from tests.smtp import free_port
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+@pytest.fixture
+async def server(settings, clock, services) -> AsyncIterator[str]:
+    port = free_port()
+    config = uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="on")
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve())
+    for _ in range(200):
+        if instance.started:
+            break
+        await asyncio.sleep(0.025)
+    assert instance.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (.ci/run does)"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"],
+        )
+        yield browser
+        await browser.close()
+
+
+async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, services, smtp):
+    async with httpx.AsyncClient(base_url=server) as client:
+        message, _ = await mail_campaign_to(client, keys, services, smtp)
+    page = await browser.new_page()
+    html = message.get_body(("html",)).get_content()
+    preferences = re.search(r'href="https://mailer\.example\.test(/p/[a-z0-9]+)"', html).group(1)
+
+    await page.goto(server + preferences)
+    assert await page.get_by_label("Onze nieuwsbrief").is_checked()
+    await page.get_by_label("Onze nieuwsbrief").uncheck()
+    await page.get_by_label("Promoties en aanbiedingen").check()
+    await page.get_by_role("button", name="Bewaren").click()
+    await page.get_by_text("Je voorkeuren zijn bewaard.").wait_for()
+    async with services.sessions() as session:
+        changes = (await session.execute(
+            sa.select(ConsentEvent.purpose, ConsentEvent.granted)
+            .where(ConsentEvent.channel == "preference_center"))).all()
+    assert sorted(tuple(c) for c in changes) == [("newsletter", False), ("promotions", True)]
+
+    await page.goto(server + one_click_url(message))
+    assert await page.title() == "Afmelden – Olleke Bolleke"
+    assert not await suppressed(services)  # opening the page changed nothing
+    await page.get_by_role("button", name="Afmelden").click()
+    await page.get_by_role("heading", name="Je bent afgemeld").wait_for()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "unsubscribed.png"))
+    async with services.sessions() as session:
+        entry = (await session.execute(sa.select(Suppression))).scalar_one()
+    assert (entry.reason, entry.channel) == ("unsubscribe", "unsubscribe_page")
+
+
+async def test_double_opt_in_in_a_browser(server, browser, keys, services, smtp):
+    async with httpx.AsyncClient(base_url=server) as client:
+        response = await client.post("/api/v1/signups", headers=keys["shop"], json={
+            "email": "nouveau@example.be", "locale": "fr", "purposes": ["newsletter"],
+            "wording": "Oui, envoyez-moi la newsletter", "wording_version": "2026-02",
+            "url": "https://shop.example.be/newsletter"})
+        assert response.status_code == 202
+    (request,) = await smtp.wait_for(1)
+    link = re.search(r"/confirm/[a-z0-9]+",
+                     request.message.get_body(("plain",)).get_content()).group(0)
+    page = await browser.new_page()
+    await page.goto(server + link)
+    await page.get_by_role("button", name="Confirmer").click()
+    await page.get_by_role("heading", name="Merci !").wait_for()
+    async with services.sessions() as session:
+        event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
+    assert event.capture_method == "double_opt_in" and event.confirmed_at is not None

@@ -281,3 +281,31 @@ async def load_target_for(session: Any, services: Any, clock: Any) -> Any:
     )
     _, target = await load_target(session, created.id)
     return target
+
+
+async def test_a_template_that_does_not_render_is_refused_with_name_and_line(
+    settings, clock, services, keys, tmp_path
+):
+    import dataclasses
+
+    from litestar.testing import AsyncTestClient
+
+    from mailer.app import create_app
+    from tests.conftest import ROOT
+
+    emails = tmp_path / "email"
+    emails.mkdir()
+    for item in (ROOT / "templates" / "email").iterdir():
+        if item.is_file():
+            (emails / item.name).write_bytes(item.read_bytes())
+    (emails / "broken.html").write_text("<h1>{{ campaign.subject }}</h1>\n<p>{{ coupon }}</p>\n")
+    (emails / "broken.txt").write_text("{{ campaign.subject }}\n")
+    (tmp_path / "pages").mkdir()
+    app = create_app(dataclasses.replace(settings, templates_dir=emails), clock=clock)
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post("/api/v1/campaigns", headers=keys["marketer"],
+                                     json={**campaign(), "template": "broken.html"})
+    assert response.status_code == 422
+    assert response.json()["extra"]["field"] == "template"
+    assert "broken.html, line 2" in response.json()["detail"]
+    assert "coupon" in response.json()["detail"]

@@ -21,7 +21,9 @@ from tests.smtp import free_port
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ async def server(settings, clock, services) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (.ci/run does)"
+    assert HAVE_CHROMIUM, "install Debian's chromium (.ci/run does)"
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -75,12 +77,11 @@ async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, s
     assert sorted(tuple(c) for c in changes) == [("newsletter", False), ("promotions", True)]
 
     await page.goto(server + one_click_url(message))
-    assert await page.title() == "Afmelden – Olleke Bolleke"
+    assert await page.title() == "Afmelden \u2013 Olleke Bolleke"
     assert not await suppressed(services)  # opening the page changed nothing
     await page.get_by_role("button", name="Afmelden").click()
     await page.get_by_role("heading", name="Je bent afgemeld").wait_for()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / "unsubscribed.png"))
+    await page.screenshot(path=str(SHOTS / "unsubscribed.png"))  # for a person to look at
     async with services.sessions() as session:
         entry = (await session.execute(sa.select(Suppression))).scalar_one()
     assert (entry.reason, entry.channel) == ("unsubscribe", "unsubscribe_page")

@@ -71,11 +71,25 @@ class CategoryMap:
 
 
 @dataclass(frozen=True)
+class DeliveryPolicy:
+    """How the dispatcher sends: batches, connections, pace, retries, when to stop."""
+
+    batch_size: int = 200
+    connections: int = 8  # SMTP connections kept open to the relay
+    rate_per_second: int = 0  # token-bucket limit per relay; 0 = no limit
+    retry_base_seconds: int = 60  # first retry after a 4xx; doubles each time
+    retry_deadline_hours: int = 24  # then the delivery fails
+    error_budget: int = 20  # consecutive relay-level failures before the campaign pauses
+    lease_seconds: int = 300  # a claimed message still "sending" after this was in flight
+
+
+@dataclass(frozen=True)
 class BusinessConfig:
     sender: SenderIdentity
     marketing: MarketingPolicy = field(default_factory=MarketingPolicy)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     categories: CategoryMap = field(default_factory=CategoryMap)
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
 
 class ConfigError(Exception):
@@ -96,7 +110,7 @@ _SENDER_KEYS = (
     "privacy_url",
     "mail_domain",
 )
-_SECTIONS = ("sender", "marketing", "retention", "categories")
+_SECTIONS = ("sender", "marketing", "retention", "categories", "delivery")
 
 
 def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
@@ -109,9 +123,25 @@ def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
     marketing = _parse_marketing(_section(data, "marketing", problems), problems)
     retention = _parse_retention(_section(data, "retention", problems), problems)
     categories = _parse_categories(_section(data, "categories", problems), problems)
+    delivery = _parse_delivery(_section(data, "delivery", problems), problems)
     if problems or sender is None:
         raise ConfigError(problems or ["[sender] is incomplete"])
-    return BusinessConfig(sender, marketing, retention, categories)
+    return BusinessConfig(sender, marketing, retention, categories, delivery)
+
+
+def _parse_delivery(table: Mapping[str, Any], problems: list[str]) -> DeliveryPolicy:
+    defaults = DeliveryPolicy()
+    known = tuple(defaults.__dataclass_fields__)
+    problems.extend(_unknown_keys("delivery", table, known))
+    values = {}
+    for name in known:
+        value = table.get(name, getattr(defaults, name))
+        allow_zero = name in ("rate_per_second", "retry_base_seconds")
+        if allow_zero and value == 0:
+            values[name] = 0
+        else:
+            values[name] = _positive_int(value, f"[delivery] {name}", problems)
+    return DeliveryPolicy(**values)
 
 
 def _section(data: Mapping[str, Any], name: str, problems: list[str]) -> Mapping[str, Any]:

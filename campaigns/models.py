@@ -175,9 +175,35 @@ class Campaign(SQLModel, table=True):
     subject: str = Field(max_length=300)
     template: str = Field(max_length=200)
     locale: str | None = Field(default=None, max_length=8)
+    # draft | scheduled | sending | paused | done | cancelled
     status: str = Field(default="draft", max_length=16)
+    send_at: datetime | None = _utc(nullable=True)  # a one-off send
+    cron: str | None = Field(default=None, max_length=100)  # a recurring one
+    timezone: str | None = Field(default=None, max_length=64)
+    paused_reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
+
+
+class CampaignRun(SQLModel, table=True):
+    """One firing of a campaign. Unique per (campaign, scheduled time): two schedulers that
+    fire at once insert one run, so the campaign is sent once."""
+
+    __tablename__ = "campaign_run"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "scheduled_for", name="uq_campaign_run_firing"),
+    )
+
+    id: int | None = _id()
+    campaign_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("campaign.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    scheduled_for: datetime = _utc()
+    status: str = Field(default="sending", max_length=16)  # sending | done | cancelled
+    started_at: datetime = _utc()
+    finished_at: datetime | None = _utc(nullable=True)
 
 
 class CampaignCategory(SQLModel, table=True):
@@ -229,6 +255,10 @@ class Delivery(SQLModel, table=True):
     order_id: str | None = Field(default=None, max_length=128)
     queued_at: datetime = _utc()
     sent_at: datetime | None = _utc(nullable=True)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_attempt_at: datetime | None = _utc(nullable=True)  # a retry after a 4xx
+    claimed_at: datetime | None = _utc(nullable=True)  # when a worker took it for sending
+    last_error: str | None = Field(default=None, max_length=300)
 
 
 class Signup(SQLModel, table=True):

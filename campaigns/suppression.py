@@ -22,7 +22,7 @@ from campaigns.addresses import normalise_address
 from campaigns.clock import Clock
 from campaigns.db import among
 from campaigns.errors import InvalidInput
-from campaigns.models import Contact, ContactHash, Suppression
+from campaigns.models import Contact, ContactHash, Delivery, Suppression
 from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 
 REASONS = (
@@ -131,6 +131,22 @@ async def suppress(
     )
     session.add(entry)
     await session.flush()
+    # Open deliveries to this address stop here; a message being handed to SMTP holds its
+    # row, so this waits for it and nothing is handed over after this commits (C13).
+    hashes = ContactHash.__table__  # type: ignore[attr-defined]
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    await session.execute(
+        sa.update(delivery)
+        .where(
+            delivery.c.status.in_(("queued", "sending")),
+            delivery.c.contact_id.in_(
+                sa.select(hashes.c.contact_id).where(
+                    hashes.c.address_hash.in_(hasher.all_hashes(normalise_address(address)))
+                )
+            ),
+        )
+        .values(status="skipped", skip_reason="suppressed")
+    )
     return entry
 
 

@@ -17,6 +17,7 @@ from campaigns.errors import Conflict
 from campaigns.suppression import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import make_engine
+from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.transport import SmtpTransport
 from mailer.settings import Settings
 from mailer.web.pages_env import page_environment
@@ -34,6 +35,7 @@ class Services:
     signer: TokenSigner
     transport: SmtpTransport
     pages: Environment
+    dkim: DkimSigner | None = None
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
@@ -50,6 +52,15 @@ class Services:
             signer=TokenSigner(settings.secret_keys),
             transport=SmtpTransport(settings),
             pages=page_environment(settings.templates_dir),
+            dkim=(
+                DkimSigner.from_file(
+                    settings.dkim_selector,
+                    settings.business.sender.mail_domain,
+                    settings.dkim_key_file,
+                )
+                if settings.dkim_selector and settings.dkim_key_file
+                else None
+            ),
         )
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:

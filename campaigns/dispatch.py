@@ -1,0 +1,255 @@
+"""The dispatch state machine of deliveries, in SQL (invariants 1, 3, 6).
+
+    queued --claim--> sending --handoff--> sent | failed | bounced | queued (retry later)
+       \\--> skipped (suppressed or capped at claim time)       sending --crash--> unknown
+
+A claim is committed before any SMTP traffic, so after a crash a message that was claimed is
+never sent again: it becomes `unknown`. The handoff transaction re-checks suppression, locks
+the rows, and stays open while the messages are handed to SMTP; an objection, which marks the
+address's open deliveries `skipped`, therefore either commits before the handoff (and the
+message is not sent) or waits for it (and nothing is handed over after its commit, C13).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.campaigns import load_target, materialise
+from campaigns.contacts import Context
+from campaigns.db import dialect_insert, dialect_name
+from campaigns.eligibility import CAPPED_STATUSES, AudienceRules, suppressed_contacts
+from campaigns.models import Campaign, CampaignRun, Contact, Delivery
+from campaigns.suppression import suppress
+
+DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+RUN = CampaignRun.__table__  # type: ignore[attr-defined]
+CONTACT = Contact.__table__  # type: ignore[attr-defined]
+
+
+async def start_run(
+    session: AsyncSession, campaign_id: str, scheduled_for: datetime, ctx: Context
+) -> int | None:
+    """Claim one firing of a campaign and materialise its audience. Returns the run id, or
+    None when another scheduler or worker already claimed this firing (it is sent once)."""
+    now = ctx.clock.now()
+    stmt = (
+        dialect_insert(session, RUN)
+        .values(
+            campaign_id=campaign_id, scheduled_for=scheduled_for, status="sending", started_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "scheduled_for"])
+        .returning(RUN.c.id)
+    )
+    run_id = (await session.execute(stmt)).scalar_one_or_none()
+    if run_id is None:
+        return None
+    campaign, target = await load_target(session, campaign_id)
+    campaign.status = "sending"
+    campaign.updated_at = now
+    await materialise(session, target, ctx, run=run_id)
+    return int(run_id)
+
+
+async def claim_batch(
+    session: AsyncSession, campaign_id: str, run_id: int, ctx: Context, limit: int
+) -> list[int]:
+    """Take up to `limit` queued deliveries for sending; skip those whose address is now
+    suppressed or whose contact reached the frequency cap meanwhile (the gate, C12-C13)."""
+    now = ctx.clock.now()
+    candidates = (
+        sa.select(DELIVERY.c.id)
+        .where(
+            DELIVERY.c.campaign_id == campaign_id,
+            DELIVERY.c.run == run_id,
+            DELIVERY.c.status == "queued",
+            sa.or_(DELIVERY.c.next_attempt_at.is_(None), DELIVERY.c.next_attempt_at <= now),
+        )
+        .order_by(DELIVERY.c.id)
+        .limit(limit)
+    )
+    if dialect_name(session) == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)  # workers share a campaign
+    ids = list((await session.execute(candidates)).scalars())
+    if not ids:
+        return []
+    await _skip_suppressed(session, ids, ("queued",))
+    _, target = await load_target(session, campaign_id)
+    rules = AudienceRules.for_campaign(target, ctx.config, now)
+    recent = (
+        sa.select(DELIVERY.c.contact_id)
+        .where(DELIVERY.c.sent_at > rules.cap_since, DELIVERY.c.status.in_(CAPPED_STATUSES))
+        .group_by(DELIVERY.c.contact_id)
+        .having(sa.func.count() >= rules.cap_max)
+    )
+    await session.execute(
+        sa.update(DELIVERY)
+        .where(
+            DELIVERY.c.id.in_(ids), DELIVERY.c.status == "queued", DELIVERY.c.contact_id.in_(recent)
+        )
+        .values(status="skipped", skip_reason="frequency_cap")
+    )
+    claimed = await session.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.id.in_(ids), DELIVERY.c.status == "queued")
+        .values(status="sending", claimed_at=now, attempts=DELIVERY.c.attempts + 1)
+        .returning(DELIVERY.c.id)
+    )
+    return sorted(claimed.scalars())
+
+
+async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """First statement of the handoff transaction: drop deliveries whose address was
+    suppressed since the claim, and lock the rest until the transaction ends."""
+    await _skip_suppressed(session, ids, ("sending",))
+    locked = await session.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.status == "sending")
+        .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
+        .returning(DELIVERY.c.id)
+    )
+    return sorted(locked.scalars())
+
+
+async def _skip_suppressed(
+    session: AsyncSession, ids: Sequence[int], states: tuple[str, ...]
+) -> None:
+    suppressed = suppressed_contacts()
+    await session.execute(
+        sa.update(DELIVERY)
+        .where(
+            DELIVERY.c.id.in_(list(ids)),
+            DELIVERY.c.status.in_(states),
+            DELIVERY.c.contact_id.in_(sa.select(suppressed.c.contact_id)),
+        )
+        .values(status="skipped", skip_reason="suppressed")
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What SMTP said about one message, normalised: sent, temporary or permanent."""
+
+    delivery_id: int
+    kind: str  # sent | temporary | permanent
+    detail: str = ""
+    hard_bounce: bool = False  # a 5.1.x address failure, or 550 at RCPT (C17)
+    relay_failure: bool = False  # the relay itself failed (counts against the error budget)
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ctx: Context) -> None:
+    """Write what happened; schedule retries with backoff until the deadline; suppress hard
+    bounces. Part of the handoff transaction."""
+    now = ctx.clock.now()
+    policy = ctx.config.delivery
+    sent = [o.delivery_id for o in outcomes if o.kind == "sent"]
+    if sent:
+        await session.execute(
+            sa.update(DELIVERY)
+            .where(DELIVERY.c.id.in_(sent))
+            .values(status="sent", sent_at=now, last_error=None)
+        )
+    for outcome in outcomes:
+        if outcome.kind == "sent":
+            continue
+        row = (
+            await session.execute(
+                sa.select(DELIVERY.c.attempts, DELIVERY.c.queued_at, DELIVERY.c.contact_id).where(
+                    DELIVERY.c.id == outcome.delivery_id
+                )
+            )
+        ).one()
+        values: dict[str, Any] = {"last_error": outcome.detail[:300]}
+        if outcome.kind == "temporary":
+            retry_at = now + timedelta(seconds=policy.retry_base_seconds * 2 ** (row.attempts - 1))
+            deadline = row.queued_at + timedelta(hours=policy.retry_deadline_hours)
+            if retry_at <= deadline:
+                values.update(status="queued", next_attempt_at=retry_at)
+            else:
+                values.update(status="failed")
+        else:
+            values.update(status="bounced" if outcome.hard_bounce else "failed")
+            if outcome.hard_bounce:
+                email = (
+                    await session.execute(
+                        sa.select(CONTACT.c.email).where(CONTACT.c.id == row.contact_id)
+                    )
+                ).scalar_one()
+                await suppress(
+                    session,
+                    email,
+                    reason="hard_bounce",
+                    channel="smtp",
+                    clock=ctx.clock,
+                    hasher=ctx.hasher,
+                    note=outcome.detail[:200],
+                )
+        await session.execute(
+            sa.update(DELIVERY).where(DELIVERY.c.id == outcome.delivery_id).values(**values)
+        )
+
+
+async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
+    """After a crash: deliveries claimed longer ago than the lease were in flight. They are
+    marked `unknown` and counted, never sent again (invariant 6)."""
+    stale = ctx.clock.now() - timedelta(seconds=ctx.config.delivery.lease_seconds)
+    result = await session.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.status == "sending", DELIVERY.c.claimed_at < stale)
+        .values(status="unknown", last_error="in flight when a worker stopped")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def pending_retry_at(session: AsyncSession, campaign_id: str, run_id: int) -> datetime | None:
+    return (
+        await session.execute(
+            sa.select(sa.func.min(DELIVERY.c.next_attempt_at)).where(
+                DELIVERY.c.campaign_id == campaign_id,
+                DELIVERY.c.run == run_id,
+                DELIVERY.c.status == "queued",
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def finish_run_if_done(
+    session: AsyncSession, campaign_id: str, run_id: int, ctx: Context
+) -> bool:
+    open_rows = (
+        await session.execute(
+            sa.select(sa.func.count())
+            .select_from(DELIVERY)
+            .where(
+                DELIVERY.c.campaign_id == campaign_id,
+                DELIVERY.c.run == run_id,
+                DELIVERY.c.status.in_(("queued", "sending")),
+            )
+        )
+    ).scalar_one()
+    if open_rows:
+        return False
+    now = ctx.clock.now()
+    await session.execute(
+        sa.update(RUN)
+        .where(RUN.c.id == run_id, RUN.c.status == "sending")
+        .values(status="done", finished_at=now)
+    )
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is not None and campaign.status == "sending":
+        campaign.status = "scheduled" if campaign.cron else "done"
+        campaign.updated_at = now
+    return True
+
+
+async def pause(session: AsyncSession, campaign_id: str, reason: str, ctx: Context) -> None:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is not None and campaign.status in ("sending", "scheduled"):
+        campaign.status = "paused"
+        campaign.paused_reason = reason[:200]
+        campaign.updated_at = ctx.clock.now()

@@ -135,6 +135,8 @@ def smtp(smtp_server: SmtpServer) -> RecordingHandler:
     handler.received.clear()
     handler.rcpt_replies.clear()
     handler.data_replies.clear()
+    handler.drop_data = 0
+    handler.refuse.clear()
     return handler
 
 

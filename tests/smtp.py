@@ -19,6 +19,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: float = 0.0  # time.monotonic() when the server accepted it
 
     @property
     def message(self) -> EmailMessage:
@@ -31,20 +32,33 @@ class RecordingHandler:
     # Error injection: replies to give, in order, before accepting (e.g. "421 4.7.0 busy").
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
+    drop_data: int = 0  # drop the connection in the middle of this many DATA commands
+    refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
         if self.rcpt_replies:
             return self.rcpt_replies.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.drop_data:
+            self.drop_data -= 1
+            server.transport.close()  # the client sees the connection drop mid-DATA
+            return "421 4.4.2 connection dropped"
         if self.data_replies:
             return self.data_replies.pop(0)
         self.received.append(
-            Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(envelope.content))
+            Received(
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                bytes(envelope.content),
+                time.monotonic(),
+            )
         )
         return "250 OK: queued"
 
@@ -64,9 +78,9 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.handler = RecordingHandler()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> SmtpServer:

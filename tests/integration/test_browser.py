@@ -29,8 +29,13 @@ SHOTS.mkdir(parents=True, exist_ok=True)
 @pytest.fixture
 async def server(settings, clock, services) -> AsyncIterator[str]:
     port = free_port()
-    config = uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings, clock=clock),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     instance = uvicorn.Server(config)
     task = asyncio.create_task(instance.serve())
     for _ in range(200):
@@ -49,9 +54,15 @@ async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         await browser.close()
@@ -71,9 +82,13 @@ async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, s
     await page.get_by_role("button", name="Bewaren").click()
     await page.get_by_text("Je voorkeuren zijn bewaard.").wait_for()
     async with services.sessions() as session:
-        changes = (await session.execute(
-            sa.select(ConsentEvent.purpose, ConsentEvent.granted)
-            .where(ConsentEvent.channel == "preference_center"))).all()
+        changes = (
+            await session.execute(
+                sa.select(ConsentEvent.purpose, ConsentEvent.granted).where(
+                    ConsentEvent.channel == "preference_center"
+                )
+            )
+        ).all()
     assert sorted(tuple(c) for c in changes) == [("newsletter", False), ("promotions", True)]
 
     await page.goto(server + one_click_url(message))
@@ -89,14 +104,23 @@ async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, s
 
 async def test_double_opt_in_in_a_browser(server, browser, keys, services, smtp):
     async with httpx.AsyncClient(base_url=server) as client:
-        response = await client.post("/api/v1/signups", headers=keys["shop"], json={
-            "email": "nouveau@example.be", "locale": "fr", "purposes": ["newsletter"],
-            "wording": "Oui, envoyez-moi la newsletter", "wording_version": "2026-02",
-            "url": "https://shop.example.be/newsletter"})
+        response = await client.post(
+            "/api/v1/signups",
+            headers=keys["shop"],
+            json={
+                "email": "nouveau@example.be",
+                "locale": "fr",
+                "purposes": ["newsletter"],
+                "wording": "Oui, envoyez-moi la newsletter",
+                "wording_version": "2026-02",
+                "url": "https://shop.example.be/newsletter",
+            },
+        )
         assert response.status_code == 202
     (request,) = await smtp.wait_for(1)
-    link = re.search(r"/confirm/[a-z0-9]+",
-                     request.message.get_body(("plain",)).get_content()).group(0)
+    link = re.search(
+        r"/confirm/[a-z0-9]+", request.message.get_body(("plain",)).get_content()
+    ).group(0)
     page = await browser.new_page()
     await page.goto(server + link)
     await page.get_by_role("button", name="Confirmer").click()

@@ -303,8 +303,11 @@ async def test_a_template_that_does_not_render_is_refused_with_name_and_line(
     (tmp_path / "pages").mkdir()
     app = create_app(dataclasses.replace(settings, templates_dir=emails), clock=clock)
     async with AsyncTestClient(app=app) as client:
-        response = await client.post("/api/v1/campaigns", headers=keys["marketer"],
-                                     json={**campaign(), "template": "broken.html"})
+        response = await client.post(
+            "/api/v1/campaigns",
+            headers=keys["marketer"],
+            json={**campaign(), "template": "broken.html"},
+        )
     assert response.status_code == 422
     assert response.json()["extra"]["field"] == "template"
     assert "broken.html, line 2" in response.json()["detail"]

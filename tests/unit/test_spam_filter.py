@@ -20,7 +20,9 @@ def test_spamassassin_finds_nothing_to_object_to(golden):
     report = subprocess.run(
         ["spamassassin", "-L", "-t"],
         input=(ROOT / "tests" / "golden" / golden).read_bytes(),
-        capture_output=True, check=True, timeout=120,
+        capture_output=True,
+        check=True,
+        timeout=120,
     ).stdout.decode()
     details = report.split("Content analysis details:")[1]
     score = float(re.search(r"\(([-\d.]+) points", details).group(1))

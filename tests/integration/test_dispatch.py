@@ -1,0 +1,281 @@
+"""The dispatcher against a real SMTP server with error injection, on SQLite and PostgreSQL
+(DESIGN invariants 1, 3, 6; RULES C12, C13, C17)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from campaigns.campaigns import create_campaign, load_target, materialise
+from campaigns.contacts import ingest_contacts
+from campaigns.dispatch import recover_in_flight, start_run
+from campaigns.models import Campaign, Delivery
+from campaigns.schemas import CampaignIn, ContactIn
+from campaigns.suppression import suppress, suppressed_among
+from mailer.delivery.dispatch import Dispatcher
+from mailer.services import Services
+from tests import factories
+from tests.conftest import NOW, ROOT
+from tests.smtp import SmtpServer, free_port
+
+pytestmark = pytest.mark.integration
+FAST = {"retry_base_seconds": 0, "error_budget": 3, "batch_size": 2, "connections": 2}
+
+
+@pytest.fixture
+def fast_settings(settings):
+    delivery = dataclasses.replace(settings.business.delivery, **FAST)
+    return dataclasses.replace(
+        settings, business=dataclasses.replace(settings.business, delivery=delivery)
+    )
+
+
+@pytest.fixture
+async def world(fast_settings, clock, services):
+    """A test-side Services with fast retries; tables emptied by `services`."""
+    fast = Services.build(fast_settings, clock)
+    yield fast
+    await fast.close()
+
+
+async def people(services: Services, n: int, purpose: str = "newsletter") -> list[str]:
+    items = [
+        (
+            i,
+            ContactIn.model_validate(
+                factories.contact(f"p{i}@example.be", consents=[factories.consent(purpose)])
+            ),
+        )
+        for i in range(n)
+    ]
+    outcomes = await services.transaction(lambda s: ingest_contacts(s, items, services.context))
+    return [o.contact_id for o in outcomes]
+
+
+async def new_campaign(services: Services, purpose: str = "newsletter") -> str:
+    body = CampaignIn(name="c", purpose=purpose, subject="Nieuws", template="newsletter.html")
+    created = await services.transaction(
+        lambda s: create_campaign(s, body, services.context, ROOT / "templates" / "email")
+    )
+    return created.id
+
+
+async def fire(services: Services, campaign_id: str) -> int:
+    run = await services.transaction(lambda s: start_run(s, campaign_id, NOW, services.context))
+    assert run is not None
+    return run
+
+
+async def statuses(services: Services, campaign_id: str) -> Counter[str]:
+    async with services.sessions() as session:
+        rows = await session.execute(
+            sa.select(Delivery.status).where(Delivery.campaign_id == campaign_id)
+        )
+        return Counter(rows.scalars())
+
+
+async def send(services: Services, campaign_id: str, run: int):
+    dispatcher = Dispatcher(services)
+    try:
+        return await asyncio.wait_for(dispatcher.run(campaign_id, run), 60)
+    finally:
+        await dispatcher.close()
+
+
+def recipients(smtp) -> Counter[str]:
+    return Counter(r for message in smtp.received for r in message.rcpt_tos)
+
+
+async def test_every_eligible_recipient_gets_it_once(world, smtp):
+    await people(world, 5)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    assert (
+        await world.transaction(lambda s: start_run(s, campaign_id, NOW, world.context)) is None
+    )  # a second firing of the same schedule sends nothing
+    progress = await send(world, campaign_id, run)
+    assert progress.sent == 5
+    assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(5)}
+    assert await statuses(world, campaign_id) == {"sent": 5}
+    message = smtp.received[0].message
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert smtp.received[0].mail_from.startswith("bounces+")
+    async with world.sessions() as session:
+        assert (await session.get(Campaign, campaign_id)).status == "done"
+
+
+@pytest.mark.parametrize("reply", ["421 4.7.0 try again later", "450 4.2.0 mailbox busy"])
+async def test_temporary_failures_are_retried_and_delivered_once(world, smtp, reply):
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.rcpt_replies.extend([reply, reply])
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p0@example.be": 1, "p1@example.be": 1}
+    async with world.sessions() as session:
+        attempts = (await session.execute(sa.select(Delivery.attempts))).scalars().all()
+    assert sorted(attempts) == [2, 2]
+
+
+async def test_c17_550_511_is_a_hard_bounce_never_retried(world, smtp):
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.refuse["p0@example.be"] = "550 5.1.1 <p0@example.be>: no such user"
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p1@example.be": 1}
+    assert await statuses(world, campaign_id) == {"bounced": 1, "sent": 1}
+    async with world.sessions() as session:
+        assert await suppressed_among(session, ["p0@example.be"], world.context.hasher)
+        attempts = (
+            await session.execute(sa.select(Delivery.attempts).where(Delivery.status == "bounced"))
+        ).scalar_one()
+    assert attempts == 1
+
+
+async def test_other_5xx_fails_without_suppressing(world, smtp):
+    await people(world, 1)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.data_replies.append("554 5.7.1 message rejected as spam")
+    await send(world, campaign_id, run)
+    assert await statuses(world, campaign_id) == {"failed": 1}
+    async with world.sessions() as session:
+        assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
+
+
+async def test_connection_dropped_mid_data_is_retried(world, smtp):
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.drop_data = 1
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p0@example.be": 1, "p1@example.be": 1}
+    assert await statuses(world, campaign_id) == {"sent": 2}
+
+
+async def test_relay_down_pauses_the_campaign_and_resume_finishes_it(
+    fast_settings, clock, services
+):
+    port = free_port()  # nothing listens here yet
+    down = Services.build(dataclasses.replace(fast_settings, smtp_port=port), clock)
+    try:
+        await people(down, 4)
+        campaign_id = await new_campaign(down)
+        run = await fire(down, campaign_id)
+        await send(down, campaign_id, run)
+        async with down.sessions() as session:
+            campaign = await session.get(Campaign, campaign_id)
+            assert campaign.status == "paused"
+            assert "cannot connect" in campaign.paused_reason
+        assert await statuses(down, campaign_id) == {"queued": 4}  # nothing burnt
+        with SmtpServer(port) as relay:
+            async with down.sessions() as session:
+                campaign = await session.get(Campaign, campaign_id)
+                campaign.status = "sending"  # what POST .../resume does
+                await session.commit()
+            await send(down, campaign_id, run)
+            assert len(relay.handler.received) == 4
+        assert await statuses(down, campaign_id) == {"sent": 4}
+    finally:
+        await down.close()
+
+
+async def test_c13_nothing_is_handed_to_smtp_after_an_unsubscribe_commits(world, smtp):
+    await people(world, 8)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    task = asyncio.create_task(send(world, campaign_id, run))
+    while not smtp.received:
+        await asyncio.sleep(0.001)
+    target = "p5@example.be"
+    async with world.sessions() as session:
+        await suppress(
+            session,
+            target,
+            reason="unsubscribe",
+            channel="one_click",
+            clock=world.context.clock,
+            hasher=world.context.hasher,
+        )
+        await session.commit()
+    committed = time.monotonic()
+    await task
+    late = [m for m in smtp.received if target in m.rcpt_tos and m.at > committed]
+    assert late == []
+    counts = await statuses(world, campaign_id)
+    assert sum(counts.values()) == 8 and counts["sent"] + counts["skipped"] == 8
+
+
+async def test_c12_frequency_cap_across_campaigns_in_one_week(world, smtp):
+    await people(world, 1)
+    first, second, third = [await new_campaign(world) for _ in range(3)]
+    runs = [await fire(world, c) for c in (first, second, third)]  # all materialised first
+    await send(world, first, runs[0])
+    await send(world, second, runs[1])
+    await send(world, third, runs[2])  # the claim-time gate sees the two sent this week
+    assert recipients(smtp) == {"p0@example.be": 2}
+    async with world.sessions() as session:
+        skipped = (
+            await session.execute(
+                sa.select(Delivery.skip_reason).where(Delivery.campaign_id == third)
+            )
+        ).scalar_one()
+    assert skipped == "frequency_cap"
+
+
+async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, smtp, clock):
+    await people(world, 3)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    from campaigns.dispatch import claim_batch
+
+    claimed = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
+    assert len(claimed) == 2  # then the worker is killed before it records anything
+    clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
+    assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 2
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p2@example.be": 1}
+    assert await statuses(world, campaign_id) == {"unknown": 2, "sent": 1}
+
+
+async def test_two_dispatchers_share_a_campaign_and_send_each_once(
+    fast_settings, clock, world, smtp
+):
+    await people(world, 30)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    other = Services.build(fast_settings, clock)  # a second worker: its own engine and pool
+    try:
+        await asyncio.gather(send(world, campaign_id, run), send(other, campaign_id, run))
+    finally:
+        await other.close()
+    assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(30)}
+    assert await statuses(world, campaign_id) == {"sent": 30}
+
+
+async def test_materialise_then_dispatch_skips_a_contact_suppressed_meanwhile(world, smtp):
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    async with world.sessions() as session:
+        await suppress(
+            session,
+            "p1@example.be",
+            reason="objection",
+            channel="phone",
+            clock=world.context.clock,
+            hasher=world.context.hasher,
+        )
+        await session.commit()
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p0@example.be": 1}
+    async with world.sessions() as session:
+        _, target = await load_target(session, campaign_id)
+        assert await materialise(session, target, world.context, run=run) == 0

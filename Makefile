@@ -24,8 +24,8 @@ mailer.toml:
 migrate: install mailer.toml ## Apply database migrations (MAILER_DATABASE_URL, default SQLite)
 	MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer migrate
 
-run: install mailer.toml migrate ## Serve on SQLite at http://127.0.0.1:8000 in dev mode
-	MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer serve --host $(HOST) --port $(PORT)
+run: install mailer.toml migrate ## Serve on SQLite at :8000 with the worker; mail goes to var/outbox/
+	MAILER_DEV=$${MAILER_DEV:-1} MAILER_SMTP_PORT=$${MAILER_SMTP_PORT:-2526} $(PY) -m mailer serve --host $(HOST) --port $(PORT) --with-worker --with-sink var/outbox
 
 key: install mailer.toml ## Create an API key: make key SCOPE=shop NAME=webshop (printed once)
 	@MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer keys create --scope $(or $(SCOPE),shop) --name $(or $(NAME),$(or $(SCOPE),shop))

@@ -378,3 +378,30 @@ class SignupIn(_In):
 class SignupOut(BaseModel):
     status: Literal["pending"] = "pending"
     detail: str = "If the address can receive mail, a confirmation link is on its way."
+
+
+class ScheduleIn(_In):
+    """Once at `send_at`, or recurring by `cron` (crontab syntax) in `timezone`."""
+
+    send_at: AwareDatetime | None = None
+    cron: str | None = Field(default=None, max_length=100)
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+class PreviewIn(_In):
+    contact_id: str | None = Field(default=None, max_length=32)
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str]
+
+
+class TestSendIn(_In):
+    emails: list[str] = Field(min_length=1, max_length=20)
+
+
+class TestSendOut(BaseModel):
+    sent: list[str]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from campaigns.apikeys import SCOPES, create_key, list_keys, revoke_key
 from campaigns.clock import SystemClock
@@ -22,6 +25,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the scheduler and dispatcher in this process",
+    )
+    serve.add_argument(
+        "--with-sink",
+        metavar="DIR",
+        help="start a local SMTP sink on MAILER_SMTP_HOST:PORT storing .eml files",
+    )
+
+    commands.add_parser("worker", help="run the scheduler and the dispatcher")
+    campaigns = commands.add_parser("campaigns", help="campaign actions")
+    campaign_commands = campaigns.add_subparsers(dest="campaigns_command", required=True)
+    send = campaign_commands.add_parser("send", help="send a campaign now, with progress")
+    send.add_argument("campaign_id")
+    send.add_argument(
+        "--now",
+        action="store_true",
+        required=True,
+        help="start a run now (required: says what you mean)",
+    )
 
     commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
     commands.add_parser("check-config", help="validate environment and TOML file; name problems")
@@ -55,7 +80,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("database migrated to head")
         return 0
     if args.command == "serve":
+        if args.with_sink:
+            from pathlib import Path
+
+            from mailer.sink import start_sink
+
+            start_sink(settings.smtp_host, settings.smtp_port, Path(args.with_sink))
+            print(f"SMTP sink on {settings.smtp_host}:{settings.smtp_port} -> {args.with_sink}/")
+        if args.with_worker:
+            os.environ["MAILER_WITH_WORKER"] = "1"
         return _serve(settings, args.host, args.port, args.workers)
+    if args.command == "worker":
+        return asyncio.run(_worker(settings))
+    if args.command == "campaigns":
+        return asyncio.run(_send_now(settings, args.campaign_id))
     if args.command == "keys":
         return asyncio.run(_keys(settings, args))
     parser.error(f"unknown command {args.command}")
@@ -80,6 +118,96 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         access_log=False,  # paths of recipient pages carry tokens
     )
     return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from mailer.scheduler import Worker
+    from mailer.services import Services
+
+    services = Services.build(settings)
+    worker = Worker(services)
+    await worker.start()
+    print("worker running: scheduler and dispatcher (Ctrl-C stops)")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await worker.stop()
+        await services.close()
+    return 0
+
+
+async def _send_now(settings: Settings, campaign_id: str) -> int:
+    """`campaigns send ID --now`: start a run now and send it with a progress bar."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from campaigns.dispatch import start_run
+    from campaigns.errors import DomainError
+    from campaigns.models import Delivery
+    from mailer.delivery.dispatch import Dispatcher
+    from mailer.services import Services
+
+    services = Services.build(settings)
+    dispatcher = Dispatcher(services)
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        try:
+            run_id = await services.transaction(
+                lambda s: start_run(s, campaign_id, now, services.context)
+            )
+        except DomainError as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        if run_id is None:
+            print("this campaign was already started this second", file=sys.stderr)
+            return 2
+
+        async def queued(session: Any) -> int:
+            table = Delivery.__table__  # type: ignore[attr-defined]
+            count = sa.select(sa.func.count()).select_from(table)
+            count = count.where(table.c.run == run_id, table.c.status == "queued")
+            return int((await session.execute(count)).scalar_one())
+
+        total = await services.transaction(queued)
+        started = time.monotonic()
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn(
+                "sent {task.fields[sent]} failed {task.fields[failed]}"
+                " retrying {task.fields[retrying]}"
+            ),
+            TextColumn("{task.fields[rate]:.0f} msg/s"),
+            TimeRemainingColumn(),
+        ) as bar:
+            task = bar.add_task("sending", total=total, sent=0, failed=0, retrying=0, rate=0.0)
+
+            def update(p: Any) -> None:
+                done = p.sent + p.failed + p.skipped
+                rate = done / max(time.monotonic() - started, 1e-6)
+                bar.update(
+                    task,
+                    completed=done,
+                    sent=p.sent,
+                    failed=p.failed,
+                    retrying=p.retrying,
+                    rate=rate,
+                )
+
+            progress = await dispatcher.run(campaign_id, run_id, on_batch=update)
+        elapsed = time.monotonic() - started
+        print(
+            f"run {run_id}: {progress.sent} sent, {progress.failed} failed,"
+            f" {progress.skipped} skipped at send time, {progress.retrying} retries,"
+            f" in {elapsed:.1f} s"
+        )
+        return 0
+    finally:
+        await dispatcher.close()
+        await services.close()
 
 
 async def _keys(settings: Settings, args: argparse.Namespace) -> int:

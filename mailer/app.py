@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from litestar import Litestar, get
 from litestar.datastructures import State
@@ -20,6 +21,7 @@ from campaigns.clock import Clock
 from campaigns.recipients import Addressee
 from campaigns.suppression import sync_contact_hashes
 from mailer.inbound import start_listener
+from mailer.scheduler import Worker
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -40,12 +42,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, with_worker: bool = False
+) -> Litestar:
     services = Services.build(settings, clock)
+    worker = Worker(services) if with_worker else None
 
     listener: list[asyncio.Server] = []
 
+    async def start_worker() -> None:
+        if worker is not None:
+            await worker.start()
+
     async def close() -> None:
+        if worker is not None:
+            await worker.stop()
         for server in listener:
             server.close()
             await server.wait_closed()
@@ -78,7 +89,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
         state=State({"services": services}),
-        on_startup=[rehash_contacts, listen_for_mail],
+        on_startup=[rehash_contacts, listen_for_mail, start_worker],
         on_shutdown=[close],
         openapi_config=OpenAPIConfig(
             title="Permission-first mailer",
@@ -116,4 +127,4 @@ def _document_error_statuses(app: Litestar) -> None:
 
 def app_from_env() -> Litestar:
     """Factory for uvicorn (`serve`): settings from the environment, checked at start."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), with_worker=os.environ.get("MAILER_WITH_WORKER") == "1")

@@ -17,6 +17,7 @@ from campaigns.errors import Conflict
 from campaigns.suppression import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import make_engine
+from mailer.delivery.compose import Composed
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.transport import SmtpTransport
 from mailer.settings import Settings
@@ -85,6 +86,10 @@ class Services:
                         raise
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
+
+    async def transaction_mail(self, message: Composed) -> None:
+        """Send one message now over the relay (test sends); errors reach the caller."""
+        await self.transport.send(message)
 
     async def close(self) -> None:
         await self.engine.dispose()

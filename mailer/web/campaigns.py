@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
+from functools import partial
+from typing import Any
+
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns import lifecycle
 from campaigns.campaigns import (
     audience_counts,
     campaign_detail,
@@ -14,7 +20,22 @@ from campaigns.campaigns import (
     list_campaigns,
     load_target,
 )
-from campaigns.schemas import AudienceOut, CampaignDetailOut, CampaignIn, CampaignOut, WhyOut
+from campaigns.errors import InvalidInput
+from campaigns.schemas import (
+    AudienceOut,
+    CampaignDetailOut,
+    CampaignIn,
+    CampaignOut,
+    PreviewIn,
+    PreviewOut,
+    ScheduleIn,
+    TestSendIn,
+    TestSendOut,
+    WhyOut,
+)
+from mailer.delivery.dispatch import Dispatcher
+from mailer.delivery.preview import compose_preview, sample_recipient
+from mailer.scheduler import cron_trigger
 from mailer.services import Services
 from mailer.web.errors import responses
 
@@ -69,6 +90,118 @@ class CampaignController(Controller):
             return await audience_counts(session, target, services.context)
 
         return await services.transaction(work)
+
+    @post(
+        "/campaigns/{campaign_id:str}/schedule",
+        status_code=200,
+        summary="Schedule once (send_at) or recurring (cron, timezone)",
+        responses=responses(401, 403, 404, 409, 413, 422),
+    )
+    async def schedule(
+        self, campaign_id: FromPath[str], data: JSONBody[ScheduleIn], state: State
+    ) -> CampaignOut:
+        services: Services = state.services
+        if data.cron is not None:
+            try:
+                cron_trigger(data.cron, data.timezone)
+            except (ValueError, LookupError) as exc:
+                raise InvalidInput(f"cron: {exc}", field="cron") from exc
+        return await self._change(
+            services,
+            campaign_id,
+            partial(
+                lifecycle.schedule, send_at=data.send_at, cron=data.cron, timezone=data.timezone
+            ),
+        )
+
+    @post(
+        "/campaigns/{campaign_id:str}/pause",
+        status_code=200,
+        summary="Pause sending",
+        responses=responses(401, 403, 404, 409),
+    )
+    async def pause(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
+        return await self._change(state.services, campaign_id, lifecycle.pause)
+
+    @post(
+        "/campaigns/{campaign_id:str}/resume",
+        status_code=200,
+        summary="Resume where it stopped",
+        responses=responses(401, 403, 404, 409),
+    )
+    async def resume(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
+        return await self._change(state.services, campaign_id, lifecycle.resume)
+
+    @post(
+        "/campaigns/{campaign_id:str}/cancel",
+        status_code=200,
+        summary="Cancel: nothing more is sent",
+        responses=responses(401, 403, 404, 409),
+    )
+    async def cancel(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
+        return await self._change(state.services, campaign_id, lifecycle.cancel)
+
+    async def _change(self, services: Services, campaign_id: str, action: Any) -> CampaignOut:
+        async def work(session: AsyncSession) -> CampaignOut:
+            await action(session, campaign_id, ctx=services.context)
+            return await campaign_detail(session, campaign_id, services.context)
+
+        detail = await services.transaction(work)
+        return CampaignOut(**detail.model_dump(exclude={"audience"}))
+
+    @post(
+        "/campaigns/{campaign_id:str}/preview",
+        status_code=200,
+        summary="The message exactly as a contact would receive it (or a sample contact)",
+        responses=responses(401, 403, 404, 409, 422),
+    )
+    async def preview(
+        self, campaign_id: FromPath[str], data: JSONBody[PreviewIn], state: State
+    ) -> PreviewOut:
+        services: Services = state.services
+        composed = await services.transaction(
+            lambda s: compose_preview(s, services, campaign_id, data.contact_id)
+        )
+        message = message_from_bytes(composed.data, policy=policy.default)
+        html = message.get_body(("html",))
+        text = message.get_body(("plain",))
+        return PreviewOut(
+            subject=str(message["Subject"]),
+            html=html.get_content() if html else "",
+            text=text.get_content() if text else "",
+            headers={
+                name: str(value)
+                for name, value in message.items()
+                if not name.lower().startswith("content-")
+            },
+        )
+
+    @post(
+        "/campaigns/{campaign_id:str}/test",
+        status_code=202,
+        summary="Send the campaign to addresses on the internal test list only",
+        responses=responses(401, 403, 404, 413, 422),
+    )
+    async def test_send(
+        self, campaign_id: FromPath[str], data: JSONBody[TestSendIn], state: State
+    ) -> TestSendOut:
+        services: Services = state.services
+        allowed = set(services.settings.business.marketing.test_addresses)
+        for i, raw in enumerate(data.emails):
+            if raw.strip().lower() not in allowed:
+                raise InvalidInput(
+                    f"'{raw}' is not on the internal test list ([marketing] test_addresses)",
+                    field=f"emails[{i}]",
+                    reason="not_a_test_address",
+                )
+        campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
+        composer = Dispatcher(services).composer_for(campaign)
+        sent = []
+        for raw in data.emails:
+            email = raw.strip().lower()
+            await services.transaction_mail(composer.compose(sample_recipient(email)))
+            sent.append(email)
+        return TestSendOut(sent=sent)
 
     @get(
         "/contacts/{contact_id:str}/why",

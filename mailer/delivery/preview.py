@@ -1,0 +1,81 @@
+"""Previews and test sends: the same composer, the same bytes a contact would get."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.campaigns import delivery_recipients, explain, load_target
+from campaigns.errors import Conflict
+from campaigns.models import Contact, Delivery
+from mailer.delivery.compose import Composed, Recipient, recipient_of
+from mailer.delivery.footer import Basis
+
+if TYPE_CHECKING:
+    from mailer.services import Services
+
+
+def sample_recipient(email: str, locale: str | None = None) -> Recipient:
+    """A stand-in contact for a preview without one, or a test send (delivery 0: its links
+    map to nothing, so a test mail cannot unsubscribe anybody)."""
+    from datetime import UTC, datetime
+
+    return Recipient(
+        delivery_id=0,
+        contact_id="0" * 32,
+        email=email,
+        name=None,
+        locale=locale,
+        basis=Basis("consent", datetime.now(UTC), purpose="newsletter"),
+    )
+
+
+async def compose_preview(
+    session: AsyncSession, services: Services, campaign_id: str, contact_id: str | None
+) -> Composed:
+    from mailer.delivery.dispatch import Dispatcher
+
+    campaign, _ = await load_target(session, campaign_id)
+    composer = Dispatcher(services).composer_for(campaign)
+    if contact_id is None:
+        sample = sample_recipient(services.settings.business.sender.contact_email)
+        return composer.compose(sample)
+    # The contact's own delivery if one exists (same tokens, same bytes), else as it would be.
+    delivery_id = (
+        await session.execute(
+            sa.select(Delivery.id)  # type: ignore[call-overload]
+            .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == contact_id)
+            .order_by(Delivery.id.desc())  # type: ignore[union-attr]
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if delivery_id is not None:
+        (row,) = await delivery_recipients(session, [delivery_id])
+        return composer.compose(recipient_of(row))
+    why = await explain(session, contact_id, campaign_id, services.context)
+    if not why.eligible or why.basis is None:
+        raise Conflict(
+            f"this contact would not receive the campaign: {why.reason}",
+            field="contact_id",
+            reason=why.reason,
+        )
+    contact = await session.get(Contact, contact_id)
+    assert contact is not None
+    basis = why.basis
+    return composer.compose(
+        Recipient(
+            delivery_id=0,
+            contact_id=contact.id,
+            email=contact.email,
+            name=contact.name,
+            locale=contact.locale,
+            basis=Basis(
+                basis.kind,
+                basis.captured_at or basis.placed_at,  # type: ignore[arg-type]
+                basis.purpose,
+                tuple(basis.categories or ()),
+            ),
+        )
+    )

@@ -1,0 +1,147 @@
+"""The worker: APScheduler fires triggers; the database holds the truth.
+
+Each scheduled campaign gets a trigger (a DateTrigger for `send_at`, a CronTrigger for `cron`
+in its time zone). A firing claims its run in the database (`start_run`, unique per campaign
+and scheduled time), so two workers firing at once send once, then dispatches it. On start,
+and every few seconds, the worker re-reads the schedules, turns stale in-flight messages into
+`unknown`, picks up runs left open by a stopped worker, and fires any firing it missed within
+the grace period: a restart loses no schedule, and a missed firing runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from campaigns.dispatch import recover_in_flight, start_run
+from campaigns.lifecycle import fired_runs, open_runs, scheduled_campaigns
+from campaigns.models import Campaign
+from mailer.delivery.dispatch import Dispatcher
+from mailer.services import Services
+
+log = logging.getLogger("mailer.worker")
+GRACE = timedelta(hours=1)  # a firing missed by less than this still runs, once
+SYNC_SECONDS = 5
+
+
+def cron_trigger(expression: str, timezone: str | None) -> CronTrigger:
+    """Parse a crontab expression; raises ValueError naming the problem."""
+    return CronTrigger.from_crontab(expression, timezone=timezone or "UTC")
+
+
+def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> list[datetime]:
+    """The firings of `campaign` due at `now` (within the grace period) not yet run."""
+    if campaign.send_at is not None:
+        due = [campaign.send_at] if now - GRACE <= campaign.send_at <= now else []
+    elif campaign.cron:
+        trigger = cron_trigger(campaign.cron, campaign.timezone)
+        due, moment = [], now - GRACE
+        while True:
+            fire = trigger.get_next_fire_time(None, moment)
+            if fire is None or fire > now:
+                break
+            due.append(fire.astimezone(UTC))
+            moment = fire + timedelta(seconds=1)
+    else:
+        due = []
+    return [d for d in due if d not in already]
+
+
+class Worker:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
+
+    async def start(self) -> None:
+        await self.tick()
+        self.scheduler.add_job(
+            self.tick,
+            IntervalTrigger(seconds=SYNC_SECONDS),
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        for task in self.dispatching.values():
+            task.cancel()
+        await asyncio.gather(*self.dispatching.values(), return_exceptions=True)
+
+    async def tick(self) -> None:
+        """Recover, catch up on due firings, keep triggers in step with the database."""
+        services, ctx = self.services, self.services.context
+        recovered = await services.transaction(lambda s: recover_in_flight(s, ctx))
+        if recovered:
+            log.warning("%d in-flight messages marked unknown after a stop", recovered)
+        for campaign in await services.transaction(scheduled_campaigns):
+            already = await services.transaction(partial(fired_runs, campaign_id=campaign.id))
+            for moment in due_firings(campaign, ctx.clock.now(), already):
+                await self.fire(campaign.id, moment)
+            self._ensure_trigger(campaign)
+        for campaign_id, run_id in await services.transaction(open_runs):
+            self._dispatch(campaign_id, run_id)
+
+    def _ensure_trigger(self, campaign: Campaign) -> None:
+        job_id = f"campaign:{campaign.id}"
+        if campaign.cron:
+            trigger = cron_trigger(campaign.cron, campaign.timezone)
+            self.scheduler.add_job(
+                self._fire_now,
+                trigger,
+                args=[campaign.id],
+                id=job_id,
+                replace_existing=True,
+                misfire_grace_time=int(GRACE.total_seconds()),
+                coalesce=True,
+            )
+        elif campaign.send_at is not None and campaign.send_at > self.services.context.clock.now():
+            self.scheduler.add_job(
+                self._fire_now,
+                "date",
+                run_date=campaign.send_at,
+                args=[campaign.id],
+                id=job_id,
+                replace_existing=True,
+                misfire_grace_time=int(GRACE.total_seconds()),
+            )
+
+    async def _fire_now(self, campaign_id: str) -> None:
+        await self.tick()  # the due firing is found and claimed there, exactly once
+
+    async def fire(self, campaign_id: str, scheduled_for: datetime) -> int | None:
+        services, ctx = self.services, self.services.context
+        run_id = await services.transaction(lambda s: start_run(s, campaign_id, scheduled_for, ctx))
+        if run_id is not None:
+            log.info("campaign run %s started", run_id)
+            self._dispatch(campaign_id, run_id)
+        return run_id
+
+    def _dispatch(self, campaign_id: str, run_id: int) -> None:
+        key = (campaign_id, run_id)
+        if key in self.dispatching and not self.dispatching[key].done():
+            return
+        self.dispatching[key] = asyncio.create_task(self._send(campaign_id, run_id))
+
+    async def _send(self, campaign_id: str, run_id: int) -> None:
+        dispatcher = Dispatcher(self.services)
+        try:
+            await dispatcher.run(campaign_id, run_id)
+        except Exception:
+            log.exception("dispatch of run %s stopped", run_id)
+        finally:
+            await dispatcher.close()
+
+    async def idle(self) -> None:
+        """Wait until every dispatch this worker started has finished (tests, `send --now`)."""
+        while any(not t.done() for t in self.dispatching.values()):
+            await asyncio.gather(*self.dispatching.values(), return_exceptions=True)

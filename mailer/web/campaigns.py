@@ -5,6 +5,7 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
@@ -101,6 +102,13 @@ class CampaignController(Controller):
         self, campaign_id: FromPath[str], data: JSONBody[ScheduleIn], state: State
     ) -> CampaignOut:
         services: Services = state.services
+        if data.timezone is not None:
+            try:
+                ZoneInfo(data.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise InvalidInput(
+                    f"unknown time zone '{data.timezone}'", field="timezone"
+                ) from exc
         if data.cron is not None:
             try:
                 cron_trigger(data.cron, data.timezone)

@@ -137,6 +137,7 @@ def smtp(smtp_server: SmtpServer) -> RecordingHandler:
     handler.data_replies.clear()
     handler.drop_data = 0
     handler.refuse.clear()
+    handler.kill_on = None
     return handler
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ class RecordingHandler:
     data_replies: list[str] = field(default_factory=list)
     drop_data: int = 0  # drop the connection in the middle of this many DATA commands
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
+    # (n, pid): on accepting the n-th message, SIGKILL that process before it hears "250"
+    kill_on: tuple[int, int] | None = None
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -60,6 +64,8 @@ class RecordingHandler:
                 time.monotonic(),
             )
         )
+        if self.kill_on is not None and len(self.received) == self.kill_on[0]:
+            os.kill(self.kill_on[1], signal.SIGKILL)  # the sender dies with this one in flight
         return "250 OK: queued"
 
     async def wait_for(self, count: int, within: float = 10) -> list[Received]:

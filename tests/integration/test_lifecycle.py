@@ -23,23 +23,32 @@ pytestmark = pytest.mark.integration
 
 
 async def setup(client, keys, n=3, **campaign_kw):
-    await client.post("/api/v1/contacts/batch", headers=keys["shop"], json={"contacts": [
-        factories.contact(f"p{i}@example.be", consents=[factories.consent()]) for i in range(n)]})
-    created = await client.post("/api/v1/campaigns", json=campaign(**campaign_kw),
-                                headers=keys["marketer"])
+    await client.post(
+        "/api/v1/contacts/batch",
+        headers=keys["shop"],
+        json={
+            "contacts": [
+                factories.contact(f"p{i}@example.be", consents=[factories.consent()])
+                for i in range(n)
+            ]
+        },
+    )
+    created = await client.post(
+        "/api/v1/campaigns", json=campaign(**campaign_kw), headers=keys["marketer"]
+    )
     return created.json()["id"]
 
 
 async def act(client, keys, campaign_id, action, body=None):
-    return await client.post(f"/api/v1/campaigns/{campaign_id}/{action}", json=body or {},
-                             headers=keys["marketer"])
+    return await client.post(
+        f"/api/v1/campaigns/{campaign_id}/{action}", json=body or {}, headers=keys["marketer"]
+    )
 
 
 async def test_lifecycle_transitions(app_client, keys):
     cid = await setup(app_client, keys)
     assert (await act(app_client, keys, cid, "resume")).status_code == 409
-    scheduled = await act(app_client, keys, cid, "schedule",
-                          {"send_at": "2026-12-01T09:00:00Z"})
+    scheduled = await act(app_client, keys, cid, "schedule", {"send_at": "2026-12-01T09:00:00Z"})
     assert scheduled.status_code == 200 and scheduled.json()["status"] == "scheduled"
     paused = await act(app_client, keys, cid, "pause")
     assert paused.json()["status"] == "paused"
@@ -68,8 +77,11 @@ async def test_bad_schedules_are_422(app_client, keys, body, field):
 
 async def test_preview_is_what_the_contact_gets(app_client, keys):
     cid = await setup(app_client, keys, n=1)
-    contact = (await app_client.post("/api/v1/contacts", headers=keys["shop"],
-                                     json=factories.contact("p0@example.be"))).json()
+    contact = (
+        await app_client.post(
+            "/api/v1/contacts", headers=keys["shop"], json=factories.contact("p0@example.be")
+        )
+    ).json()
     response = await act(app_client, keys, cid, "preview", {"contact_id": contact["id"]})
     assert response.status_code == 200
     preview = response.json()
@@ -79,8 +91,11 @@ async def test_preview_is_what_the_contact_gets(app_client, keys):
     assert "Reclame" in preview["html"]
     sample = await act(app_client, keys, cid, "preview")
     assert sample.status_code == 200
-    nobody = (await app_client.post("/api/v1/contacts", headers=keys["shop"],
-                                    json=factories.contact("nobody@example.be"))).json()
+    nobody = (
+        await app_client.post(
+            "/api/v1/contacts", headers=keys["shop"], json=factories.contact("nobody@example.be")
+        )
+    ).json()
     refused = await act(app_client, keys, cid, "preview", {"contact_id": nobody["id"]})
     assert refused.status_code == 409 and refused.json()["extra"]["reason"] == "no_basis"
 
@@ -99,9 +114,16 @@ async def test_test_send_only_to_the_internal_list(app_client, keys, smtp):
 def test_due_firings_of_a_recurring_campaign():
     from campaigns.models import Campaign
 
-    weekly = Campaign(id="c", name="n", purpose="newsletter", subject="s",
-                      template="newsletter.html", status="scheduled", cron="0 9 * * MON",
-                      timezone="Europe/Brussels")
+    weekly = Campaign(
+        id="c",
+        name="n",
+        purpose="newsletter",
+        subject="s",
+        template="newsletter.html",
+        status="scheduled",
+        cron="0 9 * * MON",
+        timezone="Europe/Brussels",
+    )
     monday = datetime(2026, 11, 30, 8, 0, 30, tzinfo=UTC)  # 09:00:30 in Brussels
     (due,) = due_firings(weekly, monday, set())
     assert due == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -110,11 +132,13 @@ def test_due_firings_of_a_recurring_campaign():
     assert due_firings(weekly, monday + timedelta(hours=2), set()) == []  # past the grace
 
 
-async def test_recurring_campaign_fires_on_schedule_once_per_firing(app_client, keys, settings,
-                                                                     clock, services, smtp):
+async def test_recurring_campaign_fires_on_schedule_once_per_firing(
+    app_client, keys, settings, clock, services, smtp
+):
     cid = await setup(app_client, keys, n=2)
-    await act(app_client, keys, cid, "schedule", {"cron": "0 9 * * MON",
-                                                  "timezone": "Europe/Brussels"})
+    await act(
+        app_client, keys, cid, "schedule", {"cron": "0 9 * * MON", "timezone": "Europe/Brussels"}
+    )
     workers = [Worker(services), Worker(Services.build(settings, clock))]
     try:
         clock.set(datetime(2026, 11, 30, 8, 0, 5, tzinfo=UTC))
@@ -130,10 +154,13 @@ async def test_recurring_campaign_fires_on_schedule_once_per_firing(app_client, 
         await workers[1].services.close()
     async with services.sessions() as session:
         runs = (await session.execute(sa.select(CampaignRun.scheduled_for))).scalars().all()
-        per_run = (await session.execute(
-            sa.select(Delivery.run, sa.func.count()).group_by(Delivery.run))).all()
-    assert sorted(runs) == [datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
-                            datetime(2026, 12, 7, 8, 0, tzinfo=UTC)]
+        per_run = (
+            await session.execute(sa.select(Delivery.run, sa.func.count()).group_by(Delivery.run))
+        ).all()
+    assert sorted(runs) == [
+        datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+        datetime(2026, 12, 7, 8, 0, tzinfo=UTC),
+    ]
     assert sorted(n for _, n in per_run) == [2, 2]
 
 
@@ -153,13 +180,24 @@ async def test_missed_one_off_runs_once_after_a_restart(app_client, keys, servic
 
 async def test_campaigns_send_now_command(app_client, keys, settings, smtp):
     cid = await setup(app_client, keys, n=3)
-    env = {**os.environ, "MAILER_DATABASE_URL": settings.database_url,
-           "MAILER_CONFIG": str(EXAMPLE_CONFIG), "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
-           "MAILER_DEV": "1", "MAILER_SMTP_HOST": "127.0.0.1",
-           "MAILER_SMTP_PORT": str(settings.smtp_port)}
+    env = {
+        **os.environ,
+        "MAILER_DATABASE_URL": settings.database_url,
+        "MAILER_CONFIG": str(EXAMPLE_CONFIG),
+        "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
+        "MAILER_DEV": "1",
+        "MAILER_SMTP_HOST": "127.0.0.1",
+        "MAILER_SMTP_PORT": str(settings.smtp_port),
+    }
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "mailer", "campaigns", "send", cid, "--now"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        subprocess.run,
+        [sys.executable, "-m", "mailer", "campaigns", "send", cid, "--now"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "3 sent, 0 failed" in result.stdout

@@ -14,6 +14,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,9 +85,9 @@ def migrate(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    name = f"mailer_test_{os.getpid()}"
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A PostgreSQL database of our own (dropped first if a killed run left it, and after)."""
 
     async def admin(sql: str) -> None:
         connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
@@ -97,10 +98,17 @@ def postgres_url() -> Iterator[str]:
 
     run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     run_in_thread(lambda: admin(f'CREATE DATABASE "{name}"'))
-    url = f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    migrate(url)
-    yield url
-    run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    finally:
+        run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_database(f"mailer_test_{os.getpid()}") as url:
+        migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

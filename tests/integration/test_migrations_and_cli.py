@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -20,10 +19,10 @@ from mailer.services import Services
 from mailer.settings import Settings
 from tests.conftest import (
     EXAMPLE_CONFIG,
-    PG_SERVER,
     ROOT,
     TEST_SECRET,
     business_config,
+    postgres_database,
     run_in_thread,
 )
 
@@ -35,19 +34,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"mailer_test_{os.getpid()}_fresh"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    run_in_thread(lambda: admin(f'CREATE DATABASE "{name}"'))
-    yield f"{PG_SERVER.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    run_in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_database(f"mailer_test_{os.getpid()}_fresh") as url:
+        yield url
 
 
 def schema_drift(url: str) -> list[object]:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.campaigns import load_target, materialise
 from campaigns.contacts import Context
 from campaigns.db import dialect_insert, dialect_name
-from campaigns.eligibility import CAPPED_STATUSES, AudienceRules, suppressed_contacts
+from campaigns.eligibility import ELIGIBLE, AudienceRules, audience_query, suppressed_contacts
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.suppression import suppress
 
@@ -33,10 +33,26 @@ CONTACT = Contact.__table__  # type: ignore[attr-defined]
 
 
 async def start_run(
-    session: AsyncSession, campaign_id: str, scheduled_for: datetime, ctx: Context
+    session: AsyncSession,
+    campaign_id: str,
+    scheduled_for: datetime,
+    ctx: Context,
+    *,
+    allowed: tuple[str, ...] = ("scheduled",),
 ) -> int | None:
     """Claim one firing of a campaign and materialise its audience. Returns the run id, or
-    None when another scheduler or worker already claimed this firing (it is sent once)."""
+    None when this firing was already claimed (it is sent once), the campaign is not in one
+    of the `allowed` states (paused or cancelled meanwhile), or a run of it is still open."""
+    campaign = await session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None or campaign.status not in allowed:
+        return None
+    still_open = (
+        await session.execute(
+            sa.select(RUN.c.id).where(RUN.c.campaign_id == campaign_id, RUN.c.status == "sending")
+        )
+    ).first()
+    if still_open is not None:
+        return None
     now = ctx.clock.now()
     stmt = (
         dialect_insert(session, RUN)
@@ -49,21 +65,29 @@ async def start_run(
     run_id = (await session.execute(stmt)).scalar_one_or_none()
     if run_id is None:
         return None
-    campaign, target = await load_target(session, campaign_id)
+    _, target = await load_target(session, campaign_id)
     campaign.status = "sending"
     campaign.updated_at = now
     await materialise(session, target, ctx, run=run_id)
     return int(run_id)
 
 
+@dataclass(frozen=True)
+class Claim:
+    ids: list[int]  # now `sending`
+    looked_at: int  # queued deliveries considered (0: nothing left to claim now)
+
+
 async def claim_batch(
     session: AsyncSession, campaign_id: str, run_id: int, ctx: Context, limit: int
-) -> list[int]:
-    """Take up to `limit` queued deliveries for sending; skip those whose address is now
-    suppressed or whose contact reached the frequency cap meanwhile (the gate, C12-C13)."""
+) -> Claim:
+    """Take up to `limit` queued deliveries for sending. The gate (invariant 1) is asked
+    again, with the same audience query as materialising: a contact that lost its basis
+    (a withdrawal), whose address was suppressed, or that reached the frequency cap since is
+    `skipped` with that reason."""
     now = ctx.clock.now()
     candidates = (
-        sa.select(DELIVERY.c.id)
+        sa.select(DELIVERY.c.id, DELIVERY.c.contact_id)
         .where(
             DELIVERY.c.campaign_id == campaign_id,
             DELIVERY.c.run == run_id,
@@ -75,32 +99,49 @@ async def claim_batch(
     )
     if dialect_name(session) == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)  # workers share a campaign
-    ids = list((await session.execute(candidates)).scalars())
-    if not ids:
-        return []
-    await _skip_suppressed(session, ids, ("queued",))
+    rows = (await session.execute(candidates)).all()
+    if not rows:
+        return Claim([], 0)
     _, target = await load_target(session, campaign_id)
     rules = AudienceRules.for_campaign(target, ctx.config, now)
-    recent = (
-        sa.select(DELIVERY.c.contact_id)
-        .where(DELIVERY.c.sent_at > rules.cap_since, DELIVERY.c.status.in_(CAPPED_STATUSES))
-        .group_by(DELIVERY.c.contact_id)
-        .having(sa.func.count() >= rules.cap_max)
+    contact_of = {delivery_id: contact_id for delivery_id, contact_id in rows}
+    verdict: dict[str, str] = dict(
+        (
+            await session.execute(
+                sa.select(sa.literal_column("contact_id"), sa.literal_column("reason")).select_from(
+                    audience_query(rules, sorted(set(contact_of.values()))).subquery()
+                )
+            )
+        ).all()
     )
-    await session.execute(
-        sa.update(DELIVERY)
-        .where(
-            DELIVERY.c.id.in_(ids), DELIVERY.c.status == "queued", DELIVERY.c.contact_id.in_(recent)
+    refused: dict[str, list[int]] = {}
+    for delivery_id, contact_id in contact_of.items():
+        reason = verdict.get(contact_id, "no_basis")
+        if reason != ELIGIBLE:
+            refused.setdefault(reason, []).append(delivery_id)
+    for reason, ids in refused.items():
+        await session.execute(
+            sa.update(DELIVERY)
+            .where(DELIVERY.c.id.in_(ids))
+            .values(status="skipped", skip_reason=reason)
         )
-        .values(status="skipped", skip_reason="frequency_cap")
-    )
+    eligible = [i for i in contact_of if verdict.get(contact_of[i]) == ELIGIBLE]
     claimed = await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.id.in_(ids), DELIVERY.c.status == "queued")
+        .where(DELIVERY.c.id.in_(eligible), DELIVERY.c.status == "queued")
         .values(status="sending", claimed_at=now, attempts=DELIVERY.c.attempts + 1)
         .returning(DELIVERY.c.id)
     )
-    return sorted(claimed.scalars())
+    return Claim(sorted(claimed.scalars()), len(rows))
+
+
+async def release(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Give claimed deliveries back (nothing was handed to SMTP): they are queued again."""
+    await session.execute(
+        sa.update(DELIVERY)
+        .where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.status == "sending")
+        .values(status="queued", attempts=DELIVERY.c.attempts - 1)
+    )
 
 
 async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
@@ -143,8 +184,9 @@ class Outcome:
 
 
 async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ctx: Context) -> None:
-    """Write what happened; schedule retries with backoff until the deadline; suppress hard
-    bounces. Part of the handoff transaction."""
+    """Write what happened and schedule retries with backoff until the deadline. Part of the
+    handoff transaction; hard bounces are suppressed after it (`suppress_hard_bounces`), so
+    the handoff never waits on another run's rows."""
     now = ctx.clock.now()
     policy = ctx.config.delivery
     sent = [o.delivery_id for o in outcomes if o.kind == "sent"]
@@ -159,7 +201,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ct
             continue
         row = (
             await session.execute(
-                sa.select(DELIVERY.c.attempts, DELIVERY.c.queued_at, DELIVERY.c.contact_id).where(
+                sa.select(DELIVERY.c.attempts, DELIVERY.c.queued_at).where(
                     DELIVERY.c.id == outcome.delivery_id
                 )
             )
@@ -174,23 +216,33 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ct
                 values.update(status="failed")
         else:
             values.update(status="bounced" if outcome.hard_bounce else "failed")
-            if outcome.hard_bounce:
-                email = (
-                    await session.execute(
-                        sa.select(CONTACT.c.email).where(CONTACT.c.id == row.contact_id)
-                    )
-                ).scalar_one()
-                await suppress(
-                    session,
-                    email,
-                    reason="hard_bounce",
-                    channel="smtp",
-                    clock=ctx.clock,
-                    hasher=ctx.hasher,
-                    note=outcome.detail[:200],
-                )
         await session.execute(
             sa.update(DELIVERY).where(DELIVERY.c.id == outcome.delivery_id).values(**values)
+        )
+
+
+async def suppress_hard_bounces(
+    session: AsyncSession, outcomes: Sequence[Outcome], ctx: Context
+) -> None:
+    """C17: an address that hard-bounced is suppressed (its own transaction)."""
+    ids = [o.delivery_id for o in outcomes if o.hard_bounce]
+    if not ids:
+        return
+    details = {o.delivery_id: o.detail for o in outcomes if o.hard_bounce}
+    rows = await session.execute(
+        sa.select(DELIVERY.c.id, CONTACT.c.email)
+        .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
+        .where(DELIVERY.c.id.in_(ids))
+    )
+    for delivery_id, email in rows.all():
+        await suppress(
+            session,
+            email,
+            reason="hard_bounce",
+            channel="smtp",
+            clock=ctx.clock,
+            hasher=ctx.hasher,
+            note=details[delivery_id][:200],
         )
 
 

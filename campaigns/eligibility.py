@@ -265,7 +265,7 @@ def _qualifying_order(order: Any, owner: Any, now: datetime) -> list[sa.ColumnEl
         order.opt_out_offered.is_(True),
         order.opt_out_used.is_(False),
         order.email == owner.email,
-        order.placed_at <= now + timedelta(days=1000),
+        order.placed_at <= now,
     ]
 
 
@@ -325,7 +325,8 @@ def recent_sends(rules: AudienceRules, contact_ids: Sequence[str] | None = None)
     return (
         sa.select(delivery.c.contact_id, sa.func.count().label("sends"))
         .where(
-            delivery.c.sent_at > rules.cap_since,
+            # In-flight and unknown mail has no sent_at yet: its claim time counts.
+            sa.func.coalesce(delivery.c.sent_at, delivery.c.claimed_at) > rules.cap_since,
             delivery.c.status.in_(CAPPED_STATUSES),
             *_only(delivery.c.contact_id, contact_ids),
         )

@@ -6,7 +6,7 @@ claims a run here (`dispatch.start_run`), so two schedulers firing at once send 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from campaigns.contacts import Context
 from campaigns.errors import Conflict, InvalidInput, NotFound
 from campaigns.models import Campaign, CampaignRun, Delivery
 
+SEND_AT_SLACK = timedelta(minutes=5)  # "now" typed by a person is a little in the past
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]
 
@@ -52,6 +53,19 @@ async def schedule(
         raise _refuse(campaign, "scheduled")
     if (send_at is None) == (cron is None):
         raise InvalidInput("give either send_at or cron", field="send_at")
+    if send_at is not None and as_utc(send_at) < ctx.clock.now() - SEND_AT_SLACK:
+        raise InvalidInput("send_at is in the past", field="send_at", reason="past")
+    open_run = (
+        await session.execute(
+            sa.select(RUN.c.id).where(RUN.c.campaign_id == campaign_id, RUN.c.status == "sending")
+        )
+    ).first()
+    if open_run is not None:
+        raise Conflict(
+            "a run of this campaign is still open: resume or cancel it first",
+            field="status",
+            reason="run_open",
+        )
     if cron is not None:
         try:
             ZoneInfo(timezone or "UTC")

@@ -155,13 +155,19 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
         now = datetime.now(UTC).replace(microsecond=0)
         try:
             run_id = await services.transaction(
-                lambda s: start_run(s, campaign_id, now, services.context)
+                lambda s: start_run(
+                    s, campaign_id, now, services.context, allowed=("draft", "scheduled")
+                )
             )
         except DomainError as exc:
             print(exc.message, file=sys.stderr)
             return 2
         if run_id is None:
-            print("this campaign was already started this second", file=sys.stderr)
+            print(
+                "not started: the campaign is not a draft or scheduled, or a run of it is"
+                " still open (resume or cancel it)",
+                file=sys.stderr,
+            )
             return 2
 
         async def queued(session: Any) -> int:

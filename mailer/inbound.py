@@ -36,8 +36,12 @@ class InboundHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
-        for recipient in envelope.rcpt_tos:
-            await self._deliver(recipient, content)
+        try:
+            for recipient in envelope.rcpt_tos:
+                await self._deliver(recipient, content)
+        except Exception:
+            log.exception("inbound mail not processed")
+            return "451 4.3.0 temporary failure, try again later"
         return "250 OK: received"
 
     async def _deliver(self, recipient: str, content: bytes) -> None:

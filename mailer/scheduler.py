@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from campaigns.dispatch import recover_in_flight, start_run
 from campaigns.lifecycle import fired_runs, open_runs, scheduled_campaigns
 from campaigns.models import Campaign
+from campaigns.suppression import sync_contact_hashes
 from mailer.delivery.dispatch import Dispatcher
 from mailer.services import Services
 
@@ -59,8 +60,11 @@ class Worker:
         self.services = services
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
+        self.dispatchers: set[Dispatcher] = set()
 
     async def start(self) -> None:
+        hasher = self.services.context.hasher
+        await self.services.transaction(lambda s: sync_contact_hashes(s, hasher))
         await self.tick()
         self.scheduler.add_job(
             self.tick,
@@ -71,11 +75,17 @@ class Worker:
         )
         self.scheduler.start()
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 30) -> None:
+        """Stop firing; let running dispatches finish their batch (what is cancelled mid-
+        handoff would only become `unknown`)."""
         self.scheduler.shutdown(wait=False)
-        for task in self.dispatching.values():
+        for dispatcher in self.dispatchers:
+            dispatcher.stopping.set()
+        tasks = list(self.dispatching.values())
+        _, late = await asyncio.wait(tasks, timeout=drain_seconds) if tasks else (set(), set())
+        for task in late:
             task.cancel()
-        await asyncio.gather(*self.dispatching.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def tick(self) -> None:
         """Recover, catch up on due firings, keep triggers in step with the database."""
@@ -134,11 +144,13 @@ class Worker:
 
     async def _send(self, campaign_id: str, run_id: int) -> None:
         dispatcher = Dispatcher(self.services)
+        self.dispatchers.add(dispatcher)
         try:
             await dispatcher.run(campaign_id, run_id)
         except Exception:
             log.exception("dispatch of run %s stopped", run_id)
         finally:
+            self.dispatchers.discard(dispatcher)
             await dispatcher.close()
 
     async def idle(self) -> None:

@@ -64,13 +64,18 @@ class Services:
             ),
         )
 
-    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def transaction(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, retry: bool = True
+    ) -> T:
         """Run `work` in one transaction and commit: a request changes everything or nothing.
 
         A unique-key race with a concurrent request (two pushes of one new address) rolls
-        back and runs again; the second run sees the other request's committed row.
+        back and runs again; the second run sees the other request's committed row. Work that
+        talks to the outside world (an SMTP handoff) passes `retry=False`: running it again
+        would send again.
         """
-        for attempt in range(1, ATTEMPTS + 1):
+        attempts = ATTEMPTS if retry else 1
+        for attempt in range(1, attempts + 1):
             async with self.sessions() as session:
                 try:
                     result = await work(session)
@@ -78,11 +83,11 @@ class Services:
                     return result
                 except IntegrityError as exc:
                     await session.rollback()
-                    if attempt == ATTEMPTS:
+                    if attempt == attempts:
                         raise Conflict("the request conflicts with a concurrent change") from exc
                 except DBAPIError as exc:
                     await session.rollback()
-                    if attempt == ATTEMPTS or not _is_transient(exc):
+                    if attempt == attempts or not _is_transient(exc):
                         raise
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")

@@ -9,6 +9,7 @@ compose when any piece would be missing: composition fails closed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
@@ -149,7 +150,8 @@ class CampaignComposer:
         text = self.layout.text.render(shared, body=text_body.rstrip("\n"))
         _require_footer(html, text, words)
 
-        message_id = f"<{unsubscribe}@{domain}>"
+        # Unique and stable per delivery, but not a credential: relays log Message-IDs.
+        message_id = f"<{hashlib.sha256(unsubscribe.encode()).hexdigest()[:32]}@{domain}>"
         headers = [
             ("From", self._from),
             ("Reply-To", address(None, self.sender.contact_email)),

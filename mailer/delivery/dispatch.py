@@ -14,15 +14,18 @@ from functools import partial
 
 from campaigns.campaigns import delivery_recipients, load_target
 from campaigns.dispatch import (
+    Outcome,
     begin_handoff,
     claim_batch,
     finish_run_if_done,
     pause,
     pending_retry_at,
     record_outcomes,
+    release,
+    suppress_hard_bounces,
 )
 from campaigns.models import Campaign
-from mailer.delivery.compose import CampaignComposer, CampaignInfo, recipient_of
+from mailer.delivery.compose import CampaignComposer, CampaignInfo, Composed, recipient_of
 from mailer.delivery.pool import SmtpPool
 from mailer.services import Services
 
@@ -46,6 +49,7 @@ class Dispatcher:
         self.pool = pool or SmtpPool(
             services.settings, policy.connections, rate=policy.rate_per_second
         )
+        self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
 
     def composer_for(self, campaign: Campaign) -> CampaignComposer:
         settings = self.services.settings
@@ -74,15 +78,19 @@ class Dispatcher:
         campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
         composer = self.composer_for(campaign)
         progress = Progress()
-        relay_failures = 0
-        while True:
+        failures_in_a_row = 0
+        while not self.stopping.is_set():
             status = await services.transaction(lambda s: _status(s, campaign_id))
             if status not in ("sending",):
                 break
-            ids = await services.transaction(
+            claim = await services.transaction(
                 lambda s: claim_batch(s, campaign_id, run_id, ctx, self.policy.batch_size)
             )
+            ids = claim.ids
+            progress.skipped += claim.looked_at - len(ids)
             if not ids:
+                if claim.looked_at:
+                    continue  # the whole batch was skipped at the gate: take the next one
                 if await services.transaction(
                     lambda s: finish_run_if_done(s, campaign_id, run_id, ctx)
                 ):
@@ -97,15 +105,40 @@ class Dispatcher:
                 )
                 continue
             rows = await services.transaction(partial(delivery_recipients, delivery_ids=ids))
-            messages = {row.delivery_id: composer.compose(recipient_of(row)) for row in rows}
+            messages: dict[int, Composed] = {}
+            unsendable: list[Outcome] = []
+            for row in rows:
+                try:
+                    messages[row.delivery_id] = composer.compose(recipient_of(row))
+                except Exception as exc:
+                    unsendable.append(
+                        Outcome(
+                            row.delivery_id,
+                            "permanent",
+                            f"cannot be composed: {type(exc).__name__}",
+                        )
+                    )
+            if not messages:  # nothing composes: the setup is broken, not one recipient
+                reason = f"paused: messages cannot be composed ({unsendable[0].detail})"
+                await services.transaction(partial(release, ids=ids))
+                await services.transaction(
+                    partial(pause, campaign_id=campaign_id, reason=reason, ctx=ctx)
+                )
+                log.error("campaign paused: composition failed")
+                break
 
-            async def handoff(session, ids=ids, messages=messages):  # type: ignore[no-untyped-def]
+            async def handoff(session, ids=ids, messages=messages, unsendable=unsendable):  # type: ignore[no-untyped-def]
                 live = await begin_handoff(session, ids)
-                outcomes = await self.pool.send_all([(i, messages[i]) for i in live])
+                outcomes = await self.pool.send_all(
+                    [(i, messages[i]) for i in live if i in messages]
+                )
+                outcomes += [o for o in unsendable if o.delivery_id in live]
                 await record_outcomes(session, outcomes, ctx)
                 return live, outcomes
 
-            live, outcomes = await services.transaction(handoff)
+            # Never retried: the messages may already be with the relay.
+            live, outcomes = await services.transaction(handoff, retry=False)
+            await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
             progress.skipped += len(ids) - len(live)
             for outcome in outcomes:
                 if outcome.kind == "sent":
@@ -114,16 +147,17 @@ class Dispatcher:
                     progress.failed += 1
                 else:
                     progress.retrying += 1
-            relay_failures = (
-                0
-                if any(o.kind == "sent" for o in outcomes)
-                else relay_failures
-                + sum(1 for o in outcomes if o.relay_failure or o.kind == "temporary")
-            )
+            # Failures in a row with nothing delivered: the relay, not the recipients.
+            if any(o.kind == "sent" for o in outcomes):
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += len(outcomes)
             if on_batch is not None:
                 on_batch(progress)
-            if relay_failures >= self.policy.error_budget:
-                reason = f"paused after {relay_failures} failures in a row: {outcomes[-1].detail}"
+            if failures_in_a_row >= self.policy.error_budget:
+                reason = (
+                    f"paused after {failures_in_a_row} failures in a row: {outcomes[-1].detail}"
+                )
                 log.warning("campaign paused: relay failing")
                 await services.transaction(
                     partial(pause, campaign_id=campaign_id, reason=reason, ctx=ctx)

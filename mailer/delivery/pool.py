@@ -47,14 +47,19 @@ class TokenBucket:
 
 
 def classify(delivery_id: int, code: int, message: str, stage: str) -> Outcome:
+    """One SMTP reply as an outcome. Only an address failure is a hard bounce (C17): an
+    enhanced status 5.1.x, or a plain 550 to RCPT without one. A 5.7.x (policy, relaying
+    denied) fails the message but says nothing about the address."""
     text = f"{code} {message}".strip()
     if 200 <= code < 300:
         return Outcome(delivery_id, "sent")
     if 400 <= code < 500:
         return Outcome(delivery_id, "temporary", text)
     enhanced = _ENHANCED.search(message)
-    address_failure = enhanced is not None and enhanced.group(1) == "5" and enhanced.group(2) == "1"
-    hard = address_failure or (stage == "rcpt" and code == 550)
+    if enhanced is not None:
+        hard = enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    else:
+        hard = stage == "rcpt" and code == 550
     return Outcome(delivery_id, "permanent", text, hard_bounce=hard)
 
 
@@ -94,16 +99,24 @@ class SmtpPool:
         for item in messages:
             queue.put_nowait(item)
 
+        relay_down: list[str] = []  # once the relay cannot be reached, fail the rest fast
+
         async def lane() -> None:
             client = await self._idle.get()
             try:
                 while not queue.empty():
                     delivery_id, message = queue.get_nowait()
+                    if relay_down:
+                        outcomes.append(
+                            Outcome(delivery_id, "temporary", relay_down[0], relay_failure=True)
+                        )
+                        continue
                     await self.bucket.take()
                     if client is None or not client.is_connected:
                         try:
                             client = await self._connect()
                         except RelayError as exc:
+                            relay_down.append(str(exc))
                             outcomes.append(
                                 Outcome(delivery_id, "temporary", str(exc), relay_failure=True)
                             )
@@ -111,6 +124,8 @@ class SmtpPool:
                             continue
                     outcome, keep = await self._send_one(client, delivery_id, message)
                     outcomes.append(outcome)
+                    if outcome.relay_failure and outcome.kind == "temporary":
+                        relay_down.append(outcome.detail)
                     if not keep:
                         client.close()
                         client = None
@@ -124,8 +139,14 @@ class SmtpPool:
     async def _send_one(
         self, client: aiosmtplib.SMTP, delivery_id: int, message: Composed
     ) -> tuple[Outcome, bool]:
+        """(outcome, keep the connection)."""
         try:
             await client.sendmail(message.envelope_from, [message.recipient], message.data)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            # Our own envelope sender refused: the relay's configuration, not the recipient.
+            await _reset(client)
+            detail = f"relay refused our sender: {exc.code} {exc.message}"
+            return Outcome(delivery_id, "temporary", detail, relay_failure=True), True
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refusal = exc.recipients[0]
             await _reset(client)
@@ -134,9 +155,11 @@ class SmtpPool:
             await _reset(client)
             return classify(delivery_id, exc.code, exc.message, "data"), exc.code != 421
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            return Outcome(
-                delivery_id, "temporary", f"connection lost: {type(exc).__name__}"
-            ), False
+            detail = f"connection lost: {type(exc).__name__}"
+            return Outcome(delivery_id, "temporary", detail), False
+        except Exception as exc:
+            detail = f"cannot be sent: {type(exc).__name__}"
+            return Outcome(delivery_id, "permanent", detail), False
         return Outcome(delivery_id, "sent"), True
 
     async def close(self) -> None:

@@ -349,3 +349,27 @@ async def record_sends(services: Any, contact_id: str, days_ago: list[int]) -> N
                 )
             )
         await session.commit()
+
+
+async def test_c6_an_order_not_yet_placed_gives_no_basis(app_client, keys, clock):
+    """An order counts from the moment it was placed, not before (clock moved back)."""
+    from datetime import timedelta
+
+    body = person(orders=[bought(TEA, "2026-11-27T11:59:00Z")])
+    contact_id = (
+        await app_client.post("/api/v1/contacts", json=body, headers=keys["shop"])
+    ).json()["id"]
+    campaign_id = (
+        await app_client.post(
+            "/api/v1/campaigns", json=campaign("promotions", TEA), headers=keys["marketer"]
+        )
+    ).json()["id"]
+    clock.set(NOW - timedelta(days=2))
+    why = (
+        await app_client.get(
+            f"/api/v1/contacts/{contact_id}/why",
+            params={"campaign_id": campaign_id},
+            headers=keys["marketer"],
+        )
+    ).json()
+    assert why["eligible"] is False and why["reason"] == "no_basis"

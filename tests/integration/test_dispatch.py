@@ -67,7 +67,9 @@ async def new_campaign(services: Services, purpose: str = "newsletter") -> str:
 
 
 async def fire(services: Services, campaign_id: str) -> int:
-    run = await services.transaction(lambda s: start_run(s, campaign_id, NOW, services.context))
+    run = await services.transaction(
+        lambda s: start_run(s, campaign_id, NOW, services.context, allowed=("draft",))
+    )
     assert run is not None
     return run
 
@@ -97,7 +99,10 @@ async def test_every_eligible_recipient_gets_it_once(world, smtp):
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     assert (
-        await world.transaction(lambda s: start_run(s, campaign_id, NOW, world.context)) is None
+        await world.transaction(
+            lambda s: start_run(s, campaign_id, NOW, world.context, allowed=("sending",))
+        )
+        is None
     )  # a second firing of the same schedule sends nothing
     progress = await send(world, campaign_id, run)
     assert progress.sent == 5
@@ -236,8 +241,8 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
     run = await fire(world, campaign_id)
     from campaigns.dispatch import claim_batch
 
-    claimed = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
-    assert len(claimed) == 2  # then the worker is killed before it records anything
+    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
+    assert len(claim.ids) == 2  # then the worker is killed before it records anything
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
     assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 2
     await send(world, campaign_id, run)
@@ -279,3 +284,91 @@ async def test_materialise_then_dispatch_skips_a_contact_suppressed_meanwhile(wo
     async with world.sessions() as session:
         _, target = await load_target(session, campaign_id)
         assert await materialise(session, target, world.context, run=run) == 0
+
+
+async def test_invariant_1_a_withdrawal_after_materialising_is_honoured_at_claim(world, smtp):
+    ids = await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    withdrawal = ContactIn.model_validate(
+        factories.contact(
+            "p1@example.be",
+            consents=[factories.consent(granted=False, captured_at="2026-11-27T11:59:00Z")],
+        )
+    )
+    await world.transaction(lambda s: ingest_contacts(s, [(0, withdrawal)], world.context))
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {"p0@example.be": 1}
+    async with world.sessions() as session:
+        reason = (
+            await session.execute(
+                sa.select(Delivery.skip_reason).where(Delivery.contact_id == ids[1])
+            )
+        ).scalar_one()
+    assert reason == "no_basis"
+
+
+async def test_c17_policy_rejections_are_not_hard_bounces(world, smtp):
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.refuse["p0@example.be"] = "550 5.7.1 relaying denied"
+    await send(world, campaign_id, run)
+    assert await statuses(world, campaign_id) == {"failed": 1, "sent": 1}
+    async with world.sessions() as session:
+        assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
+
+
+async def test_an_address_the_relay_cannot_take_fails_alone(world, smtp):
+    items = [
+        (
+            0,
+            ContactIn.model_validate(
+                factories.contact("josé@example.be", consents=[factories.consent()])
+            ),
+        )
+    ]
+    await world.transaction(lambda s: ingest_contacts(s, items, world.context))
+    await people(world, 3)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    await send(world, campaign_id, run)
+    assert len(smtp.received) == 3
+    assert await statuses(world, campaign_id) == {"sent": 3, "failed": 1}
+
+
+async def test_c12_mail_in_flight_counts_against_the_cap(world, smtp, clock):
+    ids = await people(world, 1)
+    campaign_id = await new_campaign(world)
+    async with world.sessions() as session:
+        for run in (1, 2):  # two messages claimed by other runs, not yet confirmed
+            session.add(
+                Delivery(
+                    campaign_id=campaign_id,
+                    run=run,
+                    contact_id=ids[0],
+                    status="sending",
+                    queued_at=NOW,
+                    claimed_at=NOW,
+                )
+            )
+        await session.commit()
+    other = await new_campaign(world)
+    run = await fire(world, other)
+    await send(world, other, run)
+    assert smtp.received == []
+    assert await statuses(world, other) == {"skipped": 1}
+
+
+async def test_a_paused_or_open_campaign_gets_no_second_run(world):
+    await people(world, 1)
+    campaign_id = await new_campaign(world)
+    await fire(world, campaign_id)
+    later = NOW + timedelta(days=1)
+    for allowed in (("draft",), ("sending",)):
+        assert (
+            await world.transaction(
+                lambda s, a=allowed: start_run(s, campaign_id, later, world.context, allowed=a)
+            )
+            is None
+        )  # a run is still open

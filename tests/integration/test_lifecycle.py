@@ -66,6 +66,7 @@ async def test_lifecycle_transitions(app_client, keys):
         ({"cron": "0 9 * * MON", "timezone": "Mars/Olympus"}, "timezone"),
         ({}, "send_at"),
         ({"send_at": "2026-12-01T09:00:00"}, "send_at"),
+        ({"send_at": "2026-11-27T11:00:00Z"}, "send_at"),  # an hour ago
     ],
 )
 async def test_bad_schedules_are_422(app_client, keys, body, field):
@@ -166,8 +167,8 @@ async def test_recurring_campaign_fires_on_schedule_once_per_firing(
 
 async def test_missed_one_off_runs_once_after_a_restart(app_client, keys, services, clock, smtp):
     cid = await setup(app_client, keys, n=1)
-    await act(app_client, keys, cid, "schedule", {"send_at": "2026-11-27T11:30:00Z"})
-    clock.set(datetime(2026, 11, 27, 12, 10, tzinfo=UTC))  # the worker was down at 11:30
+    await act(app_client, keys, cid, "schedule", {"send_at": "2026-11-27T12:30:00Z"})
+    clock.set(datetime(2026, 11, 27, 13, 10, tzinfo=UTC))  # the worker was down at 12:30
     worker = Worker(services)
     await worker.tick()
     await worker.idle()

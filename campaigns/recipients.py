@@ -79,7 +79,26 @@ async def _objection(
         hasher=ctx.hasher,
         campaign_id=campaign_id,
     )
+    await _withdraw_all(session, contact.id, channel=channel, ctx=ctx)
     return Addressee(contact.email, contact.name, contact.locale)
+
+
+async def _withdraw_all(
+    session: AsyncSession, contact_id: str, *, channel: str, ctx: Context
+) -> None:
+    """An objection to all marketing is also a withdrawal of every purpose, in the ledger
+    (C31). If a fresh double opt-in later lifts the suppression (C22), only the purposes it
+    confirms come back."""
+    now = ctx.clock.now()
+    rows = [
+        consent_row(
+            ConsentEvidenceIn(purpose=purpose, granted=False, captured_at=now, channel=channel),
+            contact_id=contact_id,
+            now=now,
+        )
+        for purpose in ctx.config.marketing.purposes
+    ]
+    await insert_ignoring_duplicates(session, CONSENT_TABLE, rows, ("contact_id", "fingerprint"))
 
 
 @dataclass(frozen=True)

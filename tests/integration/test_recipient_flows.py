@@ -322,3 +322,42 @@ async def test_c14_mailto_unsubscribe_and_review_queue(
     async with services.sessions() as session:
         reasons = sorted((await session.execute(sa.select(InboundReview.reason))).scalars())
     assert reasons == ["bounce", "unknown_unsubscribe_token"]
+
+
+async def test_c22_c31_a_fresh_opt_in_restores_only_what_it_confirms(
+    app_client, keys, services, smtp, clock
+):
+    """An unsubscribe withdraws every purpose in the ledger; the later double opt-in for the
+    newsletter lifts the suppression and brings back the newsletter only."""
+    from datetime import timedelta
+
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    contact = (
+        await app_client.post(
+            "/api/v1/contacts",
+            headers=keys["shop"],
+            json=factories.contact(consents=[factories.consent("promotions")]),
+        )
+    ).json()
+    assert {b["purpose"] for b in contact["bases"]} == {"newsletter", "promotions"}
+    await app_client.post(one_click_url(message), data={"List-Unsubscribe": "One-Click"})
+    await smtp.wait_for(1)
+    smtp.received.clear()
+    clock.advance(timedelta(days=1))
+    await app_client.post(
+        "/api/v1/signups",
+        headers=keys["shop"],
+        json={
+            "email": "an@example.be",
+            "purposes": ["newsletter"],
+            "wording": "Ja",
+            "wording_version": "3",
+            "url": "https://shop.example.be/form",
+        },
+    )
+    (request,) = await smtp.wait_for(1)
+    link = re.search(r"/confirm/[a-z0-9]+", request.message.get_body(("plain",)).get_content())
+    await app_client.post(link.group(0))
+    detail = await app_client.get(f"/api/v1/contacts/{contact['id']}", headers=keys["marketer"])
+    assert detail.json()["suppressed"] is False
+    assert [b["purpose"] for b in detail.json()["bases"]] == ["newsletter"]

@@ -128,3 +128,51 @@ async def test_kill_9_then_restart_sends_nobody_twice(
         else:
             assert state == "sent" and received[email] == 1, (email, state)
     assert sum(1 for s in status.values() if s == "unknown") <= 4  # at most one batch in flight
+
+
+async def test_two_worker_processes_send_each_recipient_once(
+    app_client, keys, services, smtp, crash_env
+):
+    """Two `python -m mailer worker` processes on one database and one campaign."""
+    from datetime import UTC, datetime
+
+    await app_client.post(
+        "/api/v1/contacts/batch",
+        headers=keys["shop"],
+        json={
+            "contacts": [
+                factories.contact(f"p{i}@example.be", consents=[factories.consent()])
+                for i in range(PEOPLE)
+            ]
+        },
+    )
+    cid = (
+        await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
+    ).json()["id"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the workers use the real clock
+    response = await app_client.post(
+        f"/api/v1/campaigns/{cid}/schedule", json={"send_at": now}, headers=keys["marketer"]
+    )
+    assert response.status_code == 200, response.text
+    # A normal lease here: with two live workers, 1 s could outlast a batch.
+    config = crash_env["MAILER_CONFIG"].replace("mailer.toml", "two-workers.toml")
+    with open(crash_env["MAILER_CONFIG"]) as original, open(config, "w") as copy:
+        copy.write(original.read().replace("lease_seconds = 1", "lease_seconds = 300"))
+    env = {**crash_env, "MAILER_CONFIG": config}
+    workers = [spawn(env, "worker"), spawn(env, "worker")]
+    try:
+        deadline = time.monotonic() + 90
+        while len(smtp.received) < PEOPLE or await open_deliveries(services, cid):
+            assert time.monotonic() < deadline, f"only {len(smtp.received)} sent"
+            assert all(w.poll() is None for w in workers), "a worker died"
+            await asyncio.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+    received = Counter(r for message in smtp.received for r in message.rcpt_tos)
+    assert received == {f"p{i}@example.be": 1 for i in range(PEOPLE)}

@@ -361,3 +361,31 @@ async def test_c22_c31_a_fresh_opt_in_restores_only_what_it_confirms(
     detail = await app_client.get(f"/api/v1/contacts/{contact['id']}", headers=keys["marketer"])
     assert detail.json()["suppressed"] is False
     assert [b["purpose"] for b in detail.json()["bases"]] == ["newsletter"]
+
+
+async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, smtp):
+    """Signed by the composer, sent over real SMTP, verified on the bytes the server got."""
+    import dkim
+
+    from mailer.delivery.dkim import DkimSigner
+    from mailer.delivery.footer import Basis
+    from tests.unit.test_compose import CONSENT, dns_for, rsa_key
+
+    private, record = rsa_key()
+    settings = services.settings
+    composer = CampaignComposer(
+        CampaignInfo("c" * 32, "Test", "newsletter", "Nieuws", "newsletter.html"),
+        sender=settings.business.sender,
+        public_url=settings.public_url,
+        templates_dir=settings.templates_dir,
+        signer=services.signer,
+        clock=services.context.clock,
+        dkim=DkimSigner("s1", "ollekebolleke.be", private),
+    )
+    from mailer.delivery.compose import Recipient
+
+    recipient = Recipient(7, "d" * 32, "an@example.be", "An", "nl", CONSENT)
+    assert isinstance(recipient.basis, Basis)
+    await services.transport.send(composer.compose(recipient))
+    (received,) = await smtp.wait_for(1)
+    assert dkim.verify(received.data, dnsfunc=dns_for(record))

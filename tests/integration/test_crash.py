@@ -130,8 +130,18 @@ async def test_kill_9_then_restart_sends_nobody_twice(
     assert sum(1 for s in status.values() if s == "unknown") <= 4  # at most one batch in flight
 
 
+@pytest.fixture
+def two_workers_env(crash_env, tmp_path):
+    """A normal lease: with two live workers, one second could outlast a batch."""
+    config = tmp_path / "two-workers.toml"
+    config.write_text(
+        (tmp_path / "mailer.toml").read_text().replace("lease_seconds = 1", "lease_seconds = 300")
+    )
+    return {**crash_env, "MAILER_CONFIG": str(config)}
+
+
 async def test_two_worker_processes_send_each_recipient_once(
-    app_client, keys, services, smtp, crash_env
+    app_client, keys, services, smtp, two_workers_env
 ):
     """Two `python -m mailer worker` processes on one database and one campaign."""
     from datetime import UTC, datetime

@@ -270,9 +270,12 @@ def _qualifying_order(order: Any, owner: Any, now: datetime) -> list[sa.ColumnEl
 
 
 def order_coverage(rules: AudienceRules, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
-    """Basis 2, soft opt-in: per contact, the last qualifying order (`last_order_at`) and, per
-    campaign category i, the last qualifying order with a similar category (`covers_i`, C8)."""
-    order, item, owner = ShopOrder.__table__, OrderCategory.__table__, Contact.__table__  # type: ignore[attr-defined]
+    """Basis 2, soft opt-in: per contact and address given in its orders, the last qualifying
+    order (`last_order_at`) and, per campaign category i, the last qualifying order with a
+    similar category (`covers_i`, C8). The caller joins on the contact's current address, so
+    only orders placed with that address count (C6). No join to contact in here: grouping
+    the orders alone keeps the planner's estimates right on large tables."""
+    order, item = ShopOrder.__table__, OrderCategory.__table__  # type: ignore[attr-defined]
     covers = [
         sa.func.max(sa.case((item.c.category.in_(sorted(similar)), order.c.placed_at))).label(
             f"covers_{i}"
@@ -281,17 +284,20 @@ def order_coverage(rules: AudienceRules, contact_ids: Sequence[str] | None = Non
     ]
     return (
         sa.select(
-            order.c.contact_id, sa.func.max(order.c.placed_at).label("last_order_at"), *covers
+            order.c.contact_id,
+            order.c.email,
+            sa.func.max(order.c.placed_at).label("last_order_at"),
+            *covers,
         )
-        .select_from(
-            order.join(item, item.c.order_id == order.c.id).join(
-                owner, owner.c.id == order.c.contact_id
-            )
-        )
+        .select_from(order.join(item, item.c.order_id == order.c.id))
         .where(
-            *_qualifying_order(order.c, owner.c, rules.now), *_only(order.c.contact_id, contact_ids)
+            order.c.status == "completed",
+            order.c.opt_out_offered.is_(True),
+            order.c.opt_out_used.is_(False),
+            order.c.placed_at <= rules.now,
+            *_only(order.c.contact_id, contact_ids),
         )
-        .group_by(order.c.contact_id)
+        .group_by(order.c.contact_id, order.c.email)
         .subquery("coverage")
     )
 
@@ -393,7 +399,12 @@ def audience_query(
         )
         .select_from(
             contact.outerjoin(consent, consent.c.contact_id == contact.c.id)
-            .outerjoin(coverage, coverage.c.contact_id == contact.c.id)
+            .outerjoin(
+                coverage,
+                sa.and_(
+                    coverage.c.contact_id == contact.c.id, coverage.c.email == contact.c.email
+                ),
+            )
             .outerjoin(opted_out, opted_out.c.email == contact.c.email)
             .outerjoin(suppressed, suppressed.c.contact_id == contact.c.id)
             .outerjoin(recent, recent.c.contact_id == contact.c.id)

@@ -37,8 +37,10 @@ lint: install ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: install ## Benchmarks (bench/*.py); figures go to bench/results/
+bench: install ## Benchmarks (bench/*.py; several minutes each); figures go to bench/results/
 	$(PY) bench/ingest.py
+	$(PY) bench/audience.py
+	$(PY) bench/dispatch.py
 
 clean: ## Remove the venv, local database and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -401,9 +401,7 @@ def audience_query(
             contact.outerjoin(consent, consent.c.contact_id == contact.c.id)
             .outerjoin(
                 coverage,
-                sa.and_(
-                    coverage.c.contact_id == contact.c.id, coverage.c.email == contact.c.email
-                ),
+                sa.and_(coverage.c.contact_id == contact.c.id, coverage.c.email == contact.c.email),
             )
             .outerjoin(opted_out, opted_out.c.email == contact.c.email)
             .outerjoin(suppressed, suppressed.c.contact_id == contact.c.id)

@@ -168,6 +168,10 @@ async def lift_unsubscribe(
     return True
 
 
+class RetiredSecretError(Exception):
+    """A secret was removed while suppression entries still depend on it (C21)."""
+
+
 async def sync_contact_hashes(
     session: AsyncSession, hasher: AddressHasher, batch_size: int = 5000
 ) -> int:
@@ -176,6 +180,20 @@ async def sync_contact_hashes(
 
     Returns how many hashes were added. Never commits.
     """
+    entries = Suppression.__table__  # type: ignore[attr-defined]
+    orphaned = (
+        await session.execute(
+            sa.select(sa.func.count())
+            .select_from(entries)
+            .where(entries.c.key_id.not_in(hasher.key_ids), entries.c.lifted_at.is_(None))
+        )
+    ).scalar_one()
+    if orphaned:
+        # Without its secret such an entry matches no address: the objection would be lost.
+        raise RetiredSecretError(
+            f"{orphaned} suppression entries were made with a secret that is no longer in"
+            " MAILER_SECRET_KEYS; keep that secret (after the new one) so they still match"
+        )
     table = ContactHash.__table__  # type: ignore[attr-defined]
     await session.execute(table.delete().where(table.c.key_id.not_in(hasher.key_ids)))
     added = 0

@@ -14,6 +14,7 @@ from campaigns.models import ContactHash, Delivery
 from campaigns.schemas import ContactIn
 from campaigns.suppression import (
     AddressHasher,
+    RetiredSecretError,
     lift_unsubscribe,
     suppress,
     suppressed_among,
@@ -260,11 +261,9 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
         )
         (row,) = (await session.execute(audience_query(rules))).all()
         assert row.reason == "suppressed"
-        # Retiring the old secret drops its hashes: entries made under it no longer match.
-        assert await sync_contact_hashes(session, AddressHasher((NEW_SECRET,))) == 0
-        assert sorted((await session.execute(sa.select(ContactHash.key_id))).scalars()) == [
-            AddressHasher.key_id(NEW_SECRET)
-        ]
+        # Retiring the old secret would make its entries match nothing: refused (C21).
+        with pytest.raises(RetiredSecretError, match="1 suppression entries"):
+            await sync_contact_hashes(session, AddressHasher((NEW_SECRET,)))
         await session.rollback()
 
 

@@ -278,7 +278,7 @@ def inbound_settings(settings):
     return dataclasses.replace(settings, inbound_port=free_port())
 
 
-async def test_c14_mailto_unsubscribe_and_review_queue(
+async def test_c14_c20_mailto_unsubscribe_and_review_queue(
     inbound_settings, clock, services, smtp, keys
 ):
     from litestar.testing import AsyncTestClient

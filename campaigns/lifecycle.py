@@ -102,9 +102,12 @@ async def resume(session: AsyncSession, campaign_id: str, ctx: Context) -> Campa
             sa.select(RUN.c.id).where(RUN.c.campaign_id == campaign_id, RUN.c.status == "sending")
         )
     ).first()
+    now = ctx.clock.now()
     campaign.status = "sending" if open_run else "scheduled"
+    if not open_run and campaign.send_at is not None and campaign.send_at < now:
+        campaign.send_at = now  # a one-off whose time passed while paused goes out now
     campaign.paused_reason = None
-    campaign.updated_at = ctx.clock.now()
+    campaign.updated_at = now
     await session.flush()
     return campaign
 

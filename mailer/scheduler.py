@@ -25,6 +25,7 @@ from campaigns.lifecycle import fired_runs, open_runs, scheduled_campaigns
 from campaigns.models import Campaign
 from campaigns.suppression import sync_contact_hashes
 from mailer.delivery.dispatch import Dispatcher
+from mailer.delivery.pool import SmtpPool
 from mailer.services import Services
 
 log = logging.getLogger("mailer.worker")
@@ -38,12 +39,14 @@ def cron_trigger(expression: str, timezone: str | None) -> CronTrigger:
 
 
 def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> list[datetime]:
-    """The firings of `campaign` due at `now` (within the grace period) not yet run."""
+    """The firings of `campaign` due at `now` (within the grace period) not yet run. A cron
+    firing from before the campaign was (re)scheduled is not due: scheduling at 09:45 with
+    `0 9 * * *` means tomorrow at nine, not now."""
     if campaign.send_at is not None:
         due = [campaign.send_at] if now - GRACE <= campaign.send_at <= now else []
     elif campaign.cron:
         trigger = cron_trigger(campaign.cron, campaign.timezone)
-        due, moment = [], now - GRACE
+        due, moment = [], max(now - GRACE, campaign.updated_at)
         while True:
             fire = trigger.get_next_fire_time(None, moment)
             if fire is None or fire > now:
@@ -61,6 +64,8 @@ class Worker:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self.dispatchers: set[Dispatcher] = set()
+        policy = services.context.config.delivery
+        self.pool = SmtpPool(services.settings, policy.connections, rate=policy.rate_per_second)
 
     async def start(self) -> None:
         hasher = self.services.context.hasher
@@ -78,7 +83,8 @@ class Worker:
     async def stop(self, drain_seconds: float = 30) -> None:
         """Stop firing; let running dispatches finish their batch (what is cancelled mid-
         handoff would only become `unknown`)."""
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         for dispatcher in self.dispatchers:
             dispatcher.stopping.set()
         tasks = list(self.dispatching.values())
@@ -86,6 +92,7 @@ class Worker:
         for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pool.close()
 
     async def tick(self) -> None:
         """Recover, catch up on due firings, keep triggers in step with the database."""
@@ -143,7 +150,7 @@ class Worker:
         self.dispatching[key] = asyncio.create_task(self._send(campaign_id, run_id))
 
     async def _send(self, campaign_id: str, run_id: int) -> None:
-        dispatcher = Dispatcher(self.services)
+        dispatcher = Dispatcher(self.services, pool=self.pool)
         self.dispatchers.add(dispatcher)
         try:
             await dispatcher.run(campaign_id, run_id)

@@ -46,6 +46,9 @@ class Dispatcher:
         self.services = services
         policy = services.context.config.delivery
         self.policy = policy
+        # A worker passes its one pool, so connections and the rate limit are per relay,
+        # not per run; a dispatcher on its own makes (and closes) its own.
+        self.owns_pool = pool is None
         self.pool = pool or SmtpPool(
             services.settings, policy.connections, rate=policy.rate_per_second
         )
@@ -166,7 +169,8 @@ class Dispatcher:
         return progress
 
     async def close(self) -> None:
-        await self.pool.close()
+        if self.owns_pool:
+            await self.pool.close()
 
 
 async def _status(session, campaign_id: str) -> str | None:  # type: ignore[no-untyped-def]

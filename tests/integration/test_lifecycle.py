@@ -124,6 +124,7 @@ def test_due_firings_of_a_recurring_campaign():
         status="scheduled",
         cron="0 9 * * MON",
         timezone="Europe/Brussels",
+        updated_at=datetime(2026, 11, 1, tzinfo=UTC),
     )
     monday = datetime(2026, 11, 30, 8, 0, 30, tzinfo=UTC)  # 09:00:30 in Brussels
     (due,) = due_firings(weekly, monday, set())
@@ -131,6 +132,8 @@ def test_due_firings_of_a_recurring_campaign():
     assert due_firings(weekly, monday, {due}) == []  # fired once
     assert due_firings(weekly, monday - timedelta(minutes=5), set()) == []  # not yet
     assert due_firings(weekly, monday + timedelta(hours=2), set()) == []  # past the grace
+    weekly.updated_at = monday - timedelta(seconds=10)  # scheduled at 09:00:20
+    assert due_firings(weekly, monday, set()) == []  # next Monday, not now
 
 
 async def test_recurring_campaign_fires_on_schedule_once_per_firing(
@@ -152,6 +155,8 @@ async def test_recurring_campaign_fires_on_schedule_once_per_firing(
             await w.idle()
         assert len(smtp.received) == 4
     finally:
+        for w in workers:
+            await w.stop()
         await workers[1].services.close()
     async with services.sessions() as session:
         runs = (await session.execute(sa.select(CampaignRun.scheduled_for))).scalars().all()
@@ -170,10 +175,13 @@ async def test_missed_one_off_runs_once_after_a_restart(app_client, keys, servic
     await act(app_client, keys, cid, "schedule", {"send_at": "2026-11-27T12:30:00Z"})
     clock.set(datetime(2026, 11, 27, 13, 10, tzinfo=UTC))  # the worker was down at 12:30
     worker = Worker(services)
-    await worker.tick()
-    await worker.idle()
-    await worker.tick()
-    await worker.idle()
+    try:
+        await worker.tick()
+        await worker.idle()
+        await worker.tick()
+        await worker.idle()
+    finally:
+        await worker.stop()
     assert len(smtp.received) == 1
     detail = await app_client.get(f"/api/v1/campaigns/{cid}", headers=keys["marketer"])
     assert detail.json()["status"] == "done" and detail.json()["counts"]["sent"] == 1

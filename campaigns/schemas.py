@@ -133,7 +133,15 @@ class ConsentIn(ConsentEvidenceIn):
 # ---- responses -------------------------------------------------------------------------------
 
 
-class BasisOut(BaseModel):
+class _WithoutNulls(BaseModel):
+    """Leaves out fields that do not apply (a consent basis has no order, and so on)."""
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class BasisOut(_WithoutNulls):
     """A legal basis the contact holds now, with the evidence it rests on.
 
     Consent: purpose, since, consent_event_id. Soft opt-in: categories, since (the order
@@ -147,10 +155,6 @@ class BasisOut(BaseModel):
     until: datetime | None = None
     consent_event_id: str | None = None
     order_id: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class RefusedOut(BaseModel):
@@ -301,7 +305,7 @@ class CampaignDetailOut(CampaignOut):
     audience: AudienceOut
 
 
-class WhyBasisOut(BaseModel):
+class WhyBasisOut(_WithoutNulls):
     """The evidence for the basis: a consent event, or an order (soft opt-in)."""
 
     kind: Literal["consent", "soft_opt_in"]
@@ -314,10 +318,6 @@ class WhyBasisOut(BaseModel):
     placed_at: datetime | None = None
     categories: list[str] | None = None
     until: datetime | None = None
-
-    @model_serializer(mode="wrap")
-    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class WhyOut(BaseModel):

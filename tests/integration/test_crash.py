@@ -17,9 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.models import Delivery
-from tests import factories
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TEST_SECRET
-from tests.integration.test_audience_scenarios import campaign
+from tests.integration.test_lifecycle import setup
 
 pytestmark = pytest.mark.integration
 PEOPLE = 40
@@ -76,19 +75,7 @@ async def test_kill_9_then_restart_sends_nobody_twice(
     app_client, keys, services, smtp, crash_env, seed
 ):
     rng = random.Random(seed)
-    await app_client.post(
-        "/api/v1/contacts/batch",
-        headers=keys["shop"],
-        json={
-            "contacts": [
-                factories.contact(f"p{i}@example.be", consents=[factories.consent()])
-                for i in range(PEOPLE)
-            ]
-        },
-    )
-    cid = (
-        await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
-    ).json()["id"]
+    cid = await setup(app_client, keys, n=PEOPLE)
     kill_after = rng.randint(1, PEOPLE - 5)
     sender = spawn(crash_env, "campaigns", "send", cid, "--now")
     # The SMTP server kills the sender right after accepting message `kill_after`, before
@@ -146,19 +133,7 @@ async def test_two_worker_processes_send_each_recipient_once(
     """Two `python -m mailer worker` processes on one database and one campaign."""
     from datetime import UTC, datetime
 
-    await app_client.post(
-        "/api/v1/contacts/batch",
-        headers=keys["shop"],
-        json={
-            "contacts": [
-                factories.contact(f"p{i}@example.be", consents=[factories.consent()])
-                for i in range(PEOPLE)
-            ]
-        },
-    )
-    cid = (
-        await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
-    ).json()["id"]
+    cid = await setup(app_client, keys, n=PEOPLE)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the workers use the real clock
     response = await app_client.post(
         f"/api/v1/campaigns/{cid}/schedule", json={"send_at": now}, headers=keys["marketer"]

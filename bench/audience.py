@@ -21,7 +21,7 @@ What is measured, per backend (PostgreSQL, then SQLite):
   - materialise: `materialise` of that campaign (one INSERT ... SELECT of a delivery per
     eligible or capped contact) and its commit. The rows are deleted afterwards (not timed;
     on PostgreSQL the table is then vacuumed) so every run inserts the whole audience again.
-  Peak RSS is `ru_maxrss` of that process at the end (after materialise) and after the count.
+  Peak RSS is that process's own high-water mark (VmHWM), after the count and at the end.
 
 How to read the ratios count/reference and materialise/reference: how many plain passes over
 the contact table the audience costs, on the same connection. The audience query has to look
@@ -445,7 +445,12 @@ def bench_settings(database_url: str) -> Settings:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: a child started by exec inherits
+    its parent's peak there, which would count the data loading."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def child_setup(database_url: str) -> dict[str, Any]:

@@ -60,6 +60,16 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
+from common import (
+    CONFIG,
+    PG_ADMIN_DATABASE,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    ROOT,
+    SECRET,
+    TEMPLATES,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -73,17 +83,9 @@ from campaigns.suppression import AddressHasher
 from mailer.services import Services
 from mailer.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "mailer.example.toml"
-TEMPLATES = ROOT / "templates" / "email"
 RESULTS = Path(__file__).resolve().parent / "results" / "audience.json"
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 PG_DATABASE = "mailer_bench_audience"
-PG_ADMIN_DATABASE = "postgres"
-SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 (benchmark only)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 CAMPAIGN = {"purpose": "promotions", "categories": ["tea"], "template": "promotion.html"}

@@ -64,6 +64,21 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
+from common import (
+    CONFIG,
+    DOMAINS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    LOCALES,
+    PG_ADMIN_DATABASE,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    ROOT,
+    SECRET,
+    TEMPLATES,
+    WORDING,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.campaigns import create_campaign
@@ -82,17 +97,9 @@ from mailer.settings import Settings
 if TYPE_CHECKING:
     from rich.console import Console
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "mailer.example.toml"
-TEMPLATES = ROOT / "templates" / "email"
 RESULTS = Path(__file__).resolve().parent / "results" / "dispatch.json"
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 PG_DATABASE = "mailer_bench_dispatch"
-PG_ADMIN_DATABASE = "postgres"
-SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 (benchmark only)
 PUBLIC_URL = "https://news.ollekebolleke.be"
 
 LOAD_BATCH = 1000
@@ -329,26 +336,6 @@ def migrate(env: dict[str, str]) -> None:
 
 
 # ---- data ------------------------------------------------------------------------------------
-
-# fmt: off
-FIRST_NAMES = (
-    "An", "Bart", "Céline", "Dirk", "Els", "Femke", "Geert", "Hanne", "Ilse", "Jan", "Karel",
-    "Lotte", "Marie", "Nathalie", "Olivier", "Pieter", "Quentin", "Ruben", "Sofie", "Thomas",
-    "Ursula", "Vincent", "Wout", "Xavier", "Yasmine", "Zoë", "Amélie", "Benoît", "Chloé", "Noé",
-)
-LAST_NAMES = (
-    "Peeters", "Janssens", "Maes", "Jacobs", "Mertens", "Willems", "Claes", "Goossens",
-    "Wouters", "De Smet", "Dubois", "Lambert", "Dupont", "Martin", "Simon", "Leclercq",
-    "Van den Bossche", "Vermeulen", "Desmet", "Lemmens", "Hermans", "Michiels", "Renard",
-)
-# fmt: on
-DOMAINS = ("example.be", "example.com", "example.fr", "example.nl", "example.org")
-LOCALES = ("nl", "nl", "nl", "fr", "fr", "en")  # roughly the Belgian mix
-WORDING = {
-    "nl": "Ja, stuur mij de nieuwsbrief",
-    "fr": "Oui, envoyez-moi la newsletter",
-    "en": "Yes, send me the newsletter",
-}
 
 
 def _slug(text: str) -> str:

@@ -51,19 +51,26 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
+from common import (
+    CONFIG,
+    DOMAINS,
+    FIRST_NAMES,
+    LAST_NAMES,
+    LOCALES,
+    PG_ADMIN_DATABASE,
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    ROOT,
+    SECRET,
+    WORDING,
+)
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "mailer.example.toml"
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 PG_DATABASE = "mailer_bench"
-PG_ADMIN_DATABASE = "postgres"
-SECRET = "bench-only-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 (benchmark only)
 
 BATCH = 1000
 # Server processes and requests in flight; set from the command line in main().
@@ -88,27 +95,8 @@ CONTACT_COLUMNS = (
     "updated_at",
 )
 
-# fmt: off
-FIRST_NAMES = (
-    "An", "Bart", "Céline", "Dirk", "Els", "Femke", "Geert", "Hanne", "Ilse", "Jan", "Karel",
-    "Lotte", "Marie", "Nathalie", "Olivier", "Pieter", "Quentin", "Ruben", "Sofie", "Thomas",
-    "Ursula", "Vincent", "Wout", "Xavier", "Yasmine", "Zoë", "Amélie", "Benoît", "Chloé", "Noé",
-)
-LAST_NAMES = (
-    "Peeters", "Janssens", "Maes", "Jacobs", "Mertens", "Willems", "Claes", "Goossens",
-    "Wouters", "De Smet", "Dubois", "Lambert", "Dupont", "Martin", "Simon", "Leclercq",
-    "Van den Bossche", "Vermeulen", "Desmet", "Lemmens", "Hermans", "Michiels", "Renard",
-)
-# fmt: on
-DOMAINS = ("example.be", "example.com", "example.fr", "example.nl", "example.org")
-LOCALES = ("nl", "nl", "nl", "fr", "fr", "en")  # roughly the Belgian mix
 CATEGORIES = ("tea", "herbal-tea", "baby-food")
 CHECKOUT_URLS = ("https://shop.example.be/checkout", "https://shop.example.be/fr/checkout")
-WORDING = {
-    "nl": "Ja, stuur mij de nieuwsbrief",
-    "fr": "Oui, envoyez-moi la newsletter",
-    "en": "Yes, send me the newsletter",
-}
 
 console = Console()
 

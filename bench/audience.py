@@ -69,6 +69,7 @@ from common import (
     ROOT,
     SECRET,
     TEMPLATES,
+    mailer,
 )
 from rich.console import Console
 from rich.table import Table
@@ -406,21 +407,6 @@ def sqlite_load(path: Path, n: int, key_id: str) -> None:
         conn.close()
 
 
-def migrate(database_url: str) -> None:
-    """Apply the migrations through the real command line, as an operator would."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", "migrate"],
-        env=_env(database_url),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"`mailer migrate` exited {done.returncode}:\n{done.stderr}")
-
-
 def _env(database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -670,7 +656,7 @@ def bench_backend(
     name: str, database_url: str, load: Any, args: argparse.Namespace
 ) -> BackendResult:
     result = BackendResult(name)
-    migrate(database_url)
+    mailer(_env(database_url), "migrate", timeout=COMMAND_TIMEOUT)
     key_id = AddressHasher.key_id(SECRET.encode())
     with console.status(f"{name}: loading {args.contacts:,} contacts"):
         started = time.perf_counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +35,21 @@ WORDING = {
     "fr": "Oui, envoyez-moi la newsletter",
     "en": "Yes, send me the newsletter",
 }
+
+
+def mailer(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run `python -m mailer ARGS` to completion; return its stdout, fail loudly otherwise."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`mailer {' '.join(args)}` exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout

@@ -78,6 +78,7 @@ from common import (
     SECRET,
     TEMPLATES,
     WORDING,
+    mailer,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -319,20 +320,6 @@ def bench_env(config_path: Path, smtp_port: int) -> dict[str, str]:
         env.pop(name, None)
     env.pop("MAILER_DKIM_KEY_FILE", None)
     return env
-
-
-def migrate(env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", "migrate"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"`mailer migrate` exited {done.returncode}:\n{done.stderr}")
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -904,7 +891,7 @@ def bench(args: argparse.Namespace, work: Path) -> tuple[Results, dict[str, Any]
             rate_per_second=delivery.rate_per_second,
             frequency_cap=FREQUENCY_CAP,
         )
-        migrate(env)
+        mailer(env, "migrate", timeout=COMMAND_TIMEOUT)
         with console().status(f"loading {small:,} contacts"):
             load_s = load_contacts(settings, 0, small)
 

@@ -64,6 +64,7 @@ from common import (
     ROOT,
     SECRET,
     WORDING,
+    mailer,
 )
 from rich.console import Console
 from rich.table import Table
@@ -216,24 +217,6 @@ def mailer_env(database_url: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def mailer(env: dict[str, str], *args: str) -> str:
-    """Run `python -m mailer ARGS` to completion; return its stdout, fail loudly otherwise."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"`mailer {' '.join(args)}` exited {done.returncode}:\n{done.stdout}{done.stderr}"
-        )
-    return done.stdout
 
 
 def prepare(database_url: str) -> str:

@@ -141,11 +141,13 @@ def smtp_server() -> Iterator[SmtpServer]:
 def smtp(smtp_server: SmtpServer) -> RecordingHandler:
     handler = smtp_server.handler
     handler.received.clear()
+    handler.mail_replies.clear()
     handler.rcpt_replies.clear()
     handler.data_replies.clear()
     handler.drop_data = 0
     handler.refuse.clear()
     handler.kill_on = None
+    handler.pipelining = True
     return handler
 
 

@@ -32,12 +32,38 @@ class Received:
 class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     # Error injection: replies to give, in order, before accepting (e.g. "421 4.7.0 busy").
+    mail_replies: list[str] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     drop_data: int = 0  # drop the connection in the middle of this many DATA commands
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
     # (n, pid): on accepting the n-th message, SIGKILL that process before it hears "250"
     kill_on: tuple[int, int] | None = None
+    # Advertise PIPELINING (RFC 2920), as Postfix does: the dispatcher then pipelines. aiosmtpd
+    # reads commands one after another, so it serves pipelined clients as they are.
+    pipelining: bool = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any

@@ -5,14 +5,18 @@ normalised into one shape: sent, temporary (4xx, timeouts, dropped connections) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiosmtplib
 
 from campaigns.dispatch import Outcome
 from mailer.delivery.compose import Composed
+from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
 from mailer.settings import Settings
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -64,16 +68,20 @@ def classify(delivery_id: int, code: int, message: str, stage: str) -> Outcome:
 
 
 class SmtpPool:
+    """Connections to the relay, reused across batches and runs. Each lane (connection) takes
+    messages from the batch's queue and pipelines them when the relay allows it."""
+
     def __init__(self, settings: Settings, size: int, rate: int = 0, timeout: float = 30) -> None:
         self.settings = settings
         self.size = size
         self.timeout = timeout
         self.bucket = TokenBucket(rate)
-        self._idle: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        self._idle: asyncio.Queue[PipeliningConnection | None] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # connected lazily
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> PipeliningConnection:
+        """Greeting, EHLO, STARTTLS and AUTH through aiosmtplib; then our pipelining protocol."""
         s = self.settings
         client = aiosmtplib.SMTP(
             hostname=s.smtp_host,
@@ -86,95 +94,221 @@ class SmtpPool:
             await client.connect()
             if s.smtp_username and s.smtp_password:
                 await client.login(s.smtp_username, s.smtp_password)
+            if not client.supports_extension("pipelining"):
+                await client.ehlo()  # lock-step from here: make sure the session is fresh
+            return PipeliningConnection.take_over(client, self.timeout)
         except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
             raise RelayError(f"relay refused our login ({exc.code})") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
+        except (aiosmtplib.SMTPException, OSError, ConnectionLost) as exc:
+            client.close()
             raise RelayError(f"cannot connect to the relay: {type(exc).__name__}") from exc
-        return client
 
     async def send_all(self, messages: Sequence[tuple[int, Composed]]) -> list[Outcome]:
         """Send each (delivery id, message) over the pool; one outcome per message."""
-        outcomes: list[Outcome] = []
-        queue: asyncio.Queue[tuple[int, Composed]] = asyncio.Queue()
-        for item in messages:
-            queue.put_nowait(item)
-
-        relay_down: list[str] = []  # once the relay cannot be reached, fail the rest fast
-
-        async def lane() -> None:
-            client = await self._idle.get()
-            try:
-                while not queue.empty():
-                    delivery_id, message = queue.get_nowait()
-                    if relay_down:
-                        outcomes.append(
-                            Outcome(delivery_id, "temporary", relay_down[0], relay_failure=True)
-                        )
-                        continue
-                    await self.bucket.take()
-                    if client is None or not client.is_connected:
-                        try:
-                            client = await self._connect()
-                        except RelayError as exc:
-                            relay_down.append(str(exc))
-                            outcomes.append(
-                                Outcome(delivery_id, "temporary", str(exc), relay_failure=True)
-                            )
-                            client = None
-                            continue
-                    outcome, keep = await self._send_one(client, delivery_id, message)
-                    outcomes.append(outcome)
-                    if outcome.relay_failure and outcome.kind == "temporary":
-                        relay_down.append(outcome.detail)
-                    if not keep:
-                        client.close()
-                        client = None
-            finally:
-                self._idle.put_nowait(client)
-
+        batch = _Batch(messages)
         lanes = min(self.size, len(messages))
-        await asyncio.gather(*(lane() for _ in range(lanes)))
-        return outcomes
+        await asyncio.gather(*(self._lane(batch) for _ in range(lanes)))
+        return batch.outcomes
 
-    async def _send_one(
-        self, client: aiosmtplib.SMTP, delivery_id: int, message: Composed
-    ) -> tuple[Outcome, bool]:
-        """(outcome, keep the connection)."""
+    async def _lane(self, batch: _Batch) -> None:
+        connection = await self._idle.get()
         try:
-            await client.sendmail(message.envelope_from, [message.recipient], message.data)
-        except aiosmtplib.SMTPSenderRefused as exc:
-            # Our own envelope sender refused: the relay's configuration, not the recipient.
-            await _reset(client)
-            detail = f"relay refused our sender: {exc.code} {exc.message}"
-            return Outcome(delivery_id, "temporary", detail, relay_failure=True), True
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refusal = exc.recipients[0]
-            await _reset(client)
-            return classify(delivery_id, refusal.code, refusal.message, "rcpt"), True
-        except aiosmtplib.SMTPResponseException as exc:
-            await _reset(client)
-            return classify(delivery_id, exc.code, exc.message, "data"), exc.code != 421
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            detail = f"connection lost: {type(exc).__name__}"
-            return Outcome(delivery_id, "temporary", detail), False
-        except Exception as exc:
-            detail = f"cannot be sent: {type(exc).__name__}"
-            return Outcome(delivery_id, "permanent", detail), False
-        return Outcome(delivery_id, "sent"), True
+            while batch.queue:
+                if batch.relay_down:  # the relay cannot be reached: fail the rest fast
+                    delivery_id, _ = batch.queue.popleft()
+                    batch.record(
+                        Outcome(delivery_id, "temporary", batch.relay_down, relay_failure=True)
+                    )
+                    continue
+                if connection is None or not connection.is_open:
+                    try:
+                        connection = await self._connect()
+                    except RelayError as exc:
+                        batch.relay_down = str(exc)
+                        connection = None
+                        continue
+                if connection.pipelining:
+                    keep = await self._pipelined(connection, batch)
+                else:
+                    keep = await self._lockstep(connection, batch)
+                if not keep:
+                    connection.close()
+                    connection = None
+        finally:
+            self._idle.put_nowait(connection)
+
+    async def _next(self, batch: _Batch) -> _Item | None:
+        """The next message this lane sends, after its turn in the rate limit."""
+        while batch.queue:
+            delivery_id, message = batch.queue.popleft()
+            try:
+                first = envelope(message.envelope_from, message.recipient)
+            except UnicodeEncodeError:  # would need SMTPUTF8, which we do not speak
+                batch.record(
+                    Outcome(delivery_id, "permanent", "cannot be sent: the address is not ASCII")
+                )
+                continue
+            await self.bucket.take()
+            return _Item(delivery_id, first, message.data)
+        return None
+
+    async def _pipelined(self, connection: PipeliningConnection, batch: _Batch) -> bool:
+        """Send messages until the batch is empty (True: keep the connection) or the connection
+        fails (False). One write per message: its content, then the next message's envelope."""
+        item = await self._next(batch)
+        if item is None:
+            return True
+        await connection.write(item.envelope)
+        expect_reset = False
+        while True:
+            try:
+                replies = await connection.replies(4 if expect_reset else 3)
+            except ConnectionLost:
+                batch.retry(item)  # no content was written: it was not sent
+                return False
+            mail, rcpt, data = replies[-3:]
+            expect_reset = False
+            following = await self._next(batch)
+            if data.code == 354:
+                accepted = mail.ok and rcpt.ok
+                # A relay that says 354 after refusing the envelope gets an empty message.
+                payload = content(item.data) if accepted else b".\r\n"
+                if following is not None:
+                    payload += following.envelope
+                try:
+                    await connection.write(payload)
+                    (final,) = await connection.replies(1)
+                except ConnectionLost as exc:
+                    if following is not None:
+                        batch.retry(following)
+                    lost = Outcome(item.delivery_id, "temporary", f"connection lost: {exc}")
+                    batch.record(lost if accepted else _verdict(item, mail, rcpt, data))
+                    return False
+                batch.record(_verdict(item, mail, rcpt, data, final))
+                closing = 421 in (mail.code, rcpt.code, data.code, final.code)
+            else:
+                batch.record(_verdict(item, mail, rcpt, data))
+                closing = 421 in (mail.code, rcpt.code, data.code)
+                if not closing:
+                    # The refused transaction may hold a sender: reset it before the next one.
+                    await _write_or_lose(
+                        connection, b"RSET\r\n" + (following.envelope if following else b"")
+                    )
+                    expect_reset = True
+                    if following is None:
+                        try:
+                            await connection.replies(1)
+                        except ConnectionLost:
+                            return False
+            if closing:  # the relay is closing this connection
+                if following is not None:
+                    batch.retry(following)
+                return False
+            if following is None:
+                return True
+            item = following
+
+    async def _lockstep(self, connection: PipeliningConnection, batch: _Batch) -> bool:
+        """For a relay without PIPELINING: each command waits for its reply."""
+        while (item := await self._next(batch)) is not None:
+            mail_from, rcpt_to, data_command = item.envelope.split(b"\r\n")[:3]
+            written = False
+            try:
+                replies: list[Reply] = []
+                for command in (mail_from, rcpt_to, data_command):
+                    await connection.write(command + b"\r\n")
+                    (reply,) = await connection.replies(1)
+                    replies.append(reply)
+                    if not reply.ok:
+                        break
+                if len(replies) == 3:
+                    written = True
+                    await connection.write(content(item.data))
+                    replies += await connection.replies(1)
+                else:
+                    await connection.write(b"RSET\r\n")
+                    await connection.replies(1)
+            except ConnectionLost as exc:
+                if not written and not replies:
+                    batch.retry(item)
+                elif written:
+                    lost = Outcome(item.delivery_id, "temporary", f"connection lost: {exc}")
+                    batch.record(lost)
+                else:
+                    batch.record(_verdict(item, *_padded(replies)))
+                return False
+            batch.record(_verdict(item, *_padded(replies)))
+            if any(reply.code == 421 for reply in replies):
+                return False
+        return True
 
     async def close(self) -> None:
         while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client is not None and client.is_connected:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+            connection = self._idle.get_nowait()
+            if connection is not None and connection.is_open:
+                await connection.quit()
 
 
-async def _reset(client: aiosmtplib.SMTP) -> None:
-    try:
-        if client.is_connected:
-            await client.rset()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
+@dataclass(frozen=True)
+class _Item:
+    delivery_id: int
+    envelope: bytes  # MAIL, RCPT and DATA
+    data: bytes
+
+
+class _Batch:
+    """The messages of one send_all, shared by its lanes."""
+
+    def __init__(self, messages: Sequence[tuple[int, Composed]]) -> None:
+        self.queue: deque[tuple[int, Composed]] = deque(messages)
+        self.by_id = dict(messages)
+        self.outcomes: list[Outcome] = []
+        self.relay_down = ""  # why the relay cannot be reached, once it cannot
+        self.retried: set[int] = set()
+
+    def record(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.relay_failure and outcome.kind == "temporary":
+            self.relay_down = self.relay_down or outcome.detail  # the rest fails fast
+
+    def retry(self, item: _Item) -> None:
+        """A message that was not sent because its connection failed before its content was
+        written: once more on another connection, then a temporary failure (retried later)."""
+        if item.delivery_id in self.retried:
+            detail = "connection lost before the message was sent"
+            self.record(Outcome(item.delivery_id, "temporary", detail))
+            return
+        self.retried.add(item.delivery_id)
+        self.queue.append((item.delivery_id, self.by_id[item.delivery_id]))
+
+
+_NO_REPLY = Reply(0, "")
+
+
+def _padded(replies: list[Reply]) -> tuple[Reply, Reply, Reply, Reply | None]:
+    padded = [*replies, _NO_REPLY, _NO_REPLY, _NO_REPLY][:3]
+    return padded[0], padded[1], padded[2], replies[3] if len(replies) > 3 else None
+
+
+def _verdict(
+    item: _Item, mail: Reply, rcpt: Reply, data: Reply, final: Reply | None = None
+) -> Outcome:
+    """The outcome of one transaction from its replies: the first refusal decides."""
+    delivery_id = item.delivery_id
+    if not mail.ok:
+        # Our own envelope sender refused: the relay's configuration, not the recipient.
+        detail = f"relay refused our sender: {mail.code} {mail.text}"
+        return Outcome(delivery_id, "temporary", detail, relay_failure=True)
+    if not rcpt.ok:
+        return classify(delivery_id, rcpt.code, rcpt.text, "rcpt")
+    if data.code != 354:
+        return classify(delivery_id, data.code, data.text, "data")
+    if final is None:
+        return Outcome(delivery_id, "temporary", "connection lost before the relay replied")
+    return classify(delivery_id, final.code, final.text, "data")
+
+
+async def _write_or_lose(connection: PipeliningConnection, data: bytes) -> None:
+    with contextlib.suppress(ConnectionLost):  # the next read reports it
+        await connection.write(data)

@@ -1,0 +1,139 @@
+"""The SMTP pool against a real server (aiosmtpd), with and without PIPELINING (RFC 2920).
+
+No database here: these pin down what the pool reports for each reply, which the dispatcher
+tests (on SQLite and PostgreSQL) then turn into delivery states.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from mailer.delivery.compose import Composed
+from mailer.delivery.pool import SmtpPool
+from mailer.delivery.smtp import content
+from mailer.settings import Settings
+from tests.conftest import ROOT, TEST_SECRET, business_config
+from tests.smtp import SmtpServer, free_port
+
+
+@pytest.fixture(params=["pipelining", "lock-step"])
+def relay(request, smtp):  # type: ignore[no-untyped-def]
+    smtp.pipelining = request.param == "pipelining"
+    return smtp
+
+
+@pytest.fixture
+def pool_settings(smtp_server: SmtpServer) -> Settings:
+    return Settings(
+        business=business_config(),
+        database_url="sqlite+aiosqlite:///unused.db",
+        secret_keys=(TEST_SECRET,),
+        public_url="https://mailer.example.test",
+        templates_dir=ROOT / "templates" / "email",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        inbound_port=0,
+    )
+
+
+def message(i: int, body: bytes = b"") -> tuple[int, Composed]:
+    data = f"From: shop@example.be\r\nTo: p{i}@example.be\r\nSubject: n{i}\r\n\r\n".encode() + (
+        body or f"Hello {i}\r\n".encode()
+    )
+    return i, Composed(f"bounces+{i}@example.be", f"p{i}@example.be", f"<{i}@x>", data)
+
+
+async def send(settings: Settings, messages, size: int = 3):  # type: ignore[no-untyped-def]
+    pool = SmtpPool(settings, size)
+    try:
+        return {o.delivery_id: o for o in await pool.send_all(messages)}
+    finally:
+        await pool.close()
+
+
+async def test_many_messages_over_few_connections_each_once(relay, pool_settings):
+    pool = SmtpPool(pool_settings, 3)
+    try:
+        outcomes = {o.delivery_id: o for o in await pool.send_all([message(i) for i in range(60)])}
+        connections = [pool._idle.get_nowait() for _ in range(3)]
+        assert {c.pipelining for c in connections if c is not None} == {relay.pipelining}
+        for connection in connections:
+            pool._idle.put_nowait(connection)
+    finally:
+        await pool.close()
+    assert {o.kind for o in outcomes.values()} == {"sent"} and len(outcomes) == 60
+    assert Counter(r for m in relay.received for r in m.rcpt_tos) == {
+        f"p{i}@example.be": 1 for i in range(60)
+    }
+    first = next(m for m in relay.received if m.rcpt_tos == ["p7@example.be"])
+    assert first.mail_from == "bounces+7@example.be"
+    assert first.message["Subject"] == "n7"
+
+
+async def test_dots_at_line_starts_survive_the_data_phase(relay, pool_settings):
+    body = b".starts with a dot\r\n..two dots\r\n.\r\nend\r\n"
+    await send(pool_settings, [message(1, body)])
+    (received,) = relay.received
+    assert received.data.endswith(body)
+
+
+async def test_c17_replies_become_outcomes_and_the_others_still_go(relay, pool_settings):
+    relay.refuse["p1@example.be"] = "550 5.1.1 <p1@example.be>: no such user"
+    relay.refuse["p2@example.be"] = "550 5.7.1 relaying denied"
+    relay.refuse["p3@example.be"] = "450 4.2.0 mailbox busy"
+    relay.data_replies.append("554 5.7.1 rejected as spam")
+    outcomes = await send(pool_settings, [message(i) for i in range(1, 7)], size=1)
+    assert outcomes[1].kind == "permanent" and outcomes[1].hard_bounce
+    assert outcomes[2].kind == "permanent" and not outcomes[2].hard_bounce
+    assert outcomes[3].kind == "temporary"
+    rejected = [o for o in outcomes.values() if o.detail.startswith("554")]
+    assert len(rejected) == 1 and not rejected[0].hard_bounce
+    assert sum(o.kind == "sent" for o in outcomes.values()) == 2
+    assert len(relay.received) == 2
+
+
+async def test_a_421_closes_the_connection_and_the_rest_goes_on_another(relay, pool_settings):
+    relay.rcpt_replies.append("421 4.7.0 closing, try later")
+    outcomes = await send(pool_settings, [message(i) for i in range(5)], size=1)
+    kinds = Counter(o.kind for o in outcomes.values())
+    assert kinds == {"sent": 4, "temporary": 1}
+    assert len(relay.received) == 4
+
+
+async def test_a_connection_dropped_mid_data_is_temporary(relay, pool_settings):
+    relay.drop_data = 1
+    outcomes = await send(pool_settings, [message(i) for i in range(4)], size=1)
+    lost = [o for o in outcomes.values() if o.kind == "temporary"]
+    assert len(lost) == 1 and "connection" in lost[0].detail
+    assert len(relay.received) == 3 and len(outcomes) == 4
+
+
+async def test_our_sender_refused_is_the_relays_failure(relay, pool_settings):
+    relay.mail_replies.append("553 5.7.1 sender not allowed")
+    outcomes = await send(pool_settings, [message(i) for i in range(3)], size=1)
+    refused = [o for o in outcomes.values() if o.relay_failure]
+    assert refused and all(o.kind == "temporary" for o in refused)
+    assert "refused our sender" in refused[0].detail
+
+
+async def test_an_address_that_needs_smtputf8_fails_alone(relay, pool_settings):
+    i, composed = message(9)
+    odd = (i, replace(composed, recipient="josé@example.be"))
+    outcomes = await send(pool_settings, [message(1), odd, message(2)])
+    assert outcomes[9].kind == "permanent" and "ASCII" in outcomes[9].detail
+    assert len(relay.received) == 2
+
+
+async def test_a_relay_that_is_down_fails_every_message_fast(pool_settings):
+    down = replace(pool_settings, smtp_port=free_port())
+    outcomes = await send(down, [message(i) for i in range(5)])
+    assert len(outcomes) == 5
+    assert all(o.kind == "temporary" and o.relay_failure for o in outcomes.values())
+
+
+def test_content_is_dot_stuffed_with_crlf_line_ends():
+    assert content(b".a\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
+    assert content(b"x\r\n") == b"x\r\n.\r\n"

@@ -75,7 +75,8 @@ class DeliveryPolicy:
     """How the dispatcher sends: batches, connections, pace, retries, when to stop."""
 
     batch_size: int = 200
-    connections: int = 8  # SMTP connections kept open to the relay
+    connections: int = 8  # SMTP connections kept open to the relay, in all processes together
+    processes: int = 1  # sending processes per run (one per CPU core is what pays)
     rate_per_second: int = 0  # token-bucket limit per relay; 0 = no limit
     retry_base_seconds: int = 60  # first retry after a 4xx; doubles each time
     retry_deadline_hours: int = 24  # then the delivery fails
@@ -141,6 +142,8 @@ def _parse_delivery(table: Mapping[str, Any], problems: list[str]) -> DeliveryPo
             values[name] = 0
         else:
             values[name] = _positive_int(value, f"[delivery] {name}", problems)
+    if values["processes"] > values["connections"]:
+        problems.append("[delivery] processes must not exceed connections (one or more each)")
     return DeliveryPolicy(**values)
 
 

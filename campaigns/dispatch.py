@@ -3,8 +3,11 @@
     queued --claim--> sending --handoff--> sent | failed | bounced | queued (retry later)
        \\--> skipped (suppressed or capped at claim time)       sending --crash--> unknown
 
-A claim is committed before any SMTP traffic, so after a crash a message that was claimed is
-never sent again: it becomes `unknown`. The handoff transaction re-checks suppression, locks
+A claim is committed before any SMTP traffic. While a claimed row waits to be handed over (a
+dispatcher composes the next batch while it sends one), its `next_attempt_at` holds when the
+claim lapses; a committed mark clears it just before the handoff. So after a crash a row still
+carrying it was never handed to SMTP and is queued again, and a row without it may have been
+sent: it becomes `unknown`, never sent again. The handoff transaction re-checks suppression, locks
 the rows, and stays open while the messages are handed to SMTP; an objection, which marks the
 address's open deliveries `skipped`, therefore either commits before the handoff (and the
 message is not sent) or waits for it (and nothing is handed over after its commit, C13).
@@ -133,10 +136,31 @@ async def claim_batch(
     claimed = await session.execute(
         sa.update(DELIVERY)
         .where(DELIVERY.c.id.in_(eligible), DELIVERY.c.status == "queued")
-        .values(status="sending", claimed_at=now, attempts=DELIVERY.c.attempts + 1)
+        .values(
+            status="sending",
+            claimed_at=now,
+            attempts=DELIVERY.c.attempts + 1,
+            next_attempt_at=now + timedelta(seconds=ctx.config.delivery.lease_seconds),
+        )
         .returning(DELIVERY.c.id)
     )
     return Claim(sorted(claimed.scalars()), len(rows))
+
+
+async def mark_handing_over(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """Its own transaction, just before the handoff: from here on a crash makes these rows
+    `unknown`. Returns the ids still claimed (a claim that lapsed meanwhile is not sent)."""
+    marked = await session.execute(
+        sa.update(DELIVERY)
+        .where(
+            DELIVERY.c.id.in_(list(ids)),
+            DELIVERY.c.status == "sending",
+            DELIVERY.c.next_attempt_at.is_not(None),
+        )
+        .values(next_attempt_at=None)
+        .returning(DELIVERY.c.id)
+    )
+    return sorted(marked.scalars())
 
 
 async def release(session: AsyncSession, ids: Sequence[int]) -> None:
@@ -144,7 +168,7 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     await session.execute(
         sa.update(DELIVERY)
         .where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.status == "sending")
-        .values(status="queued", attempts=DELIVERY.c.attempts - 1)
+        .values(status="queued", attempts=DELIVERY.c.attempts - 1, next_attempt_at=None)
     )
 
 
@@ -251,15 +275,32 @@ async def suppress_hard_bounces(
 
 
 async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
-    """After a crash: deliveries claimed longer ago than the lease were in flight. They are
-    marked `unknown` and counted, never sent again (invariant 6)."""
+    """After a crash: deliveries claimed longer ago than the lease. Those never handed over
+    are queued again; those that were in flight are marked `unknown` and counted, never sent
+    again (invariant 6). Returns how many became `unknown`."""
     stale = ctx.clock.now() - timedelta(seconds=ctx.config.delivery.lease_seconds)
+    lapsed = (DELIVERY.c.status == "sending", DELIVERY.c.claimed_at < stale)
+    await session.execute(
+        sa.update(DELIVERY)
+        .where(*lapsed, DELIVERY.c.next_attempt_at.is_not(None))
+        .values(status="queued", attempts=DELIVERY.c.attempts - 1, next_attempt_at=None)
+    )
     result = await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.status == "sending", DELIVERY.c.claimed_at < stale)
+        .where(*lapsed)
         .values(status="unknown", last_error="in flight when a worker stopped")
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def run_counts(session: AsyncSession, run_id: int) -> dict[str, int]:
+    """Deliveries of one run by status."""
+    rows = await session.execute(
+        sa.select(DELIVERY.c.status, sa.func.count())
+        .where(DELIVERY.c.run == run_id)
+        .group_by(DELIVERY.c.status)
+    )
+    return {str(status): int(n) for status, n in rows.all()}
 
 
 async def pending_retry_at(session: AsyncSession, campaign_id: str, run_id: int) -> datetime | None:

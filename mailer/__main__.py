@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from campaigns.apikeys import SCOPES, create_key, list_keys, revoke_key
 from campaigns.clock import SystemClock
@@ -41,11 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     campaign_commands = campaigns.add_subparsers(dest="campaigns_command", required=True)
     send = campaign_commands.add_parser("send", help="send a campaign now, with progress")
     send.add_argument("campaign_id")
-    send.add_argument(
-        "--now",
-        action="store_true",
-        required=True,
-        help="start a run now (required: says what you mean)",
+    how = send.add_mutually_exclusive_group(required=True)
+    how.add_argument("--now", action="store_true", help="start a run now, with a progress bar")
+    how.add_argument(
+        "--run",
+        type=int,
+        metavar="RUN_ID",
+        help="help send an open run from this process (or host); exits when nothing is left",
     )
 
     commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
@@ -93,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         return asyncio.run(_worker(settings))
     if args.command == "campaigns":
+        if args.run is not None:
+            return asyncio.run(_help_send(settings, args.campaign_id, args.run))
         return asyncio.run(_send_now(settings, args.campaign_id))
     if args.command == "keys":
         return asyncio.run(_keys(settings, args))
@@ -137,16 +140,15 @@ async def _worker(settings: Settings) -> int:
 
 
 async def _send_now(settings: Settings, campaign_id: str) -> int:
-    """`campaigns send ID --now`: start a run now and send it with a progress bar."""
+    """`campaigns send ID --now`: start a run now and send it with a progress bar. With
+    `[delivery] processes` above 1, helper processes share the run; the bar counts theirs too."""
     from datetime import UTC, datetime
 
-    import sqlalchemy as sa
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from campaigns.dispatch import start_run
+    from campaigns.dispatch import run_counts, start_run
     from campaigns.errors import DomainError
-    from campaigns.models import Delivery
-    from mailer.delivery.dispatch import Dispatcher
+    from mailer.delivery.dispatch import Dispatcher, send_run
     from mailer.services import Services
 
     services = Services.build(settings)
@@ -170,46 +172,67 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
             )
             return 2
 
-        async def queued(session: Any) -> int:
-            table = Delivery.__table__  # type: ignore[attr-defined]
-            count = sa.select(sa.func.count()).select_from(table)
-            count = count.where(table.c.run == run_id, table.c.status == "queued")
-            return int((await session.execute(count)).scalar_one())
+        async def counts() -> dict[str, int]:
+            return await services.transaction(lambda s: run_counts(s, run_id))
 
-        total = await services.transaction(queued)
+        total = sum((await counts()).values())
         started = time.monotonic()
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
-            TextColumn(
-                "sent {task.fields[sent]} failed {task.fields[failed]}"
-                " retrying {task.fields[retrying]}"
-            ),
+            TextColumn("sent {task.fields[sent]} failed {task.fields[failed]}"),
             TextColumn("{task.fields[rate]:.0f} msg/s"),
             TimeRemainingColumn(),
         ) as bar:
-            task = bar.add_task("sending", total=total, sent=0, failed=0, retrying=0, rate=0.0)
+            task = bar.add_task("sending", total=total, sent=0, failed=0, rate=0.0)
 
-            def update(p: Any) -> None:
-                done = p.sent + p.failed + p.skipped
-                rate = done / max(time.monotonic() - started, 1e-6)
-                bar.update(
-                    task,
-                    completed=done,
-                    sent=p.sent,
-                    failed=p.failed,
-                    retrying=p.retrying,
-                    rate=rate,
-                )
+            async def show(n: dict[str, int]) -> None:
+                done = total - n.get("queued", 0) - n.get("sending", 0)
+                failed = n.get("failed", 0) + n.get("bounced", 0)
+                rate = n.get("sent", 0) / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=done, sent=n.get("sent", 0), failed=failed, rate=rate)
 
-            progress = await dispatcher.run(campaign_id, run_id, on_batch=update)
+            async def refresh() -> None:  # from the database: every process's work counts
+                while True:
+                    await asyncio.sleep(0.5)
+                    await show(await counts())
+
+            refresher = asyncio.create_task(refresh())
+            try:
+                await send_run(dispatcher, campaign_id, run_id)
+            finally:
+                refresher.cancel()
+            final = await counts()
+            await show(final)
         elapsed = time.monotonic() - started
+        sent, failed = final.get("sent", 0), final.get("failed", 0) + final.get("bounced", 0)
         print(
-            f"run {run_id}: {progress.sent} sent, {progress.failed} failed,"
-            f" {progress.skipped} skipped at send time, {progress.retrying} retries,"
-            f" in {elapsed:.1f} s"
+            f"run {run_id}: {sent} sent, {failed} failed, {final.get('skipped', 0)} skipped,"
+            f" {final.get('unknown', 0)} unknown, {final.get('queued', 0)} queued for a retry;"
+            f" {elapsed:.1f} s ({sent / max(elapsed, 1e-6):.0f} msg/s)"
         )
+        return 0
+    finally:
+        await dispatcher.close()
+        await services.close()
+
+
+async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
+    """`campaigns send ID --run RUN`: claim and send batches of an open run until nothing is
+    left to claim now (retries are left to the process that started the run). SIGTERM
+    finishes the batch in hand, then stops."""
+    import signal
+
+    from mailer.delivery.dispatch import Dispatcher
+    from mailer.services import Services
+
+    services = Services.build(settings)
+    dispatcher = Dispatcher(services)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, dispatcher.stopping.set)
+    try:
+        progress = await dispatcher.run(campaign_id, run_id, wait_for_retries=False)
+        print(f"run {run_id}: this process sent {progress.sent}, failed {progress.failed}")
         return 0
     finally:
         await dispatcher.close()

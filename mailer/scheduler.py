@@ -24,8 +24,7 @@ from campaigns.dispatch import recover_in_flight, start_run
 from campaigns.lifecycle import fired_runs, open_runs, scheduled_campaigns
 from campaigns.models import Campaign
 from campaigns.suppression import sync_contact_hashes
-from mailer.delivery.dispatch import Dispatcher
-from mailer.delivery.pool import SmtpPool
+from mailer.delivery.dispatch import Dispatcher, process_pool, send_run
 from mailer.services import Services
 
 log = logging.getLogger("mailer.worker")
@@ -64,8 +63,7 @@ class Worker:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self.dispatchers: set[Dispatcher] = set()
-        policy = services.context.config.delivery
-        self.pool = SmtpPool(services.settings, policy.connections, rate=policy.rate_per_second)
+        self.pool = process_pool(services)
 
     async def start(self) -> None:
         hasher = self.services.context.hasher
@@ -153,7 +151,7 @@ class Worker:
         dispatcher = Dispatcher(self.services, pool=self.pool)
         self.dispatchers.add(dispatcher)
         try:
-            await dispatcher.run(campaign_id, run_id)
+            await send_run(dispatcher, campaign_id, run_id)
         except Exception:
             log.exception("dispatch of run %s stopped", run_id)
         finally:

@@ -7,7 +7,9 @@ hosts) can work on one campaign: claims use SKIP LOCKED on PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,6 +20,7 @@ from campaigns.dispatch import (
     begin_handoff,
     claim_batch,
     finish_run_if_done,
+    mark_handing_over,
     pause,
     pending_retry_at,
     record_outcomes,
@@ -38,20 +41,16 @@ class Progress:
     failed: int = 0  # failed and bounced
     retrying: int = 0
     skipped: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Dispatcher:
     def __init__(self, services: Services, pool: SmtpPool | None = None) -> None:
         self.services = services
-        policy = services.context.config.delivery
-        self.policy = policy
+        self.policy = services.context.config.delivery
         # A worker passes its one pool, so connections and the rate limit are per relay,
         # not per run; a dispatcher on its own makes (and closes) its own.
         self.owns_pool = pool is None
-        self.pool = pool or SmtpPool(
-            services.settings, policy.connections, rate=policy.rate_per_second
-        )
+        self.pool = pool or process_pool(services)
         self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
 
     def composer_for(self, campaign: Campaign) -> CampaignComposer:
@@ -76,101 +75,221 @@ class Dispatcher:
         wait_for_retries: bool = True,
     ) -> Progress:
         """Send the run until nothing is queued, the campaign is paused or cancelled, or only
-        retries remain and `wait_for_retries` is False."""
-        services, ctx = self.services, self.services.context
+        retries remain and `wait_for_retries` is False.
+
+        Two tasks overlap: one claims and composes the next batch while this one hands the
+        current batch to SMTP, so the database and the templates never wait for the relay.
+        At most one prepared batch waits; whatever is prepared but not handed over when the
+        run stops is released (queued again), never left claimed."""
+        services = self.services
         campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
-        composer = self.composer_for(campaign)
-        progress = Progress()
-        failures_in_a_row = 0
-        while not self.stopping.is_set():
-            status = await services.transaction(lambda s: _status(s, campaign_id))
-            if status not in ("sending",):
-                break
-            claim = await services.transaction(
-                lambda s: claim_batch(s, campaign_id, run_id, ctx, self.policy.batch_size)
-            )
-            ids = claim.ids
-            progress.skipped += claim.looked_at - len(ids)
-            if not ids:
+        run = _Run(campaign_id, run_id, self.composer_for(campaign), wait_for_retries)
+        producer = asyncio.create_task(self._prepare(run))
+        ended = False  # the producer said it has nothing more
+        try:
+            while (batch := await run.ready.get()) is not None:
+                try:
+                    if not await self._hand_off(run, batch):
+                        break
+                    if on_batch is not None:
+                        on_batch(run.progress)
+                finally:
+                    run.ready.task_done()
+                    run.claims.release()
+            else:
+                ended = True
+                run.ready.task_done()
+        finally:
+            run.halt.set()
+            while not ended:  # release what was prepared but not handed over
+                left = await run.ready.get()
+                run.ready.task_done()
+                if left is None:
+                    ended = True
+                else:
+                    await services.transaction(partial(release, ids=left.ids))
+                    run.claims.release()
+            await producer  # raises what the producer raised
+        return run.progress
+
+    async def _prepare(self, run: _Run) -> None:
+        """Claim and compose batches until there is nothing left to send now; then None."""
+        services, ctx = self.services, self.services.context
+        try:
+            while not (run.halt.is_set() or self.stopping.is_set()):
+                status = await services.transaction(lambda s: _status(s, run.campaign_id))
+                if status != "sending":
+                    break
+                await run.claims.acquire()  # at most one batch prepared ahead of the one sent
+                if run.halt.is_set():
+                    break
+                claim = await services.transaction(
+                    lambda s: claim_batch(
+                        s, run.campaign_id, run.run_id, ctx, self.policy.batch_size
+                    )
+                )
+                run.progress.skipped += claim.looked_at - len(claim.ids)
+                if claim.ids:
+                    await run.ready.put(await self._compose(run, claim.ids))
+                    continue
+                run.claims.release()
                 if claim.looked_at:
                     continue  # the whole batch was skipped at the gate: take the next one
-                if await services.transaction(
-                    lambda s: finish_run_if_done(s, campaign_id, run_id, ctx)
-                ):
+                await run.ready.join()  # what is being sent may still end in a retry
+                if run.halt.is_set() or await self._nothing_left(run):
                     break
-                retry_at = await services.transaction(
-                    lambda s: pending_retry_at(s, campaign_id, run_id)
-                )
-                if retry_at is None or not wait_for_retries:
-                    break
-                await asyncio.sleep(
-                    min(5.0, max(0.01, (retry_at - ctx.clock.now()).total_seconds()))
-                )
-                continue
-            rows = await services.transaction(partial(delivery_recipients, delivery_ids=ids))
-            messages: dict[int, Composed] = {}
-            unsendable: list[Outcome] = []
-            for row in rows:
-                try:
-                    messages[row.delivery_id] = composer.compose(recipient_of(row))
-                except Exception as exc:
-                    unsendable.append(
-                        Outcome(
-                            row.delivery_id,
-                            "permanent",
-                            f"cannot be composed: {type(exc).__name__}",
-                        )
-                    )
-            if not messages:  # nothing composes: the setup is broken, not one recipient
-                reason = f"paused: messages cannot be composed ({unsendable[0].detail})"
-                await services.transaction(partial(release, ids=ids))
-                await services.transaction(
-                    partial(pause, campaign_id=campaign_id, reason=reason, ctx=ctx)
-                )
-                log.error("campaign paused: composition failed")
-                break
+        finally:
+            await run.ready.put(None)
 
-            async def handoff(session, ids=ids, messages=messages, unsendable=unsendable):  # type: ignore[no-untyped-def]
-                live = await begin_handoff(session, ids)
-                outcomes = await self.pool.send_all(
-                    [(i, messages[i]) for i in live if i in messages]
-                )
-                outcomes += [o for o in unsendable if o.delivery_id in live]
-                await record_outcomes(session, outcomes, ctx)
-                return live, outcomes
+    async def _nothing_left(self, run: _Run) -> bool:
+        """True when the run is finished (or only retries remain and we do not wait);
+        otherwise sleep until the first retry is due."""
+        services, ctx = self.services, self.services.context
+        if await services.transaction(
+            lambda s: finish_run_if_done(s, run.campaign_id, run.run_id, ctx)
+        ):
+            return True
+        retry_at = await services.transaction(
+            lambda s: pending_retry_at(s, run.campaign_id, run.run_id)
+        )
+        if retry_at is None or not run.wait_for_retries:
+            return True
+        await asyncio.sleep(min(5.0, max(0.01, (retry_at - ctx.clock.now()).total_seconds())))
+        return False
 
-            # Never retried: the messages may already be with the relay.
-            live, outcomes = await services.transaction(handoff, retry=False)
-            await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
-            progress.skipped += len(ids) - len(live)
-            for outcome in outcomes:
-                if outcome.kind == "sent":
-                    progress.sent += 1
-                elif outcome.kind == "permanent":
-                    progress.failed += 1
-                else:
-                    progress.retrying += 1
-            # Failures in a row with nothing delivered: the relay, not the recipients.
-            if any(o.kind == "sent" for o in outcomes):
-                failures_in_a_row = 0
+    async def _compose(self, run: _Run, ids: list[int]) -> _Batch:
+        rows = await self.services.transaction(partial(delivery_recipients, delivery_ids=ids))
+        batch = _Batch(ids)
+        for row in rows:
+            try:
+                batch.messages[row.delivery_id] = run.composer.compose(recipient_of(row))
+            except Exception as exc:
+                detail = f"cannot be composed: {type(exc).__name__}"
+                batch.unsendable.append(Outcome(row.delivery_id, "permanent", detail))
+        return batch
+
+    async def _hand_off(self, run: _Run, batch: _Batch) -> bool:
+        """Hand one batch to SMTP and record what happened. False: the campaign was paused."""
+        services, ctx = self.services, self.services.context
+        progress = run.progress
+        if not batch.messages:  # nothing composes: the setup is broken, not one recipient
+            reason = f"paused: messages cannot be composed ({batch.unsendable[0].detail})"
+            await services.transaction(partial(release, ids=batch.ids))
+            await services.transaction(
+                partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
+            )
+            log.error("campaign paused: composition failed")
+            return False
+
+        claimed = await services.transaction(partial(mark_handing_over, ids=batch.ids))
+
+        async def handoff(session):  # type: ignore[no-untyped-def]
+            live = await begin_handoff(session, claimed)
+            outcomes = await self.pool.send_all(
+                [(i, batch.messages[i]) for i in live if i in batch.messages]
+            )
+            outcomes += [o for o in batch.unsendable if o.delivery_id in live]
+            await record_outcomes(session, outcomes, ctx)
+            return live, outcomes
+
+        # Never retried: the messages may already be with the relay.
+        live, outcomes = await services.transaction(handoff, retry=False)
+        await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
+        progress.skipped += len(claimed) - len(live)
+        for outcome in outcomes:
+            if outcome.kind == "sent":
+                progress.sent += 1
+            elif outcome.kind == "permanent":
+                progress.failed += 1
             else:
-                failures_in_a_row += len(outcomes)
-            if on_batch is not None:
-                on_batch(progress)
-            if failures_in_a_row >= self.policy.error_budget:
-                reason = (
-                    f"paused after {failures_in_a_row} failures in a row: {outcomes[-1].detail}"
-                )
-                log.warning("campaign paused: relay failing")
-                await services.transaction(
-                    partial(pause, campaign_id=campaign_id, reason=reason, ctx=ctx)
-                )
-                break
-        return progress
+                progress.retrying += 1
+        # Failures in a row with nothing delivered: the relay, not the recipients.
+        if any(o.kind == "sent" for o in outcomes):
+            run.failures_in_a_row = 0
+        else:
+            run.failures_in_a_row += len(outcomes)
+        if run.failures_in_a_row >= self.policy.error_budget:
+            reason = (
+                f"paused after {run.failures_in_a_row} failures in a row: {outcomes[-1].detail}"
+            )
+            log.warning("campaign paused: relay failing")
+            await services.transaction(
+                partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
+            )
+            return False
+        return True
 
     async def close(self) -> None:
         if self.owns_pool:
             await self.pool.close()
+
+
+def process_pool(services: Services) -> SmtpPool:
+    """This process's share of the relay: `[delivery] connections` and `rate_per_second` are
+    for all sending processes of a run together."""
+    policy = services.context.config.delivery
+    share = policy.processes
+    rate = policy.rate_per_second and max(1, policy.rate_per_second // share)
+    return SmtpPool(services.settings, max(1, policy.connections // share), rate=rate)
+
+
+async def send_run(
+    dispatcher: Dispatcher,
+    campaign_id: str,
+    run_id: int,
+    on_batch: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Send a run with `[delivery] processes` processes: this one and helpers
+    (`python -m mailer campaigns send ID --run RUN`, configured from the same environment),
+    which claim batches of the same run (SKIP LOCKED) and exit when nothing is left to claim.
+    Then this process finishes the run: retries, and the last in-flight batches' outcomes."""
+    helpers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mailer", "campaigns", "send", campaign_id,
+            "--run", str(run_id), stdout=asyncio.subprocess.DEVNULL,
+        )
+        for _ in range(dispatcher.policy.processes - 1)
+    ]  # fmt: skip
+    try:
+        progress = await dispatcher.run(campaign_id, run_id, on_batch=on_batch)
+        if dispatcher.stopping.is_set():  # a worker stops: the helpers finish their batch
+            for helper in helpers:
+                if helper.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        helper.terminate()
+    finally:
+        codes = [await helper.wait() for helper in helpers]
+    if any(codes):
+        log.error("a helper sending process exited with %s", codes)
+    if helpers:  # what the helpers had in flight when this one found nothing left
+        more = await dispatcher.run(campaign_id, run_id, on_batch=on_batch)
+        for name in ("sent", "failed", "retrying", "skipped"):
+            setattr(progress, name, getattr(progress, name) + getattr(more, name))
+    return progress
+
+
+@dataclass
+class _Batch:
+    """Claimed deliveries, composed and waiting to be handed to SMTP."""
+
+    ids: list[int]
+    messages: dict[int, Composed] = field(default_factory=dict)
+    unsendable: list[Outcome] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """One run being sent: what the two tasks of `Dispatcher.run` share."""
+
+    campaign_id: str
+    run_id: int
+    composer: CampaignComposer
+    wait_for_retries: bool
+    progress: Progress = field(default_factory=Progress)
+    ready: asyncio.Queue[_Batch | None] = field(default_factory=lambda: asyncio.Queue(1))
+    halt: asyncio.Event = field(default_factory=asyncio.Event)
+    claims: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    failures_in_a_row: int = 0
 
 
 async def _status(session, campaign_id: str) -> str | None:  # type: ignore[no-untyped-def]

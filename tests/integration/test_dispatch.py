@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from campaigns.campaigns import create_campaign, load_target, materialise
 from campaigns.contacts import ingest_contacts
-from campaigns.dispatch import recover_in_flight, start_run
+from campaigns.dispatch import claim_batch, mark_handing_over, recover_in_flight, start_run
 from campaigns.models import Campaign, Delivery
 from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.suppression import suppress, suppressed_among
@@ -239,15 +239,33 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
     await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
-    from campaigns.dispatch import claim_batch
-
     claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
-    assert len(claim.ids) == 2  # then the worker is killed before it records anything
+    assert len(claim.ids) == 2
+    handing = await world.transaction(lambda s: mark_handing_over(s, claim.ids))
+    assert handing == claim.ids  # then the worker is killed before it records anything
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
     assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 2
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p2@example.be": 1}
     assert await statuses(world, campaign_id) == {"unknown": 2, "sent": 1}
+
+
+async def test_invariant_6_a_claim_never_handed_over_is_sent_after_a_crash(world, smtp, clock):
+    """A batch claimed ahead (composed while another is sent) was never handed to SMTP: after
+    a crash it is queued again and sent once, not lost as `unknown`."""
+    await people(world, 3)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
+    clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
+    assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 0
+    assert await world.transaction(lambda s: mark_handing_over(s, claim.ids)) == []
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(3)}
+    assert await statuses(world, campaign_id) == {"sent": 3}
+    async with world.sessions() as session:
+        attempts = (await session.execute(sa.select(Delivery.attempts))).scalars().all()
+    assert attempts == [1, 1, 1]
 
 
 async def test_two_dispatchers_share_a_campaign_and_send_each_once(

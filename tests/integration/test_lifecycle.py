@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -187,12 +188,18 @@ async def test_missed_one_off_runs_once_after_a_restart(app_client, keys, servic
     assert detail.json()["status"] == "done" and detail.json()["counts"]["sent"] == 1
 
 
-async def test_campaigns_send_now_command(app_client, keys, settings, smtp):
-    cid = await setup(app_client, keys, n=3)
+@pytest.mark.parametrize("processes", [1, 3])
+async def test_campaigns_send_now_command(app_client, keys, settings, smtp, tmp_path, processes):
+    """With `processes = 3`, two helper processes share the run: still each recipient once."""
+    people = 3 if processes == 1 else 24
+    cid = await setup(app_client, keys, n=people)
+    config = tmp_path / "mailer.toml"
+    text = EXAMPLE_CONFIG.read_text().replace("processes = 1", f"processes = {processes}")
+    config.write_text(text.replace("batch_size = 200", "batch_size = 2"))
     env = {
         **os.environ,
         "MAILER_DATABASE_URL": settings.database_url,
-        "MAILER_CONFIG": str(EXAMPLE_CONFIG),
+        "MAILER_CONFIG": str(config),
         "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
         "MAILER_DEV": "1",
         "MAILER_SMTP_HOST": "127.0.0.1",
@@ -209,5 +216,8 @@ async def test_campaigns_send_now_command(app_client, keys, settings, smtp):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "3 sent, 0 failed" in result.stdout
-    await smtp.wait_for(3)
+    assert f"{people} sent, 0 failed, 0 skipped, 0 unknown" in result.stdout
+    await smtp.wait_for(people)
+    assert Counter(r for m in smtp.received for r in m.rcpt_tos) == {
+        f"p{i}@example.be": 1 for i in range(people)
+    }

@@ -90,7 +90,7 @@ from campaigns.dispatch import start_run
 from campaigns.models import Campaign
 from campaigns.schemas import CampaignIn, ContactIn
 from mailer.delivery.compose import Recipient
-from mailer.delivery.dispatch import Dispatcher
+from mailer.delivery.dispatch import Dispatcher, send_run
 from mailer.delivery.footer import Basis
 from mailer.services import Services
 from mailer.settings import Settings
@@ -290,12 +290,15 @@ async def _pg_execute(*statements: str) -> None:
 # ---- configuration ---------------------------------------------------------------------------
 
 
-def write_config(path: Path, batch_size: int | None, connections: int | None) -> None:
+def write_config(
+    path: Path, batch_size: int | None, connections: int | None, processes: int
+) -> None:
     """mailer.example.toml with the frequency cap lifted (and delivery overrides, if any)."""
     text = CONFIG.read_text(encoding="utf-8")
     text, n = re.subn(r"(?m)^frequency_cap = \{[^}]*\}", FREQUENCY_CAP, text)
     assert n == 1, "mailer.example.toml has no frequency_cap line to replace"
-    for key, value in (("batch_size", batch_size), ("connections", connections)):
+    overrides = (("batch_size", batch_size), ("connections", connections), ("processes", processes))
+    for key, value in overrides:
         if value is not None:
             text, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", text)
             assert n == 1, f"mailer.example.toml has no [delivery] {key} line to replace"
@@ -486,7 +489,7 @@ def profiler(out: Path | None) -> Iterator[None]:
     log = Path(tempfile.mkstemp(prefix="py-spy-", suffix=".log")[1])
     command = [
         str(spy), "record", "--pid", str(os.getpid()), "--format", "raw", "-o", str(out),
-        "--rate", "250", "--idle", "--nonblocking",
+        "--rate", "250", "--idle", "--nonblocking", "--subprocesses",
     ]  # fmt: skip
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
@@ -534,13 +537,17 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
             with profiler(profile):
                 started = time.perf_counter()
                 progress = await asyncio.wait_for(
-                    dispatcher.run(campaign_id, run_id), child_timeout(expected)
+                    send_run(dispatcher, campaign_id, run_id), child_timeout(expected)
                 )
                 result["dispatch_s"] = time.perf_counter() - started
         finally:
             await dispatcher.close()
         result["rss_peak_mb"] = round(peak_rss_mb(), 1)
         result["ru_maxrss_mb"] = round(ru_maxrss_mb(), 1)
+        # Helper sending processes: the largest peak among them (an upper bound: a child's
+        # ru_maxrss starts from its parent's at exec).
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result["helpers_rss_peak_mb"] = round(children, 1)
 
         async with services.sessions() as session:
             rows = await session.execute(
@@ -558,7 +565,7 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
             ).scalar_one()
         result.update(
             run_id=run_id,
-            sent=progress.sent,
+            sent_by_this_process=progress.sent,
             failed=progress.failed,
             retrying=progress.retrying,
             skipped=progress.skipped,
@@ -566,8 +573,10 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
             run_status=run_status,
             batch_size=ctx.config.delivery.batch_size,
             connections=ctx.config.delivery.connections,
+            processes=ctx.config.delivery.processes,
         )
-        if statuses != {"sent": expected} or progress.sent != expected or run_status != "done":
+        # With helper processes, `progress` counts this process's share only.
+        if statuses != {"sent": expected} or run_status != "done":
             raise AssertionError(
                 f"expected {expected} deliveries, all sent, and the run done; got statuses"
                 f" {statuses}, progress {progress}, run {run_status}"
@@ -811,10 +820,18 @@ def report(results: Results, meta: dict[str, Any]) -> None:
         f"({small / results.small['dispatch_s']:,.0f} msg/s)",
     )
     table.add_row(f"RSS({n:,}) / RSS({small:,}) (largest)", f"{results.rss_ratio:.3f}", "")
+    helpers = [r.get("helpers_rss_peak_mb", 0.0) for r in results.runs]
+    if meta.get("processes", 1) > 1:
+        table.add_row(
+            f"helper processes' peak RSS MiB at {n:,} (upper bound)",
+            f"{statistics.median(helpers):.1f}",
+            f"{min(helpers):.1f} / {max(helpers):.1f}",
+        )
     console().print(table)
     console().print(
         f"{meta['runs']} run(s), batch_size {meta['batch_size']}, {meta['connections']}"
-        f" connections; message size median {meta['smtp_source_bytes']} B"
+        f" connections, {meta.get('processes', 1)} sending processes;"
+        f" message size median {meta['smtp_source_bytes']} B"
         f" (min {min(results.sizes)}, max {max(results.sizes)}); load of {n:,} contacts took"
         f" {meta['load_s']:.0f} s"
     )
@@ -869,7 +886,7 @@ def print_profile(profile: dict[str, Any]) -> None:
 def bench(args: argparse.Namespace, work: Path) -> tuple[Results, dict[str, Any]]:
     n, small = args.recipients, max(1, args.recipients // 10)
     config_path = work / "mailer.toml"
-    write_config(config_path, args.batch_size, args.connections)
+    write_config(config_path, args.batch_size, args.connections, args.processes)
     results = Results(n, small)
     meta: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -888,6 +905,7 @@ def bench(args: argparse.Namespace, work: Path) -> tuple[Results, dict[str, Any]
             postfix=postfix_version(),
             batch_size=delivery.batch_size,
             connections=delivery.connections,
+            processes=delivery.processes,
             rate_per_second=delivery.rate_per_second,
             frequency_cap=FREQUENCY_CAP,
         )
@@ -956,6 +974,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="override [delivery] batch_size")
     parser.add_argument("--connections", type=int, help="override [delivery] connections")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="override [delivery] processes (default: one per CPU)",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="one extra run under py-spy; raw stacks to this file"
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -969,7 +993,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if min(args.recipients, args.runs) < 1:
         parser.error("--recipients and --runs must be positive")
-    for name in ("batch_size", "connections"):
+    for name in ("batch_size", "connections", "processes"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
 

@@ -16,7 +16,7 @@ from sqlmodel import col
 from campaigns.clock import add_months
 from campaigns.contacts import Context
 from campaigns.content import CampaignContent
-from campaigns.db import dialect_insert
+from campaigns.db import among, dialect_insert
 from campaigns.eligibility import (
     ELIGIBLE,
     EXCLUSION_REASONS,
@@ -365,7 +365,7 @@ async def delivery_recipients(
             .outerjoin(consent, consent.c.id == delivery.c.consent_event_id)
             .outerjoin(order, order.c.id == delivery.c.order_id)
         )
-        .where(delivery.c.id.in_(list(delivery_ids)))
+        .where(among(delivery.c.id, delivery_ids, session))
         .order_by(delivery.c.id)
     )
     found = rows.all()
@@ -374,7 +374,7 @@ async def delivery_recipients(
     if order_ids:
         for order_id, category in await session.execute(
             sa.select(col(OrderCategory.order_id), col(OrderCategory.category))
-            .where(col(OrderCategory.order_id).in_(order_ids))
+            .where(among(col(OrderCategory.order_id), order_ids, session))
             .order_by(col(OrderCategory.category))
         ):
             categories[order_id].append(category)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.campaigns import load_target, materialise
 from campaigns.contacts import Context
-from campaigns.db import dialect_insert, dialect_name
+from campaigns.db import among, dialect_insert, dialect_name
 from campaigns.eligibility import ELIGIBLE, AudienceRules, audience_query, suppressed_contacts
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.suppression import suppress
@@ -129,13 +129,13 @@ async def claim_batch(
     for reason, ids in refused.items():
         await session.execute(
             sa.update(DELIVERY)
-            .where(DELIVERY.c.id.in_(ids))
+            .where(among(DELIVERY.c.id, ids, session))
             .values(status="skipped", skip_reason=reason)
         )
     eligible = [i for i in contact_of if verdict.get(contact_of[i]) == ELIGIBLE]
     claimed = await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.id.in_(eligible), DELIVERY.c.status == "queued")
+        .where(among(DELIVERY.c.id, eligible, session), DELIVERY.c.status == "queued")
         .values(
             status="sending",
             claimed_at=now,
@@ -153,7 +153,7 @@ async def mark_handing_over(session: AsyncSession, ids: Sequence[int]) -> list[i
     marked = await session.execute(
         sa.update(DELIVERY)
         .where(
-            DELIVERY.c.id.in_(list(ids)),
+            among(DELIVERY.c.id, ids, session),
             DELIVERY.c.status == "sending",
             DELIVERY.c.next_attempt_at.is_not(None),
         )
@@ -167,7 +167,7 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     """Give claimed deliveries back (nothing was handed to SMTP): they are queued again."""
     await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.status == "sending")
+        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
         .values(status="queued", attempts=DELIVERY.c.attempts - 1, next_attempt_at=None)
     )
 
@@ -178,7 +178,7 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
     await _skip_suppressed(session, ids, ("sending",))
     locked = await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.id.in_(list(ids)), DELIVERY.c.status == "sending")
+        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
         .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
         .returning(DELIVERY.c.id)
     )
@@ -192,7 +192,7 @@ async def _skip_suppressed(
     await session.execute(
         sa.update(DELIVERY)
         .where(
-            DELIVERY.c.id.in_(list(ids)),
+            among(DELIVERY.c.id, ids, session),
             DELIVERY.c.status.in_(states),
             DELIVERY.c.contact_id.in_(sa.select(suppressed.c.contact_id)),
         )
@@ -221,7 +221,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ct
     if sent:
         await session.execute(
             sa.update(DELIVERY)
-            .where(DELIVERY.c.id.in_(sent))
+            .where(among(DELIVERY.c.id, sent, session))
             .values(status="sent", sent_at=now, last_error=None)
         )
     for outcome in outcomes:

@@ -14,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from campaigns.campaigns import delivery_recipients, load_target
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.campaigns import DeliveryRecipient, delivery_recipients, load_target
 from campaigns.dispatch import (
+    Claim,
     Outcome,
     begin_handoff,
     claim_batch,
@@ -33,6 +36,7 @@ from mailer.delivery.pool import SmtpPool
 from mailer.services import Services
 
 log = logging.getLogger("mailer.dispatch")
+COMPOSE_SLICE = 16  # messages composed between turns of the event loop
 
 
 @dataclass
@@ -114,23 +118,19 @@ class Dispatcher:
 
     async def _prepare(self, run: _Run) -> None:
         """Claim and compose batches until there is nothing left to send now; then None."""
-        services, ctx = self.services, self.services.context
+        services = self.services
         try:
             while not (run.halt.is_set() or self.stopping.is_set()):
-                status = await services.transaction(lambda s: _status(s, run.campaign_id))
-                if status != "sending":
-                    break
                 await run.claims.acquire()  # at most one batch prepared ahead of the one sent
                 if run.halt.is_set():
                     break
-                claim = await services.transaction(
-                    lambda s: claim_batch(
-                        s, run.campaign_id, run.run_id, ctx, self.policy.batch_size
-                    )
-                )
+                claimed = await services.transaction(lambda s: self._claim(s, run))
+                if claimed is None:  # paused or cancelled
+                    break
+                claim, rows = claimed
                 run.progress.skipped += claim.looked_at - len(claim.ids)
                 if claim.ids:
-                    await run.ready.put(await self._compose(run, claim.ids))
+                    await run.ready.put(await self._compose(run, claim.ids, rows))
                     continue
                 run.claims.release()
                 if claim.looked_at:
@@ -157,10 +157,22 @@ class Dispatcher:
         await asyncio.sleep(min(5.0, max(0.01, (retry_at - ctx.clock.now()).total_seconds())))
         return False
 
-    async def _compose(self, run: _Run, ids: list[int]) -> _Batch:
-        rows = await self.services.transaction(partial(delivery_recipients, delivery_ids=ids))
+    async def _claim(
+        self, session: AsyncSession, run: _Run
+    ) -> tuple[Claim, list[DeliveryRecipient]] | None:
+        """One transaction: the campaign still sending? then claim a batch and read who."""
+        if await _status(session, run.campaign_id) != "sending":
+            return None
+        ctx = self.services.context
+        claim = await claim_batch(session, run.campaign_id, run.run_id, ctx, self.policy.batch_size)
+        rows = await delivery_recipients(session, claim.ids) if claim.ids else []
+        return claim, rows
+
+    async def _compose(self, run: _Run, ids: list[int], rows: list[DeliveryRecipient]) -> _Batch:
         batch = _Batch(ids)
-        for row in rows:
+        for n, row in enumerate(rows, 1):
+            if n % COMPOSE_SLICE == 0:
+                await asyncio.sleep(0)  # let the SMTP lanes read their replies meanwhile
             try:
                 batch.messages[row.delivery_id] = run.composer.compose(recipient_of(row))
             except Exception as exc:
@@ -194,7 +206,8 @@ class Dispatcher:
 
         # Never retried: the messages may already be with the relay.
         live, outcomes = await services.transaction(handoff, retry=False)
-        await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
+        if any(o.hard_bounce for o in outcomes):
+            await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
         progress.skipped += len(claimed) - len(live)
         for outcome in outcomes:
             if outcome.kind == "sent":

@@ -6,17 +6,27 @@ tests (on SQLite and PostgreSQL) then turn into delivery states.
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from mailer.delivery.compose import Composed
 from mailer.delivery.pool import SmtpPool
 from mailer.delivery.smtp import content
 from mailer.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, business_config
-from tests.smtp import SmtpServer, free_port
+from tests.smtp import RecordingHandler, SmtpServer, free_port
 
 
 @pytest.fixture(params=["pipelining", "lock-step"])
@@ -137,3 +147,77 @@ async def test_a_relay_that_is_down_fails_every_message_fast(pool_settings):
 def test_content_is_dot_stuffed_with_crlf_line_ends():
     assert content(b".a\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
     assert content(b"x\r\n") == b"x\r\n.\r\n"
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as files."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_starttls_and_login_then_pipelined_over_tls(
+    pool_settings, tmp_path, monkeypatch, pipelining
+):
+    """The session aiosmtplib sets up (STARTTLS, AUTH) is the one our protocol then writes to:
+    the relay requires both, so a message only arrives if the take-over kept them."""
+    cert_file, key_file = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the client trusts this relay
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    handler = RecordingHandler(pipelining=pipelining)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        ok = auth_data.login == b"shop" and auth_data.password == b"s3cret"
+        return AuthResult(success=ok)
+
+    port = free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        secure = replace(
+            pool_settings,
+            smtp_port=port,
+            smtp_tls="starttls",
+            smtp_username="shop",
+            smtp_password="s3cret",
+        )
+        outcomes = await send(secure, [message(i) for i in range(10)], size=2)
+        assert {o.kind for o in outcomes.values()} == {"sent"}
+        assert len(handler.received) == 10
+    finally:
+        controller.stop()

@@ -65,8 +65,21 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.digest(key, b"mailer-token:" + body, hashlib.sha256)[:_MAC_BYTES]
 
 
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+# Every 10-bit value as its two base32 characters: one table look-up per two characters.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _encode(raw: bytes) -> str:
-    return base64.b32encode(raw).decode().rstrip("=").lower()
+    """`base64.b32encode(raw).decode().rstrip("=").lower()`, faster: in Python 3.11 base64's
+    base32 is pure Python and ran three times per composed message. Zero bits pad `raw` to
+    whole 5-byte groups (as base32 does); the result is cut to the unpadded length."""
+    size = len(raw)
+    pad = -size % 5
+    value = int.from_bytes(raw, "big") << (8 * pad)
+    top = (size + pad) * 8 - 10
+    pairs = [_PAIRS[(value >> shift) & 1023] for shift in range(top, -1, -10)]
+    return "".join(pairs)[: (size * 8 + 4) // 5]
 
 
 def _decode(token: str) -> bytes | None:

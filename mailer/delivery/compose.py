@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 from campaigns.campaigns import DeliveryRecipient
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
-from campaigns.content import CampaignContent, environment
+from campaigns.content import CampaignContent, environment, loaded
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.footer import TEXT, Basis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text
@@ -133,8 +133,8 @@ class Layout:
 
     def __init__(self, templates_dir: Path) -> None:
         env = environment(templates_dir)
-        self.html: Template = env.get_template("layout/base.html")
-        self.text: Template = env.get_template("layout/base.txt")
+        self.html: Template = loaded(env, "layout/base.html")
+        self.text: Template = loaded(env, "layout/base.txt")
 
     def render(
         self, locale: str, subject: str, words: dict[str, str], html_body: Markup, text_body: str

@@ -31,10 +31,39 @@ def address(name: str | None, email: str) -> str:
 
 
 def quoted_printable(text: str) -> bytes:
-    """UTF-8 text with CRLF line ends, quoted-printable (lines stay under 76 characters)."""
-    normal = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    """UTF-8 text with CRLF line ends, quoted-printable (lines stay under 76 characters).
+
+    Each line is encoded on its own and remembered: b2a_qp encodes a line the same whatever
+    comes before or after it (its state restarts at each line end; only the very end of the
+    text is special, and the last line is encoded as the end of a text). Most lines of a
+    campaign's messages (layout, body, footer) repeat from one message to the next, so this
+    saves most of the encoding; a test checks the result against encoding the whole text."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    last = lines.pop()
+    cache = _QP_LINES
+    out = []
+    for line in lines:
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = _qp(line + "\r\n")
+            if len(cache) >= _QP_LINES_MAX:  # bounded: lines unique to one message pass through
+                cache.clear()
+            cache[line] = encoded
+        out.append(encoded)
+    if last:
+        out.append(_qp(last))
+    return b"".join(out)
+
+
+_QP_LINES: dict[str, bytes] = {}
+_QP_LINES_MAX = 4096
+
+
+def _qp(text: str) -> bytes:
+    # b2a_qp ends soft line breaks with CRLF only if the text's first line end is CRLF: a
+    # text without a line end gets LF ones, hence the normalisation.
     return (
-        binascii.b2a_qp(normal.encode("utf-8"), istext=True)
+        binascii.b2a_qp(text.encode("utf-8"), istext=True)
         .replace(b"\r\n", b"\n")
         .replace(b"\n", b"\r\n")
     )

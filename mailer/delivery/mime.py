@@ -40,19 +40,19 @@ def quoted_printable(text: str) -> bytes:
     saves most of the encoding; a test checks the result against encoding the whole text."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     last = lines.pop()
-    cache = _QP_LINES
-    out = []
-    for line in lines:
-        encoded = cache.get(line)
-        if encoded is None:
-            encoded = _qp(line + "\r\n")
-            if len(cache) >= _QP_LINES_MAX:  # bounded: lines unique to one message pass through
-                cache.clear()
-            cache[line] = encoded
-        out.append(encoded)
+    cached = _QP_LINES.get
+    out = [cached(line) or _qp_line(line) for line in lines]  # encoded, never empty
     if last:
         out.append(_qp(last))
     return b"".join(out)
+
+
+def _qp_line(line: str) -> bytes:
+    encoded = _qp(line + "\r\n")
+    if len(_QP_LINES) >= _QP_LINES_MAX:  # bounded: lines unique to one message pass through
+        _QP_LINES.clear()
+    _QP_LINES[line] = encoded
+    return encoded
 
 
 _QP_LINES: dict[str, bytes] = {}

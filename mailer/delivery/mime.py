@@ -5,6 +5,8 @@ header (CR or LF)."""
 from __future__ import annotations
 
 import binascii
+import re
+from email.charset import Charset
 from email.header import Header
 from email.utils import formataddr
 
@@ -22,12 +24,16 @@ def header_text(value: str) -> str:
     return Header(value, "utf-8", maxlinelen=998).encode(linesep="\r\n")
 
 
+_NOT_IN_EMAIL = re.compile("[\r\n<>,]")
+_UTF8 = Charset("utf-8")  # what formataddr builds from charset="utf-8" on every call
+
+
 def address(name: str | None, email: str) -> str:
-    if any(ch in email for ch in "\r\n<>,") or (name and ("\r" in name or "\n" in name)):
+    if _NOT_IN_EMAIL.search(email) or (name and ("\r" in name or "\n" in name)):
         raise HeaderInjection("an address cannot contain line breaks or delimiters")
     if not name:
         return email
-    return formataddr((name, email), charset="utf-8")
+    return formataddr((name, email), charset=_UTF8)
 
 
 def quoted_printable(text: str) -> bytes:

@@ -78,20 +78,35 @@ def _mac(key: bytes, body: bytes) -> bytes:
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-# Every 10-bit value as its two base32 characters: one table look-up per two characters.
-_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_TO_ALPHABET = bytes.maketrans(bytes(range(32)), _ALPHABET.encode())
+
+
+def _spread_steps() -> list[tuple[int, int, int]]:
+    """Moving 64 five-bit groups (40 bytes) apart into 64 bytes, one group per byte, takes six
+    steps on one big integer: each moves the upper half of every block of groups up by 3 bits
+    a group (blocks of 64 groups, then 32, ... then 2). A step is: (value & mask of the low
+    halves) | ((value & mask of the high halves) << shift)."""
+    steps = []
+    for half in (32, 16, 8, 4, 2, 1):
+        low = sum(((1 << 5 * half) - 1) << (16 * half * block) for block in range(32 // half))
+        steps.append((low, low << 5 * half, 3 * half))
+    return steps
+
+
+_SPREAD = _spread_steps()
 
 
 def _encode(raw: bytes) -> str:
     """`base64.b32encode(raw).decode().rstrip("=").lower()`, faster: in Python 3.11 base64's
-    base32 is pure Python and ran three times per composed message. Zero bits pad `raw` to
-    whole 5-byte groups (as base32 does); the result is cut to the unpadded length."""
+    base32 is pure Python, and three tokens go into every message. Zero bits pad `raw` to 40
+    bytes (base32 pads with zero bits too); the result is cut to the unpadded length."""
     size = len(raw)
-    pad = -size % 5
-    value = int.from_bytes(raw, "big") << (8 * pad)
-    top = (size + pad) * 8 - 10
-    pairs = [_PAIRS[(value >> shift) & 1023] for shift in range(top, -1, -10)]
-    return "".join(pairs)[: (size * 8 + 4) // 5]
+    if size > 40:  # longer than any token: the standard library
+        return base64.b32encode(raw).decode().rstrip("=").lower()
+    value = int.from_bytes(raw, "big") << (8 * (40 - size))
+    for low, high, shift in _SPREAD:
+        value = (value & low) | ((value & high) << shift)
+    return value.to_bytes(64, "big").translate(_TO_ALPHABET)[: (size * 8 + 4) // 5].decode()
 
 
 def _decode(token: str) -> bytes | None:

@@ -44,7 +44,9 @@ def quoted_printable(text: str) -> bytes:
     text is special, and the last line is encoded as the end of a text). Most lines of a
     campaign's messages (layout, body, footer) repeat from one message to the next, so this
     saves most of the encoding; a test checks the result against encoding the whole text."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if "\r" in text:  # rare: the templates' line ends are LF
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
     last = lines.pop()
     cached = _QP_LINES.get
     out = [cached(line) or _qp_line(line) for line in lines]  # encoded, never empty
@@ -77,16 +79,17 @@ def _qp(text: str) -> bytes:
 
 def alternative(headers: list[tuple[str, str]], text: str, html: str, boundary: str) -> bytes:
     """A complete multipart/alternative message: text first, then HTML (RFC 2046 order)."""
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    head = "".join([f"{name}: {value}\r\n" for name, value in headers])
     head += "MIME-Version: 1.0\r\n"
     head += f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
-    parts = []
+    parts = [head.encode()]
     for subtype, body in (("plain", text), ("html", html)):
-        parts.append(
+        parts += (
             f"--{boundary}\r\n"
             f"Content-Type: text/{subtype}; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode()
-            + quoted_printable(body)
-            + b"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
+            quoted_printable(body),
+            b"\r\n",
         )
-    return head.encode() + b"".join(parts) + f"--{boundary}--\r\n".encode()
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts)

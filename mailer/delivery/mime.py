@@ -26,6 +26,8 @@ def header_text(value: str) -> str:
 
 _NOT_IN_EMAIL = re.compile("[\r\n<>,]")
 _UTF8 = Charset("utf-8")  # what formataddr builds from charset="utf-8" on every call
+# formataddr quotes a name with one of these (email.utils.specialsre); without, it is as is.
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 def address(name: str | None, email: str) -> str:
@@ -33,6 +35,8 @@ def address(name: str | None, email: str) -> str:
         raise HeaderInjection("an address cannot contain line breaks or delimiters")
     if not name:
         return email
+    if name.isascii() and email.isascii() and not _SPECIALS.search(name):
+        return f"{name} <{email}>"  # what formataddr returns for a plain ASCII name
     return formataddr((name, email), charset=_UTF8)
 
 

@@ -4,6 +4,7 @@ whole text at once."""
 from __future__ import annotations
 
 import binascii
+from email.utils import formataddr
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -45,3 +46,14 @@ def test_the_line_cache_stays_bounded():
     for i in range(mime._QP_LINES_MAX + 10):
         assert mime.quoted_printable(f"line {i}\nsame\n") == whole(f"line {i}\nsame\n")
     assert len(mime._QP_LINES) <= mime._QP_LINES_MAX
+
+
+@given(
+    st.text(alphabet=st.sampled_from("aZ .,;:@<>()[]\\\"'éß\t"), max_size=30),
+    st.sampled_from(["an@example.be", "x.y+z@mail.example.be"]),
+)
+@example("An Peeters", "an@example.be")
+@example("Peeters, An", "an@example.be")
+@example('An "the tea" Peeters', "an@example.be")
+def test_address_equals_formataddr(name, email):
+    assert mime.address(name, email) == formataddr((name, email), charset="utf-8")

@@ -5,6 +5,10 @@ To, Subject, Date, Message-ID, List-Unsubscribe with an HTTPS URI and a mailto,
 List-Unsubscribe-Post, Feedback-ID), the VERP envelope sender, and the footer in the contact's
 language, whose "why you receive this" comes from the delivery's recorded basis. It refuses to
 compose when any piece would be missing: composition fails closed.
+
+Speed (compose runs once per recipient): the layout is rendered once per locale with markers
+where the per-message values go, and proved equal to the full render before it is used; the
+campaign's own templates are rendered per message, sandboxed.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 
 from campaigns.config import SenderIdentity
 
@@ -78,14 +79,23 @@ class Basis:
 
 
 def why_line(basis: Basis, locale: str) -> str:
+    # The line names the day only (the date formats use %d, %m and %Y: a test checks), so
+    # contacts whose basis fell on the same day share one cached line.
+    return _why(locale, basis.kind, basis.date.date(), basis.purpose, tuple(basis.categories))
+
+
+@lru_cache(maxsize=4096)
+def _why(
+    locale: str, kind: str, day: date, purpose: str | None, categories: tuple[str, ...]
+) -> str:
     words = TEXT[locale]
-    date = basis.date.strftime(str(words["date"]))
-    if basis.kind == "consent":
+    when = day.strftime(str(words["date"]))
+    if kind == "consent":
         purposes: dict[str, str] = words["purposes"]  # type: ignore[assignment]
-        purpose = purposes.get(basis.purpose or "", basis.purpose or "")
-        return str(words["why_consent"]).format(date=date, purpose=purpose)
-    categories = str(words["and"]).join(basis.categories)
-    return str(words["why_customer"]).format(date=date, categories=categories)
+        named = purposes.get(purpose or "", purpose or "")
+        return str(words["why_consent"]).format(date=when, purpose=named)
+    bought = str(words["and"]).join(categories)
+    return str(words["why_customer"]).format(date=when, categories=bought)
 
 
 def footer(

@@ -5,6 +5,8 @@ header (CR or LF)."""
 from __future__ import annotations
 
 import binascii
+import re
+from email.charset import Charset
 from email.header import Header
 from email.utils import formataddr
 
@@ -22,19 +24,58 @@ def header_text(value: str) -> str:
     return Header(value, "utf-8", maxlinelen=998).encode(linesep="\r\n")
 
 
+_NOT_IN_EMAIL = re.compile("[\r\n<>,]")
+_UTF8 = Charset("utf-8")  # what formataddr builds from charset="utf-8" on every call
+# formataddr quotes a name with one of these (email.utils.specialsre); without, it is as is.
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
 def address(name: str | None, email: str) -> str:
-    if any(ch in email for ch in "\r\n<>,") or (name and ("\r" in name or "\n" in name)):
+    if _NOT_IN_EMAIL.search(email) or (name and ("\r" in name or "\n" in name)):
         raise HeaderInjection("an address cannot contain line breaks or delimiters")
     if not name:
         return email
-    return formataddr((name, email), charset="utf-8")
+    if name.isascii() and email.isascii() and not _SPECIALS.search(name):
+        return f"{name} <{email}>"  # what formataddr returns for a plain ASCII name
+    return formataddr((name, email), charset=_UTF8)
 
 
 def quoted_printable(text: str) -> bytes:
-    """UTF-8 text with CRLF line ends, quoted-printable (lines stay under 76 characters)."""
-    normal = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    """UTF-8 text with CRLF line ends, quoted-printable (lines stay under 76 characters).
+
+    Each line is encoded on its own and remembered: b2a_qp encodes a line the same whatever
+    comes before or after it (its state restarts at each line end; only the very end of the
+    text is special, and the last line is encoded as the end of a text). Most lines of a
+    campaign's messages (layout, body, footer) repeat from one message to the next, so this
+    saves most of the encoding; a test checks the result against encoding the whole text."""
+    if "\r" in text:  # rare: the templates' line ends are LF
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    last = lines.pop()
+    cached = _QP_LINES.get
+    out = [cached(line) or _qp_line(line) for line in lines]  # encoded, never empty
+    if last:
+        out.append(_qp(last))
+    return b"".join(out)
+
+
+def _qp_line(line: str) -> bytes:
+    encoded = _qp(line + "\r\n")
+    if len(_QP_LINES) >= _QP_LINES_MAX:  # bounded: lines unique to one message pass through
+        _QP_LINES.clear()
+    _QP_LINES[line] = encoded
+    return encoded
+
+
+_QP_LINES: dict[str, bytes] = {}
+_QP_LINES_MAX = 4096
+
+
+def _qp(text: str) -> bytes:
+    # b2a_qp ends soft line breaks with CRLF only if the text's first line end is CRLF: a
+    # text without a line end gets LF ones, hence the normalisation.
     return (
-        binascii.b2a_qp(normal.encode("utf-8"), istext=True)
+        binascii.b2a_qp(text.encode("utf-8"), istext=True)
         .replace(b"\r\n", b"\n")
         .replace(b"\n", b"\r\n")
     )
@@ -42,16 +83,17 @@ def quoted_printable(text: str) -> bytes:
 
 def alternative(headers: list[tuple[str, str]], text: str, html: str, boundary: str) -> bytes:
     """A complete multipart/alternative message: text first, then HTML (RFC 2046 order)."""
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    head = "".join([f"{name}: {value}\r\n" for name, value in headers])
     head += "MIME-Version: 1.0\r\n"
     head += f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
-    parts = []
+    parts = [head.encode()]
     for subtype, body in (("plain", text), ("html", html)):
-        parts.append(
+        parts += (
             f"--{boundary}\r\n"
             f"Content-Type: text/{subtype}; charset=utf-8\r\n"
-            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode()
-            + quoted_printable(body)
-            + b"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode(),
+            quoted_printable(body),
+            b"\r\n",
         )
-    return head.encode() + b"".join(parts) + f"--{boundary}--\r\n".encode()
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts)

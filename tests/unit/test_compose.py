@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from mailer.delivery.compose import (
     Recipient,
 )
 from mailer.delivery.dkim import DkimError, DkimSigner
-from mailer.delivery.footer import Basis
+from mailer.delivery.footer import TEXT, Basis
 from mailer.delivery.mime import HeaderInjection
 from tests.conftest import ROOT, business_config
 
@@ -190,6 +190,121 @@ def test_composition_fails_closed_when_the_layout_loses_the_footer(tmp_path):
     (tmp_path / "layout" / "base.html").write_text(html.replace("{{ footer.why }}", ""))
     with pytest.raises(CompositionError, match="why"):
         composer(templates_dir=tmp_path).compose(recipient())
+
+
+def layout_copy(tmp_path: Path, html=lambda s: s, text=lambda s: s) -> Path:
+    """The example templates with the layout changed by `html` and `text`."""
+    for item in TEMPLATES.iterdir():
+        if item.is_file():
+            (tmp_path / item.name).write_bytes(item.read_bytes())
+    (tmp_path / "layout").mkdir()
+    layout = TEMPLATES / "layout"
+    (tmp_path / "layout" / "base.html").write_text(html((layout / "base.html").read_text()))
+    (tmp_path / "layout" / "base.txt").write_text(text((layout / "base.txt").read_text()))
+    return tmp_path
+
+
+def full_render(made: CampaignComposer) -> CampaignComposer:
+    """The same composer without its pre-rendered layout: the full Jinja render per message."""
+    made.prefilled = dict.fromkeys(made.prefilled)
+    return made
+
+
+ODD_SENDER = dataclasses.replace(
+    business_config().sender,
+    legal_name="Olleke & Bolleke <BV> {0}",
+    address="Kerkstraat 'één', 2000 \"Antwerpen\"",
+)
+
+
+@pytest.mark.parametrize("sender", [business_config().sender, ODD_SENDER])
+@pytest.mark.parametrize("basis", [CONSENT, CUSTOMER, dataclasses.replace(CUSTOMER, categories=())])
+@pytest.mark.parametrize("name", ["An Peeters", "Zoë <Müller> & {co}", None])
+@pytest.mark.parametrize("locale", ["nl", "fr", "en", "de", None])
+def test_the_pre_rendered_layout_equals_the_full_render(sender, basis, name, locale):
+    made = composer("promotion.html", sender=sender)
+    assert all(made.prefilled.values())  # the example layout takes the fast path
+    who = recipient(locale, basis, name=name, contact_id="0f" * 16, delivery_id=987654321)
+    expected = full_render(composer("promotion.html", sender=sender)).compose(who)
+    assert made.compose(who) == expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "shown"),
+    [
+        # the marker comes out changed: the split sees it
+        ("{{ footer.why|upper }}", "YOU RECEIVE THIS EMAIL BECAUSE ON 2026-03-14"),
+        # the marker's length is not the value's: the comparison with the full render sees it
+        ("{{ footer.unsubscribe_url|length }} characters", "72 characters"),
+    ],
+)
+def test_a_layout_that_filters_a_footer_value_takes_the_full_render(tmp_path, extra, shown):
+    changed = layout_copy(tmp_path, html=lambda s: s.replace("</body>", f"<p>{extra}</p></body>"))
+    made = composer(templates_dir=changed)
+    assert not any(made.prefilled.values())
+    html = parse(made.compose(recipient("en")).data).get_body(("html",)).get_content()
+    assert shown in html
+
+
+def test_c30_a_layout_that_changes_a_footer_piece_is_refused(tmp_path):
+    upper = layout_copy(
+        tmp_path, html=lambda s: s.replace("{{ footer.why }}", "{{ footer.why|upper }}")
+    )
+    made = composer(templates_dir=upper)
+    assert not any(made.prefilled.values())
+    with pytest.raises(CompositionError, match="why"):
+        made.compose(recipient())
+
+
+def test_a_layout_with_braces_keeps_the_fast_path(tmp_path):
+    styled = layout_copy(
+        tmp_path,
+        html=lambda s: s.replace(
+            "</head>", "<style>p { color: #555; } /* {0} {x} */</style></head>"
+        ),
+        text=lambda s: s + "{{ '{' }}{x}}\n",
+    )
+    made = composer(templates_dir=styled)
+    assert all(made.prefilled.values())
+    for locale in ("nl", "fr", "en"):
+        expected = full_render(composer(templates_dir=styled)).compose(recipient(locale))
+        assert made.compose(recipient(locale)) == expected
+        assert b"p { color: #555; }" in expected.data
+
+
+@pytest.mark.parametrize(
+    ("part", "piece", "key"),
+    [
+        ("html", "{{ footer.why }}", "why"),
+        ("txt", "{{ footer.unsubscribe_url }}", "unsubscribe url"),
+        ("txt", "{{ footer.legal_name }}", "legal name"),
+        ("html", "{{ footer.contact_email }}", "contact email"),
+    ],
+)
+def test_c30_a_layout_missing_a_footer_piece_is_refused(tmp_path, part, piece, key):
+    def drop(s: str) -> str:
+        return s.replace(piece, "")
+
+    broken = layout_copy(tmp_path, **{"html" if part == "html" else "text": drop})
+    made = composer(templates_dir=broken)
+    assert not any(made.prefilled.values())  # never pre-rendered without its footer
+    with pytest.raises(CompositionError, match=key):
+        made.compose(recipient())
+
+
+def test_the_date_header_follows_the_clock():
+    made = composer()
+    first = parse(made.compose(recipient()).data)["Date"]
+    made.clock.advance(timedelta(microseconds=500))
+    assert parse(made.compose(recipient()).data)["Date"] == first
+    made.clock.advance(timedelta(seconds=1))
+    assert parse(made.compose(recipient()).data)["Date"] == "Fri, 27 Nov 2026 09:30:01 +0000"
+
+
+def test_the_why_line_names_only_the_day():
+    """why_line is cached per day: a date format must not show anything finer."""
+    for words in TEXT.values():
+        assert set(re.findall(r"%.", str(words["date"]))) <= {"%d", "%m", "%Y"}
 
 
 def test_a_template_reaching_outside_its_context_is_refused(tmp_path):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from campaigns.tokens import Kind, TokenSigner
+import base64
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from campaigns.tokens import Kind, TokenSigner, _decode, _encode, _mac
 
 OLD, NEW = b"o" * 40, b"n" * 40
 
@@ -38,3 +43,17 @@ def test_old_tokens_keep_working_after_rotation():
     rotated = TokenSigner((NEW, OLD))
     assert rotated.read_hex(Kind.PREFERENCES, old_token) == "ab" * 16
     assert rotated.hex_token(Kind.PREFERENCES, "ab" * 16) != old_token  # new ones use NEW
+
+
+@settings(max_examples=500)
+@given(st.binary(min_size=0, max_size=64))
+def test_fast_base32_equals_the_standard_library(raw):
+    assert _encode(raw) == base64.b32encode(raw).decode().rstrip("=").lower()
+    assert _decode(_encode(raw)) == (raw or None)  # an empty token is refused
+
+
+@given(st.binary(min_size=1, max_size=100), st.integers(min_value=0, max_value=2**64 - 1))
+def test_signing_equals_the_one_shot_hmac(key, delivery_id):
+    body = Kind.BOUNCE.value + delivery_id.to_bytes(8, "big")
+    token = TokenSigner((key,)).delivery_token(Kind.BOUNCE, delivery_id)
+    assert _decode(token) == body + _mac(key, body)

@@ -21,7 +21,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jinja2 import Template
+from jinja2 import Environment, Template, nodes
 from markupsafe import Markup, escape
 
 from campaigns.campaigns import DeliveryRecipient
@@ -161,6 +161,9 @@ class Layout:
         env = environment(templates_dir)
         self.html: Template = loaded(env, "layout/base.html")
         self.text: Template = loaded(env, "layout/base.txt")
+        self.only_printed = all(
+            _only_printed(env, name) for name in ("layout/base.html", "layout/base.txt")
+        )
 
     def render(
         self, locale: str, subject: str, words: dict[str, str], html_body: Markup, text_body: str
@@ -177,6 +180,8 @@ class Layout:
         `words` is a complete sample footer. None when the result could differ from `render`
         (the layout filters a value, say) or could lack a footer piece: `render` then serves
         that layout, per message, and refuses it as before."""
+        if not self.only_printed:
+            return None
         marked = {**words, **{name: _mark(name) for name in VARYING}}
         shared = {"footer": marked, "locale": locale, "subject": subject}
         try:
@@ -206,6 +211,32 @@ class Layout:
             if prefilled.fill(*bodies, *values) != expected:
                 return None
         return prefilled
+
+
+def _only_printed(env: Environment, name: str) -> bool:
+    """Whether the layout only prints the per-message values, as `{{ body }}` and
+    `{{ footer.why }}`: never tests, filters or passes them on. Only then does a render with
+    markers stand for every possible value, beyond the samples `prefill` compares."""
+    source = env.loader.get_source(env, name)[0] if env.loader else ""
+    tree = env.parse(source)
+    if any(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+        return False  # another template could use the values: not checked here
+    printed: set[int] = set()
+    for output in tree.find_all(nodes.Output):
+        printed.update(id(node) for node in output.nodes)
+    fixed_uses: set[int] = set()
+    for attribute in tree.find_all(nodes.Getattr):
+        owner = attribute.node
+        if isinstance(owner, nodes.Name) and owner.name == "footer":
+            if attribute.attr in VARYING and id(attribute) not in printed:
+                return False
+            fixed_uses.add(id(owner))
+    for variable in tree.find_all(nodes.Name):
+        if variable.name == "body" and id(variable) not in printed:
+            return False
+        if variable.name == "footer" and id(variable) not in fixed_uses:
+            return False  # `footer` itself, `footer['why']`, a loop over it
+    return True
 
 
 def _split(rendered: str) -> Holed | None:

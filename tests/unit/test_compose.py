@@ -236,6 +236,10 @@ def test_the_pre_rendered_layout_equals_the_full_render(sender, basis, name, loc
         ("{{ footer.why|upper }}", "YOU RECEIVE THIS EMAIL BECAUSE ON 2026-03-14"),
         # the marker's length is not the value's: the comparison with the full render sees it
         ("{{ footer.unsubscribe_url|length }} characters", "72 characters"),
+        # a branch on a value: no sample need tell, so the layout is read before it is trusted
+        ("{% if footer.why|length > 1 %}long{% endif %}", "long"),
+        ("{% if body %}with a body{% endif %}", "with a body"),
+        ("{{ footer['why'] }}", "You receive this email because"),
     ],
 )
 def test_a_layout_that_filters_a_footer_value_takes_the_full_render(tmp_path, extra, shown):

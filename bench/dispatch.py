@@ -460,6 +460,12 @@ def message_sizes(settings: Settings, campaign_id: str, first_delivery: int) -> 
 # ---- the sending child -----------------------------------------------------------------------
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def ru_maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -535,11 +541,15 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
         dispatcher = Dispatcher(services)
         try:
             with profiler(profile):
+                cpu_before = _cpu_seconds()
                 started = time.perf_counter()
                 progress = await asyncio.wait_for(
                     send_run(dispatcher, campaign_id, run_id), child_timeout(expected)
                 )
                 result["dispatch_s"] = time.perf_counter() - started
+                # CPU of the sending processes (this one and its helpers) per message: what
+                # contention on a shared machine does not change much.
+                result["cpu_us_per_message"] = (_cpu_seconds() - cpu_before) / expected * 1e6
         finally:
             await dispatcher.close()
         result["rss_peak_mb"] = round(peak_rss_mb(), 1)
@@ -796,6 +806,12 @@ def report(results: Results, meta: dict[str, Any]) -> None:
         f"{min(rates):,.0f} / {max(rates):,.0f}",
     )
     table.add_row("ratio dispatcher / smtp-source", f"{results.ratio:.3f}", "")
+    cpu = [r["cpu_us_per_message"] for r in results.runs]
+    table.add_row(
+        "CPU us per message (all sending processes)",
+        f"{statistics.median(cpu):.0f}",
+        f"{min(cpu):.0f} / {max(cpu):.0f}",
+    )
     materialise = [r["materialise_s"] for r in results.runs]
     table.add_row(
         "materialise (start_run) s",
@@ -945,6 +961,7 @@ def bench(args: argparse.Namespace, work: Path) -> tuple[Results, dict[str, Any]
             console().print(
                 f"run {run}/{args.runs}: smtp-source {n / seconds:,.0f} msg/s;"
                 f" dispatcher {n / measured['dispatch_s']:,.0f} msg/s"
+                f" ({measured['cpu_us_per_message']:.0f} us CPU per message)"
                 f" ({measured['dispatch_s']:.1f} s, materialise {measured['materialise_s']:.2f}"
                 f" s), peak RSS {measured['rss_peak_mb']:.1f} MiB"
             )

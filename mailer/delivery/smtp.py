@@ -47,29 +47,29 @@ class _ReplyProtocol(asyncio.Protocol):
         self.can_write: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\n")
-            if end < 0:
-                if len(self.buffer) > MAX_REPLY_LINE:
-                    self._fail("reply line too long")
-                return
-            line = bytes(self.buffer[: end + 1])
-            del self.buffer[: end + 1]
-            if (
-                len(line) < 4
-                or not line[:3].isdigit()
-                or line[3:4] not in (b" ", b"-", b"\r", b"\n")
-            ):
+        if self.buffer:
+            data = bytes(self.buffer) + data
+        *lines, rest = data.split(b"\n")
+        self.buffer = bytearray(rest)
+        if len(rest) > MAX_REPLY_LINE:
+            self._fail("reply line too long")
+            return
+        for line in lines:
+            code, separator = line[:3], line[3:4]
+            if not code.isdigit() or separator not in (b" ", b"-", b"\r", b""):
                 self._fail("malformed reply")
                 return
-            self.lines.append(line[4:].strip().decode("utf-8", "replace"))
-            if line[3:4] != b"-":
-                self.replies.append(Reply(int(line[:3]), "\n".join(self.lines)))
+            text = line[4:].strip().decode("utf-8", "replace")
+            if separator == b"-":  # a line of a multi-line reply; its last line follows
+                self.lines.append(text)
+                continue
+            if self.lines:
+                text = "\n".join([*self.lines, text])
                 self.lines = []
-                waiter = self.waiter
-                if waiter is not None and len(self.replies) >= self.wanted and not waiter.done():
-                    waiter.set_result(None)
+            self.replies.append(Reply(int(code), text))
+        waiter = self.waiter
+        if waiter is not None and len(self.replies) >= self.wanted and not waiter.done():
+            waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

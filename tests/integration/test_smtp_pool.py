@@ -6,6 +6,7 @@ tests (on SQLite and PostgreSQL) then turn into delivery states.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
 from collections import Counter
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from mailer.delivery.compose import Composed
 from mailer.delivery.pool import SmtpPool
-from mailer.delivery.smtp import content
+from mailer.delivery.smtp import Reply, _ReplyProtocol, content
 from mailer.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, business_config
 from tests.smtp import RecordingHandler, SmtpServer, free_port
@@ -221,3 +222,16 @@ async def test_starttls_and_login_then_pipelined_over_tls(
         assert len(handler.received) == 10
     finally:
         controller.stop()
+
+
+async def test_replies_split_across_packets_and_multi_line_replies():
+    protocol = _ReplyProtocol(asyncio.get_running_loop())
+    for packet in (b"250-first\r\n25", b"0 second\r\n354 go", b" ahead\r\n221\r\n"):
+        protocol.data_received(packet)
+    assert list(protocol.replies) == [
+        Reply(250, "first\nsecond"),
+        Reply(354, "go ahead"),
+        Reply(221, ""),
+    ]
+    protocol.data_received(b"hello\r\n")
+    assert protocol.failure is not None and "malformed" in str(protocol.failure)

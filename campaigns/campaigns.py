@@ -23,7 +23,6 @@ from campaigns.eligibility import (
     AudienceRules,
     CampaignTarget,
     audience_query,
-    soft_opt_in_order,
 )
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import (
@@ -152,7 +151,7 @@ async def explain(session: AsyncSession, contact_id: str, campaign_id: str, ctx:
                 audience.c.reason,
                 audience.c.basis_kind,
                 audience.c.consent_event_id,
-                soft_opt_in_order(rules, audience.c.contact_id).label("order_id"),
+                audience.c.order_id,
             )
         )
     ).one()
@@ -257,12 +256,7 @@ async def materialise(
         sa.case((capped, "frequency_cap"), else_=sa.null()),
         audience.c.basis_kind,
         sa.case((audience.c.basis_kind == "consent", audience.c.consent_event_id)),
-        sa.case(
-            (
-                audience.c.basis_kind == "soft_opt_in",
-                soft_opt_in_order(rules, audience.c.contact_id),
-            )
-        ),
+        sa.case((audience.c.basis_kind == "soft_opt_in", audience.c.order_id)),
         sa.literal(now, Delivery.__table__.c.queued_at.type),  # type: ignore[attr-defined]
     ).where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")))
     columns = [

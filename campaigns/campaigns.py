@@ -16,7 +16,6 @@ from sqlmodel import col
 from campaigns.clock import add_months
 from campaigns.contacts import Context
 from campaigns.content import CampaignContent
-from campaigns.db import dialect_insert
 from campaigns.eligibility import (
     ELIGIBLE,
     EXCLUSION_REASONS,
@@ -258,17 +257,25 @@ async def materialise(
         sa.case((audience.c.basis_kind == "consent", audience.c.consent_event_id)),
         sa.case((audience.c.basis_kind == "soft_opt_in", audience.c.order_id)),
         sa.literal(now, Delivery.__table__.c.queued_at.type),  # type: ignore[attr-defined]
-    ).where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")))
+    )
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    already = sa.exists().where(
+        delivery.c.campaign_id == target.id,
+        delivery.c.run == run,
+        delivery.c.contact_id == audience.c.contact_id,
+    )
+    rows = rows.where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")), ~already)
+    # In contact order, the unique and the contact index take their entries in key order.
+    rows = rows.order_by(audience.c.contact_id)
     columns = [
         "campaign_id", "run", "contact_id", "status", "skip_reason", "basis_kind",
         "consent_event_id", "order_id", "queued_at",
     ]  # fmt: skip
-    stmt = (
-        dialect_insert(session, Delivery.__table__)  # type: ignore[attr-defined]
-        .from_select(columns, rows)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "run", "contact_id"])
-    )
-    result = await session.execute(stmt)
+    # Contacts that have a delivery of this run already are left out by the select, not by
+    # ON CONFLICT, whose speculative insertion cost a fifth of the time. Two materialisations
+    # of one run never race: the run is claimed once, under the campaign's row lock
+    # (dispatch.start_run); if they did, the unique key would fail one, never duplicate.
+    result = await session.execute(delivery.insert().from_select(columns, rows))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -237,21 +237,19 @@ class Delivery(SQLModel, table=True):
         )
     )
     run: int = Field(default=0)
-    contact_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(32), sa.ForeignKey("contact.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    # No foreign keys to contact and consent event (nor to the order, as before): PostgreSQL
+    # checks a foreign key row by row, locking the referenced row, which doubled the time to
+    # materialise an audience (365,000 deliveries: 8 s of 20 for the contact key alone).
+    # Materialise selects only existing contacts and their current evidence, and evidence is
+    # append-only; a delivery whose contact is gone is never sent (the claim asks the audience
+    # query again, which has no row for it: `no_basis`) nor composed (it joins the contact).
+    # Erasing a contact (C33) must therefore delete its deliveries itself: no cascade does.
+    contact_id: str = Field(max_length=32)
     # queued | skipped | sending | sent | failed | bounced | unknown
     status: str = Field(max_length=16)
     skip_reason: str | None = Field(default=None, max_length=32)
     basis_kind: str | None = Field(default=None, max_length=16)  # consent | soft_opt_in
-    consent_event_id: int | None = Field(
-        default=None,
-        sa_column=sa.Column(
-            BigId, sa.ForeignKey("consent_event.id", ondelete="CASCADE"), nullable=True
-        ),
-    )
+    consent_event_id: int | None = Field(default=None, sa_column=sa.Column(BigId, nullable=True))
     order_id: str | None = Field(default=None, max_length=128)
     queued_at: datetime = _utc()
     sent_at: datetime | None = _utc(nullable=True)

@@ -11,7 +11,9 @@ What is measured, per backend (PostgreSQL, then SQLite):
   24-month soft-opt-in window; some cancelled, some without an opt-out offered, about 10% of
   the contacts used the opt-out), categories from mailer.example.toml, 2% suppressed (plus
   lifted entries and entries of erased contacts), 5% mailed in the last 7 days (3% twice,
-  which is the frequency cap) and 30% mailed three weeks ago. Then ANALYZE.
+  which is the frequency cap) and 30% mailed three weeks ago. The evidence goes in behind the
+  service's back, so the projections the audience query reads (campaigns/projections.py) are
+  then filled from it with the migration's own statements. Then ANALYZE.
 * Each run is a fresh Python process (so its peak RSS is that of the measurement only, not of
   the loading) with the service's own engine (`Services.build`) and a FixedClock at NOW, the
   moment the generated data is relative to. On one session it times, in this order:
@@ -27,7 +29,8 @@ How to read the ratios count/reference and materialise/reference: how many plain
 the contact table the audience costs, on the same connection. The audience query has to look
 at every contact, so the reference is its floor; the ratios make runs on different machines
 roughly comparable and show whether a change to the engine made it cheaper, but a ratio well
-above 1 is expected (the query joins five derived tables, materialise also writes the rows).
+above 1 is expected (the query joins the projections of the evidence, suppression and recent
+sends to every contact; materialise also writes the rows).
 Times are the median of the runs (min and max shown); the targets apply to PostgreSQL.
 
 Run: `.venv/bin/python bench/audience.py [--contacts N] [--runs R] [--backend B]`; the results

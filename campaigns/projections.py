@@ -118,7 +118,8 @@ def purchase_coverage_rows(only: Only = _everyone) -> sa.Select[Any]:
         .select_from(
             _with_current_address().join(ORDER_CATEGORY, ORDER_CATEGORY.c.order_id == ORDER.c.id)
         )
-        .where(*_qualifying_orders(), *only(ORDER.c.contact_id))
+        # The contacts are named on both sides: each side then reads them by its index.
+        .where(*_qualifying_orders(), *only(ORDER.c.contact_id), *only(CONTACT.c.id))
         .subquery("ranked_coverage")
     )
     return sa.select(
@@ -137,7 +138,7 @@ def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
             sa.null().label("opted_out_order_id"),
         )
         .select_from(_with_current_address())
-        .where(*_qualifying_orders(), *only(ORDER.c.contact_id))
+        .where(*_qualifying_orders(), *only(ORDER.c.contact_id), *only(CONTACT.c.id))
         .group_by(ORDER.c.contact_id)
     )
     opted_out = (

@@ -16,14 +16,13 @@ from sqlmodel import col
 from campaigns.clock import add_months
 from campaigns.contacts import Context
 from campaigns.content import CampaignContent
-from campaigns.db import among, dialect_insert
+from campaigns.db import among
 from campaigns.eligibility import (
     ELIGIBLE,
     EXCLUSION_REASONS,
     AudienceRules,
     CampaignTarget,
     audience_query,
-    soft_opt_in_order,
 )
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import (
@@ -152,7 +151,7 @@ async def explain(session: AsyncSession, contact_id: str, campaign_id: str, ctx:
                 audience.c.reason,
                 audience.c.basis_kind,
                 audience.c.consent_event_id,
-                soft_opt_in_order(rules, audience.c.contact_id).label("order_id"),
+                audience.c.order_id,
             )
         )
     ).one()
@@ -257,24 +256,27 @@ async def materialise(
         sa.case((capped, "frequency_cap"), else_=sa.null()),
         audience.c.basis_kind,
         sa.case((audience.c.basis_kind == "consent", audience.c.consent_event_id)),
-        sa.case(
-            (
-                audience.c.basis_kind == "soft_opt_in",
-                soft_opt_in_order(rules, audience.c.contact_id),
-            )
-        ),
+        sa.case((audience.c.basis_kind == "soft_opt_in", audience.c.order_id)),
         sa.literal(now, Delivery.__table__.c.queued_at.type),  # type: ignore[attr-defined]
-    ).where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")))
+    )
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    already = sa.exists().where(
+        delivery.c.campaign_id == target.id,
+        delivery.c.run == run,
+        delivery.c.contact_id == audience.c.contact_id,
+    )
+    rows = rows.where(audience.c.reason.in_((ELIGIBLE, "frequency_cap")), ~already)
+    # In contact order, the unique and the contact index take their entries in key order.
+    rows = rows.order_by(audience.c.contact_id)
     columns = [
         "campaign_id", "run", "contact_id", "status", "skip_reason", "basis_kind",
         "consent_event_id", "order_id", "queued_at",
     ]  # fmt: skip
-    stmt = (
-        dialect_insert(session, Delivery.__table__)  # type: ignore[attr-defined]
-        .from_select(columns, rows)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "run", "contact_id"])
-    )
-    result = await session.execute(stmt)
+    # Contacts that have a delivery of this run already are left out by the select, not by
+    # ON CONFLICT, whose speculative insertion cost a fifth of the time. Two materialisations
+    # of one run never race: the run is claimed once, under the campaign's row lock
+    # (dispatch.start_run); if they did, the unique key would fail one, never duplicate.
+    result = await session.execute(delivery.insert().from_select(columns, rows))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -1,7 +1,8 @@
 """The legal-basis engine: which bases a contact holds, as SQL predicates (C1-C10).
 
-Each basis is one query over the evidence tables, so the same predicates can later be composed
-into a campaign's audience query; nothing here loops over contacts in Python to decide a basis.
+Each basis is one query over the projections of the evidence (projections.py: the current
+consent per purpose, what the orders cover), composed into a campaign's audience query; nothing
+here loops over contacts in Python to decide a basis.
 """
 
 from __future__ import annotations
@@ -9,23 +10,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlmodel import col
 
 from campaigns.clock import Clock, add_months, months_before
 from campaigns.config import BusinessConfig, MarketingPolicy
 from campaigns.models import (
-    ConsentEvent,
     Contact,
     ContactHash,
+    CurrentConsent,
     Delivery,
-    OrderCategory,
-    ShopOrder,
+    PurchaseCoverage,
+    PurchaseStanding,
     Suppression,
+    UTCDateTime,
 )
 from campaigns.suppression import AddressHasher, suppressed_among
 
@@ -39,59 +42,6 @@ class Basis:
     until: datetime | None = None
     consent_event_id: str | None = None
     order_id: str | None = None
-
-
-def latest_consent_events() -> sa.Subquery:
-    """Per contact and purpose, the latest valid event (C2-C4): it decides the purpose (C31)."""
-    rank = (
-        sa.func.row_number()
-        .over(
-            partition_by=(col(ConsentEvent.contact_id), col(ConsentEvent.purpose)),
-            order_by=(col(ConsentEvent.captured_at).desc(), col(ConsentEvent.id).desc()),
-        )
-        .label("rank")
-    )
-    ranked = (
-        sa.select(
-            col(ConsentEvent.id),
-            col(ConsentEvent.contact_id),
-            col(ConsentEvent.purpose),
-            col(ConsentEvent.granted),
-            col(ConsentEvent.captured_at),
-            rank,
-        )
-        .where(col(ConsentEvent.valid).is_(True))
-        .subquery("ranked_consent")
-    )
-    return (
-        sa.select(ranked)
-        .where(ranked.c.rank == 1, ranked.c.granted.is_(True))
-        .subquery("consent_basis")
-    )
-
-
-def opted_out_at_collection() -> sa.Exists:
-    """C7: the customer used the opt-out when this address was collected in some order."""
-    other = sa.orm.aliased(ShopOrder)
-    return (
-        sa.select(sa.literal(1))
-        .where(col(other.email) == col(Contact.email), col(other.opt_out_used).is_(True))
-        .exists()
-    )
-
-
-def qualifying_order_clause(now: datetime, policy: MarketingPolicy) -> sa.ColumnElement[bool]:
-    """C6 + C10: a completed order with the shop, the address given in it, the opt-out offered
-    and not used, placed within the soft-opt-in window."""
-    return sa.and_(
-        col(ShopOrder.status) == "completed",
-        col(ShopOrder.opt_out_offered).is_(True),
-        col(ShopOrder.opt_out_used).is_(False),
-        col(ShopOrder.email) == col(Contact.email),
-        col(ShopOrder.placed_at) > months_before(now, policy.soft_opt_in_months),
-        col(ShopOrder.placed_at) <= now,
-        ~opted_out_at_collection(),
-    )
 
 
 async def current_bases(
@@ -121,10 +71,15 @@ async def current_bases(
     if not allowed:
         return bases
 
-    consent = latest_consent_events()
+    consent = CurrentConsent.__table__  # type: ignore[attr-defined]
     consent_rows = await session.execute(
-        sa.select(consent.c.contact_id, consent.c.purpose, consent.c.captured_at, consent.c.id)
-        .where(consent.c.contact_id.in_(allowed))
+        sa.select(
+            consent.c.contact_id,
+            consent.c.purpose,
+            consent.c.captured_at,
+            consent.c.consent_event_id,
+        )
+        .where(consent.c.contact_id.in_(allowed), consent.c.granted.is_(True))
         .order_by(consent.c.contact_id, consent.c.purpose)
     )
     for contact_id, purpose, since, event_id in consent_rows:
@@ -132,17 +87,23 @@ async def current_bases(
             Basis("consent", purpose=purpose, since=since, consent_event_id=str(event_id))
         )
 
+    # The same projections as the audience query: per category the latest qualifying order
+    # with the contact's current address (C6), in the window (C10), unless the opt-out was
+    # used for that address (C7).
+    coverage = PurchaseCoverage.__table__  # type: ignore[attr-defined]
+    standing = PurchaseStanding.__table__  # type: ignore[attr-defined]
     order_rows = await session.execute(
         sa.select(
-            col(ShopOrder.contact_id),
-            col(OrderCategory.category),
-            col(ShopOrder.id),
-            col(ShopOrder.placed_at),
+            coverage.c.contact_id, coverage.c.category, coverage.c.order_id, coverage.c.placed_at
         )
-        .join(OrderCategory, col(OrderCategory.order_id) == col(ShopOrder.id))
-        .join(Contact, col(Contact.id) == col(ShopOrder.contact_id))
-        .where(col(ShopOrder.contact_id).in_(allowed), qualifying_order_clause(now, policy))
-        .order_by(col(ShopOrder.placed_at), col(ShopOrder.id))
+        .select_from(coverage.outerjoin(standing, standing.c.contact_id == coverage.c.contact_id))
+        .where(
+            coverage.c.contact_id.in_(allowed),
+            standing.c.opted_out_order_id.is_(None),
+            coverage.c.placed_at > months_before(now, policy.soft_opt_in_months),
+            coverage.c.placed_at <= now,
+        )
+        .order_by(coverage.c.placed_at, coverage.c.order_id)
     )
     # Each category is covered by its latest qualifying order; group categories by that order.
     latest: dict[tuple[str, str], tuple[str, datetime]] = {}
@@ -228,87 +189,47 @@ def _only(column: Any, contact_ids: Sequence[str] | None) -> list[Any]:
 
 
 def consent_for_purpose(purpose: str, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
-    """Basis 1, explicit consent (C2-C4, C31): the latest valid event for the purpose is a
-    grant. Columns: contact_id, consent_event_id, captured_at."""
-    ranked = (
-        sa.select(
-            col(ConsentEvent.contact_id),
-            col(ConsentEvent.id).label("consent_event_id"),
-            col(ConsentEvent.granted),
-            col(ConsentEvent.captured_at),
-            sa.func.row_number()
-            .over(
-                partition_by=col(ConsentEvent.contact_id),
-                order_by=(col(ConsentEvent.captured_at).desc(), col(ConsentEvent.id).desc()),
-            )
-            .label("rank"),
-        )
-        .where(
-            col(ConsentEvent.purpose) == purpose,
-            col(ConsentEvent.valid).is_(True),
-            *_only(col(ConsentEvent.contact_id), contact_ids),
-        )
-        .subquery("consent_ranked")
-    )
+    """Basis 1, explicit consent (C2-C4, C31): the contact's current consent for the purpose
+    (its latest valid event, kept in `current_consent`) is a grant. Columns: contact_id,
+    consent_event_id, captured_at."""
+    current = CurrentConsent.__table__  # type: ignore[attr-defined]
     return (
-        sa.select(ranked.c.contact_id, ranked.c.consent_event_id, ranked.c.captured_at)
-        .where(ranked.c.rank == 1, ranked.c.granted.is_(True))
+        sa.select(current.c.contact_id, current.c.consent_event_id, current.c.captured_at)
+        .where(
+            current.c.purpose == purpose,
+            current.c.granted.is_(True),
+            *_only(current.c.contact_id, contact_ids),
+        )
         .subquery("consent")
     )
 
 
-def _qualifying_order(order: Any, owner: Any, now: datetime) -> list[sa.ColumnElement[bool]]:
-    """C6: a completed order with the shop, the address given in it, opt-out offered and not
-    used. (The window, C10, is applied by the callers, so that `lapsed` can be told apart.)"""
-    return [
-        order.status == "completed",
-        order.opt_out_offered.is_(True),
-        order.opt_out_used.is_(False),
-        order.email == owner.email,
-        order.placed_at <= now,
-    ]
-
-
-def order_coverage(rules: AudienceRules, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
-    """Basis 2, soft opt-in: per contact and address given in its orders, the last qualifying
-    order (`last_order_at`) and, per campaign category i, the last qualifying order with a
-    similar category (`covers_i`, C8). The caller joins on the contact's current address, so
-    only orders placed with that address count (C6). No join to contact in here: grouping
-    the orders alone keeps the planner's estimates right on large tables."""
-    order, item = ShopOrder.__table__, OrderCategory.__table__  # type: ignore[attr-defined]
-    covers = [
-        sa.func.max(sa.case((item.c.category.in_(sorted(similar)), order.c.placed_at))).label(
-            f"covers_{i}"
-        )
-        for i, similar in enumerate(rules.similar)
-    ]
+def bought(category: str, now: datetime, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+    """Basis 2, soft opt-in (C6): per contact, the latest qualifying order with its current
+    address that has this category, if it was placed by `now`. Columns: contact_id, order_id,
+    placed_at. (A latest order stamped a few minutes ahead of our clock hides an older one
+    until then: the contact is left out meanwhile, never let in wrongly.)"""
+    coverage = PurchaseCoverage.__table__  # type: ignore[attr-defined]
     return (
-        sa.select(
-            order.c.contact_id,
-            order.c.email,
-            sa.func.max(order.c.placed_at).label("last_order_at"),
-            *covers,
-        )
-        .select_from(order.join(item, item.c.order_id == order.c.id))
+        sa.select(coverage.c.contact_id, coverage.c.order_id, coverage.c.placed_at)
         .where(
-            order.c.status == "completed",
-            order.c.opt_out_offered.is_(True),
-            order.c.opt_out_used.is_(False),
-            order.c.placed_at <= rules.now,
-            *_only(order.c.contact_id, contact_ids),
+            coverage.c.category == category,
+            coverage.c.placed_at <= now,
+            *_only(coverage.c.contact_id, contact_ids),
         )
-        .group_by(order.c.contact_id, order.c.email)
-        .subquery("coverage")
+        .subquery(f"bought_{category}")
     )
 
 
-def opted_out_addresses() -> sa.Subquery:
-    """C7: addresses for which the customer used the opt-out at collection, in any order."""
+def purchase_standing(contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+    """Per contact: the first qualifying order with its current address (C6) and an order in
+    which the opt-out was used for that address (C7). Columns: contact_id, first_order_at,
+    opted_out_order_id."""
+    standing = PurchaseStanding.__table__  # type: ignore[attr-defined]
     return (
-        sa.select(col(ShopOrder.email))
-        .where(col(ShopOrder.opt_out_used).is_(True))
-        .distinct()
-        .subquery("opted_out")
+        sa.select(standing.c.contact_id, standing.c.first_order_at, standing.c.opted_out_order_id)
+        .where(*_only(standing.c.contact_id, contact_ids))
+        .subquery("standing")
     )
 
 
@@ -341,34 +262,77 @@ def recent_sends(rules: AudienceRules, contact_ids: Sequence[str] | None = None)
     )
 
 
+class greatest(sa.sql.functions.GenericFunction[Any]):
+    """The largest of its arguments, ignoring NULLs only if told how: PostgreSQL's GREATEST,
+    SQLite's scalar max() (which answers NULL if any argument is NULL: callers coalesce)."""
+
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"
+
+
+_NEVER = datetime(1, 1, 1, tzinfo=UTC)  # stands in for NULL where a greatest is taken
+
+
+def _latest(values: Sequence[Any]) -> Any:
+    """The greatest of these nullable timestamps, NULL if all are NULL."""
+    if len(values) == 1:
+        return values[0]
+    never = sa.literal(_NEVER, UTCDateTime())
+    return sa.func.nullif(
+        greatest(*(sa.func.coalesce(v, never) for v in values), type_=UTCDateTime()), never
+    )
+
+
 def audience_query(
     rules: AudienceRules, contact_ids: Sequence[str] | None = None
 ) -> sa.Select[Any]:
     """Every contact (or those given) with `reason` (`eligible` or an exclusion reason),
-    `basis_kind`, `consent_event_id` and `consent_at`."""
+    `basis_kind`, and the evidence: `consent_event_id` and `consent_at` (the current consent
+    for the purpose), `order_id` (the latest qualifying order in the window with a category
+    similar to one of the campaign's, the soft-opt-in evidence).
+
+    It joins only small per-contact projections (projections.py), each on contact id: the
+    current consent for the purpose, the purchase standing, and per category similar to one
+    of the campaign's the latest order with it; then suppression and recent sends."""
     contact = Contact.__table__  # type: ignore[attr-defined]
     consent = consent_for_purpose(rules.consent_purpose, contact_ids)
-    coverage = order_coverage(rules, contact_ids)
-    opted_out = opted_out_addresses()
+    standing = purchase_standing(contact_ids)
     suppressed = suppressed_contacts(contact_ids)
     recent = recent_sends(rules, contact_ids)
+    # Soft opt-in never covers a third-party purpose (C9): no need to look at categories.
+    similar = rules.similar if rules.soft_opt_in_allowed else ()
+    orders = {c: bought(c, rules.now, contact_ids) for c in sorted(set().union(*similar))}
 
     has_consent = consent.c.consent_event_id.is_not(None)
-    if rules.similar:
-        covered_in_window = sa.and_(
-            *(coverage.c[f"covers_{i}"] > rules.window_start for i in range(len(rules.similar)))
-        )
-        covered_ever = sa.and_(
-            *(coverage.c[f"covers_{i}"].is_not(None) for i in range(len(rules.similar)))
+    if similar:
+        # C8: campaign category i is covered by the latest order with a similar category.
+        covers = [_latest([orders[c].c.placed_at for c in sorted(s)]) for s in similar]
+        covered_in_window = sa.and_(*(at > rules.window_start for at in covers))  # C10
+        covered_ever = sa.and_(*(at.is_not(None) for at in covers))
+        # The evidence: the latest order in the window with any similar category; among
+        # orders placed at the same moment, the greatest id.
+        in_window = {
+            c: sa.case((q.c.placed_at > rules.window_start, q.c.placed_at))
+            for c, q in orders.items()
+        }
+        evidence_at = _latest(list(in_window.values()))
+        ids = [sa.case((at == evidence_at, orders[c].c.order_id)) for c, at in in_window.items()]
+        order_id: Any = (
+            ids[0]
+            if len(ids) == 1
+            else sa.func.nullif(greatest(*(sa.func.coalesce(i, "") for i in ids)), "")
         )
     else:  # a campaign about no product category is not "about similar products"
         covered_in_window = covered_ever = sa.false()
-    soft_opt_in = sa.and_(
-        sa.true() if rules.soft_opt_in_allowed else sa.false(),
-        opted_out.c.email.is_(None),
-        covered_in_window,
-    )
+        order_id = sa.null()
+    soft_opt_in = sa.and_(standing.c.opted_out_order_id.is_(None), covered_in_window)  # C7
     has_basis = sa.or_(has_consent, soft_opt_in)
+    no_order = sa.or_(standing.c.first_order_at.is_(None), standing.c.first_order_at > rules.now)
     reason = sa.case(
         (suppressed.c.contact_id.is_not(None), "suppressed"),
         (
@@ -376,8 +340,8 @@ def audience_query(
             "frequency_cap",
         ),
         (has_basis, ELIGIBLE),
-        (opted_out.c.email.is_not(None), "opted_out_at_collection"),
-        (coverage.c.last_order_at.is_(None), "no_basis"),
+        (standing.c.opted_out_order_id.is_not(None), "opted_out_at_collection"),
+        (no_order, "no_basis"),
         (sa.false() if rules.soft_opt_in_allowed else sa.true(), "third_party_purpose"),
         (covered_ever, "lapsed"),
         else_="category_mismatch",
@@ -389,6 +353,14 @@ def audience_query(
         (soft_opt_in, "soft_opt_in"),
         else_=sa.null(),
     ).label("basis_kind")
+    joined = contact.outerjoin(consent, consent.c.contact_id == contact.c.id).outerjoin(
+        standing, standing.c.contact_id == contact.c.id
+    )
+    for q in orders.values():
+        joined = joined.outerjoin(q, q.c.contact_id == contact.c.id)
+    joined = joined.outerjoin(suppressed, suppressed.c.contact_id == contact.c.id).outerjoin(
+        recent, recent.c.contact_id == contact.c.id
+    )
     return (
         sa.select(
             contact.c.id.label("contact_id"),
@@ -396,42 +368,8 @@ def audience_query(
             basis_kind,
             consent.c.consent_event_id,
             consent.c.captured_at.label("consent_at"),
+            order_id.label("order_id"),
         )
-        .select_from(
-            contact.outerjoin(consent, consent.c.contact_id == contact.c.id)
-            .outerjoin(
-                coverage,
-                sa.and_(coverage.c.contact_id == contact.c.id, coverage.c.email == contact.c.email),
-            )
-            .outerjoin(opted_out, opted_out.c.email == contact.c.email)
-            .outerjoin(suppressed, suppressed.c.contact_id == contact.c.id)
-            .outerjoin(recent, recent.c.contact_id == contact.c.id)
-        )
+        .select_from(joined)
         .where(*_only(contact.c.id, contact_ids))
-    )
-
-
-def soft_opt_in_order(rules: AudienceRules, contact_id: Any) -> Any:
-    """The evidence for a soft-opt-in basis: the latest qualifying order in the window with a
-    category similar to one of the campaign's."""
-    order = ShopOrder.__table__.alias("evidence_order")  # type: ignore[attr-defined]
-    item = OrderCategory.__table__.alias("evidence_category")  # type: ignore[attr-defined]
-    owner = Contact.__table__.alias("evidence_owner")  # type: ignore[attr-defined]
-    categories = sorted(set().union(*rules.similar)) if rules.similar else []
-    return (
-        sa.select(order.c.id)
-        .select_from(
-            order.join(item, item.c.order_id == order.c.id).join(
-                owner, owner.c.id == order.c.contact_id
-            )
-        )
-        .where(
-            order.c.contact_id == contact_id,
-            *_qualifying_order(order.c, owner.c, rules.now),
-            order.c.placed_at > rules.window_start,
-            item.c.category.in_(categories),
-        )
-        .order_by(order.c.placed_at.desc(), order.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
     )

@@ -10,10 +10,10 @@ from sqlmodel import col
 
 from campaigns.consent import consent_row
 from campaigns.contacts import Context, Refusal
-from campaigns.db import insert_ignoring_duplicates
 from campaigns.eligibility import Basis, current_bases
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
+from campaigns.projections import append_consent_events
 from campaigns.schemas import (
     BasisOut,
     ConsentEventOut,
@@ -156,12 +156,7 @@ async def record_consent(
     )
     existing = await _event_id(session, contact.id, row["fingerprint"])
     if existing is None:
-        await insert_ignoring_duplicates(
-            session,
-            ConsentEvent.__table__,  # type: ignore[attr-defined]
-            [row],
-            ("contact_id", "fingerprint"),
-        )
+        await append_consent_events(session, [row])
     event_id = existing or await _event_id(session, contact.id, row["fingerprint"])
     bases = await current_bases(
         session, [contact.id], clock=ctx.clock, policy=ctx.config.marketing, hasher=ctx.hasher

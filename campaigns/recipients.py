@@ -13,14 +13,13 @@ from sqlmodel import col
 
 from campaigns.consent import consent_row
 from campaigns.contacts import Context, ingest_contacts
-from campaigns.db import insert_ignoring_duplicates
 from campaigns.errors import InvalidInput
-from campaigns.models import ConsentEvent, Contact, Delivery, Signup
+from campaigns.models import Contact, Delivery, Signup
+from campaigns.projections import append_consent_events
 from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.suppression import active_entries, lift_unsubscribe, suppress
 
 PREFERENCE_WORDING_VERSION = "preferences-1"
-CONSENT_TABLE = ConsentEvent.__table__  # type: ignore[attr-defined]
 NEVER_MAILED_AGAIN = frozenset({"complaint", "hard_bounce", "erasure"})
 
 
@@ -98,7 +97,7 @@ async def _withdraw_all(
         )
         for purpose in ctx.config.marketing.purposes
     ]
-    await insert_ignoring_duplicates(session, CONSENT_TABLE, rows, ("contact_id", "fingerprint"))
+    await append_consent_events(session, rows)
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ async def change_preferences(
             checkbox_prechecked=False,  # a grant here ticks a box that was unticked
         )
         rows.append(consent_row(evidence, contact_id=contact_id, now=now))
-    await insert_ignoring_duplicates(session, CONSENT_TABLE, rows, ("contact_id", "fingerprint"))
+    await append_consent_events(session, rows)
     return Addressee(contact.email, contact.name, contact.locale) if withdrew else None
 
 
@@ -233,9 +232,7 @@ async def confirm_signup(session: AsyncSession, signup_id: str, ctx: Context) ->
                 evidence, contact_id=outcome.contact_id, now=now, capture_method="double_opt_in"
             )
             rows.append({**row, "confirmed_at": now})
-        await insert_ignoring_duplicates(
-            session, CONSENT_TABLE, rows, ("contact_id", "fingerprint")
-        )
+        await append_consent_events(session, rows)
         await lift_unsubscribe(session, signup.email, clock=ctx.clock, hasher=ctx.hasher)
         await session.flush()
     return outcome.contact_id

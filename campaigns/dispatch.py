@@ -112,11 +112,14 @@ async def claim_batch(
     _, target = await load_target(session, campaign_id)
     rules = AudienceRules.for_campaign(target, ctx.config, now)
     contact_of = {delivery_id: contact_id for delivery_id, contact_id in rows}
+    batch_contacts = sa.select(DELIVERY.c.contact_id).where(
+        among(DELIVERY.c.id, contact_of, session)
+    )
     verdict: dict[str, str] = dict(
         (
             await session.execute(
                 sa.select(sa.literal_column("contact_id"), sa.literal_column("reason")).select_from(
-                    audience_query(rules, sorted(set(contact_of.values()))).subquery()
+                    audience_query(rules, batch_contacts).subquery()
                 )
             )
         ).all()

@@ -184,11 +184,16 @@ class AudienceRules:
         )
 
 
-def _only(column: Any, contact_ids: Sequence[str] | None) -> list[Any]:
+# The contacts a query is about: all (None), a list, or a SELECT of their ids (the claim's way:
+# one array parameter instead of a batch of ids in every subquery).
+ContactIds = Sequence[str] | sa.Select[Any] | None
+
+
+def _only(column: Any, contact_ids: ContactIds) -> list[Any]:
     return [] if contact_ids is None else [column.in_(contact_ids)]
 
 
-def consent_for_purpose(purpose: str, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subquery:
     """Basis 1, explicit consent (C2-C4, C31): the contact's current consent for the purpose
     (its latest valid event, kept in `current_consent`) is a grant. Columns: contact_id,
     consent_event_id, captured_at."""
@@ -204,7 +209,7 @@ def consent_for_purpose(purpose: str, contact_ids: Sequence[str] | None = None) 
     )
 
 
-def bought(category: str, now: datetime, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+def bought(category: str, now: datetime, contact_ids: ContactIds = None) -> sa.Subquery:
     """Basis 2, soft opt-in (C6): per contact, the latest qualifying order with its current
     address that has this category, if it was placed by `now`. Columns: contact_id, order_id,
     placed_at. (A latest order stamped a few minutes ahead of our clock hides an older one
@@ -221,7 +226,7 @@ def bought(category: str, now: datetime, contact_ids: Sequence[str] | None = Non
     )
 
 
-def purchase_standing(contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+def purchase_standing(contact_ids: ContactIds = None) -> sa.Subquery:
     """Per contact: the first qualifying order with its current address (C6) and an order in
     which the opt-out was used for that address (C7). Columns: contact_id, first_order_at,
     opted_out_order_id."""
@@ -233,7 +238,7 @@ def purchase_standing(contact_ids: Sequence[str] | None = None) -> sa.Subquery:
     )
 
 
-def suppressed_contacts(contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+def suppressed_contacts(contact_ids: ContactIds = None) -> sa.Subquery:
     """C13, C16, C21-C22: contacts whose address has an active suppression entry, under any
     configured secret."""
     hashes, entries = ContactHash.__table__, Suppression.__table__  # type: ignore[attr-defined]
@@ -246,7 +251,7 @@ def suppressed_contacts(contact_ids: Sequence[str] | None = None) -> sa.Subquery
     )
 
 
-def recent_sends(rules: AudienceRules, contact_ids: Sequence[str] | None = None) -> sa.Subquery:
+def recent_sends(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.Subquery:
     """C12: marketing mails per contact in the rolling frequency-cap window."""
     delivery = Delivery.__table__  # type: ignore[attr-defined]
     return (
@@ -288,9 +293,7 @@ def _latest(values: Sequence[Any]) -> Any:
     )
 
 
-def audience_query(
-    rules: AudienceRules, contact_ids: Sequence[str] | None = None
-) -> sa.Select[Any]:
+def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.Select[Any]:
     """Every contact (or those given) with `reason` (`eligible` or an exclusion reason),
     `basis_kind`, and the evidence: `consent_event_id` and `consent_at` (the current consent
     for the purpose), `order_id` (the latest qualifying order in the window with a category

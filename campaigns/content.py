@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, select_autoescape
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    nodes,
+    select_autoescape,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaigns.config import SUPPORTED_LOCALES
@@ -41,6 +48,9 @@ SAMPLE_CONTEXT: dict[str, Any] = {
 class Variant:
     html: Template
     text: Template
+    # The contact fields both templates read, when a render can be reused for recipients with
+    # the same values (see contact_fields_read); None: render for every recipient.
+    reads: tuple[str, ...] | None = None
 
 
 class CampaignContent:
@@ -92,9 +102,50 @@ class CampaignContent:
     @staticmethod
     def _compile(env: SandboxedEnvironment, html: str, text: str) -> Variant:
         try:
-            return Variant(loaded(env, html), loaded(env, text))
+            variant = Variant(loaded(env, html), loaded(env, text))
         except TemplateError as exc:
             raise _rejection(getattr(exc, "name", None) or html, exc) from exc
+        return Variant(variant.html, variant.text, contact_fields_read(env, (html, text)))
+
+
+# Builtins whose output is not a function of the context: a template using one is never cached.
+_UNREPEATABLE = {"random", "lipsum", "shuffle"}
+
+
+def contact_fields_read(
+    env: SandboxedEnvironment, names: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """The `contact` fields these templates read, when that is all of the recipient they can
+    see: `contact.first_name` or `contact['name']` with a constant name, no `contact` passed on
+    whole, no other template pulled in, nothing random. Then two recipients with equal values
+    for these fields get the same render, and it can be reused. None: render every time."""
+    fields: set[str] = set()
+    for name in names:
+        source = env.loader.get_source(env, name)[0] if env.loader else ""
+        tree = env.parse(source)
+        pulled_in = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+        if any(tree.find_all(pulled_in)):
+            return None
+        used = [f.name for f in tree.find_all((nodes.Filter, nodes.Test))]
+        used += [n.name for n in tree.find_all(nodes.Name)]
+        if _UNREPEATABLE.intersection(used):
+            return None
+        named: set[int] = set()
+        for attribute in tree.find_all(nodes.Getattr):
+            if isinstance(attribute.node, nodes.Name) and attribute.node.name == "contact":
+                fields.add(attribute.attr)
+                named.add(id(attribute.node))
+        for item in tree.find_all(nodes.Getitem):
+            if isinstance(item.node, nodes.Name) and item.node.name == "contact":
+                key = item.arg
+                if not (isinstance(key, nodes.Const) and isinstance(key.value, str)):
+                    return None
+                fields.add(key.value)
+                named.add(id(item.node))
+        for node in tree.find_all(nodes.Name):
+            if node.name == "contact" and id(node) not in named:
+                return None  # `contact` itself: a loop over it, a filter, a macro argument
+    return tuple(sorted(fields))
 
 
 def loaded(env: SandboxedEnvironment, name: str) -> Template:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, Template, nodes
 from markupsafe import Markup, escape
@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 from campaigns.campaigns import DeliveryRecipient
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
-from campaigns.content import CampaignContent, environment, loaded
+from campaigns.content import CampaignContent, Variant, environment, loaded
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.footer import TEXT, Basis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text
@@ -77,6 +77,8 @@ class Composed:
     message_id: str
     data: bytes
 
+
+RENDER_CACHE_SIZE = 4096  # distinct bodies kept per campaign (cleared when full)
 
 # What the footer must show, in the text and in the HTML part (C30).
 REQUIRED_FOOTER = (
@@ -293,6 +295,7 @@ class CampaignComposer:
             for locale in TEXT
         }
         self._date: tuple[tuple[datetime, object], str] | None = None
+        self._rendered: dict[tuple[Any, ...], tuple[Markup, str]] = {}
         # Constant per campaign: computed once.
         self._from = address(sender.from_name, sender.from_email)
         self._subject = header_text(campaign.subject)
@@ -327,8 +330,7 @@ class CampaignComposer:
                 "contact_email": self.sender.contact_email,
             },
         }
-        html_body = Markup(variant.html.render(context))  # noqa: S704 - autoescaped render
-        text_body = variant.text.render(context).rstrip("\n")
+        html_body, text_body = self._bodies(locale, variant, context)
         prefilled = self.prefilled[locale]
         if prefilled is not None:
             why = why_line(recipient.basis, locale)
@@ -366,6 +368,25 @@ class CampaignComposer:
         if self.dkim is not None:
             data = self.dkim.sign(data)
         return Composed(f"bounces+{bounce}@{domain}", recipient.email, message_id, data)
+
+    def _bodies(self, locale: str, variant: Variant, context: dict[str, Any]) -> tuple[Markup, str]:
+        """The campaign's own html and text for this recipient. When the template reads only
+        some contact fields (first name, say), recipients who share their values share the
+        render: a cache keyed by exactly those values, so a hit is what a render would give."""
+        key = None
+        if variant.reads is not None:
+            contact: dict[str, Any] = context["contact"]
+            key = (locale, *(contact.get(field) for field in variant.reads))
+            cached = self._rendered.get(key)
+            if cached is not None:
+                return cached
+        html = Markup(variant.html.render(context))  # noqa: S704 - autoescaped render
+        bodies = html, variant.text.render(context).rstrip("\n")
+        if key is not None:
+            if len(self._rendered) >= RENDER_CACHE_SIZE:
+                self._rendered.clear()
+            self._rendered[key] = bodies
+        return bodies
 
     def _date_header(self) -> str:
         """The Date header, formatted once per second: it shows neither microseconds nor more

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from campaigns.clock import FixedClock
+from campaigns.content import contact_fields_read, environment
 from campaigns.errors import InvalidInput
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import (
@@ -411,3 +413,43 @@ def test_c25_failed_signing_refuses_to_send():
 
 def test_golden_files_exist():
     assert len(list(Path(GOLDEN).glob("*.eml"))) == 6
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("Hallo {{ contact.first_name }} van {{ sender.name }}", ("first_name",)),
+        ("{{ contact['email'] }} {{ contact.name|upper }}", ("email", "name")),
+        ("{% for k in contact %}{{ k }}{% endfor %}", None),
+        ("{{ contact|tojson }}", None),
+        ("{% set c = contact %}{{ c.name }}", None),
+        ("{{ contact[field] }}", None),
+        ("{{ contact.first_name }} {{ ['a', 'b']|random }}", None),
+        ("{{ lipsum(1) }}", None),
+        ("{% include 'other.html' %}", None),
+    ],
+)
+def test_a_body_is_reused_only_when_the_template_reads_named_contact_fields(
+    tmp_path, source, reads
+):
+    (tmp_path / "t.html").write_text(source)
+    (tmp_path / "t.txt").write_text("{{ campaign.subject }}")
+    (tmp_path / "other.html").write_text("{{ contact.email }}")
+    assert contact_fields_read(environment(tmp_path), ("t.html", "t.txt")) == reads
+
+
+def test_a_reused_body_is_what_a_render_gives(tmp_path):
+    """Two recipients with the same first name share the render of a template that reads only
+    the first name; one that reads the address gets its own."""
+    for name, source in (("first", "Hi {{ contact.first_name }}"), ("mail", "{{ contact.email }}")):
+        (tmp_path / f"{name}.html").write_text(f"<p>{source}</p>")
+        (tmp_path / f"{name}.txt").write_text(source)
+    shutil.copytree(ROOT / "templates" / "email" / "layout", tmp_path / "layout")
+    a = recipient("en", name="An Peeters", email="an@example.be")
+    b = recipient("en", name="An Maes", email="an.maes@example.be", delivery_id=2)
+    for template, shared in (("first.html", True), ("mail.html", False)):
+        made = composer(template, templates_dir=tmp_path)
+        made.compose(a)
+        second = made.compose(b)
+        assert second.data == composer(template, templates_dir=tmp_path).compose(b).data
+        assert len(made._rendered) == (1 if shared else 2)

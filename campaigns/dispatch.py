@@ -150,9 +150,16 @@ async def claim_batch(
     return Claim(sorted(claimed.scalars()), len(rows))
 
 
-async def mark_handing_over(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+async def mark_handing_over(
+    session: AsyncSession, campaign_id: str, ids: Sequence[int], ctx: Context
+) -> list[int] | None:
     """Its own transaction, just before the handoff: from here on a crash makes these rows
-    `unknown`. Returns the ids still claimed (a claim that lapsed meanwhile is not sent)."""
+    `unknown`. Returns the ids still claimed (a claim that lapsed meanwhile is not sent), or
+    None when the campaign was paused or cancelled since the claim: the batch is released."""
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != "sending":
+        await release(session, ids)
+        return None
     marked = await session.execute(
         sa.update(DELIVERY)
         .where(
@@ -160,7 +167,7 @@ async def mark_handing_over(session: AsyncSession, ids: Sequence[int]) -> list[i
             DELIVERY.c.status == "sending",
             DELIVERY.c.next_attempt_at.is_not(None),
         )
-        .values(next_attempt_at=None)
+        .values(next_attempt_at=None, claimed_at=ctx.clock.now())  # the lease starts anew
         .returning(DELIVERY.c.id)
     )
     return sorted(marked.scalars())

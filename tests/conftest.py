@@ -145,6 +145,7 @@ def smtp(smtp_server: SmtpServer) -> RecordingHandler:
     handler.rcpt_replies.clear()
     handler.data_replies.clear()
     handler.drop_data = 0
+    handler.drop_rcpt = 0
     handler.refuse.clear()
     handler.kill_on = None
     handler.pipelining = True

@@ -36,6 +36,7 @@ class RecordingHandler:
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     drop_data: int = 0  # drop the connection in the middle of this many DATA commands
+    drop_rcpt: int = 0  # drop the connection instead of answering this many RCPT commands
     refuse: dict[str, str] = field(default_factory=dict)  # address -> reply, every time
     # (n, pid): on accepting the n-th message, SIGKILL that process before it hears "250"
     kill_on: tuple[int, int] | None = None
@@ -70,6 +71,10 @@ class RecordingHandler:
     ) -> str:
         if address in self.refuse:
             return self.refuse[address]
+        if self.drop_rcpt:
+            self.drop_rcpt -= 1
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
         if self.rcpt_replies:
             return self.rcpt_replies.pop(0)
         envelope.rcpt_tos.append(address)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from campaigns.dispatch import (
     pending_retry_at,
     record_outcomes,
     release,
+    run_counts,
     suppress_hard_bounces,
 )
 from campaigns.models import Campaign
@@ -214,7 +217,11 @@ class Dispatcher:
             log.error("campaign paused: composition failed")
             return False
 
-        claimed = await services.transaction(partial(mark_handing_over, ids=batch.ids))
+        claimed = await services.transaction(
+            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx)
+        )
+        if claimed is None:  # paused or cancelled since the claim: released, not sent
+            return False
 
         async def handoff(session):  # type: ignore[no-untyped-def]
             live = await begin_handoff(session, claimed)
@@ -277,21 +284,27 @@ async def send_run(
     (`python -m mailer campaigns send ID --run RUN`, configured from the same environment),
     which claim batches of the same run (SKIP LOCKED) and exit when nothing is left to claim.
     Then this process finishes the run: retries, and the last in-flight batches' outcomes."""
-    helpers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mailer", "campaigns", "send", campaign_id,
-            "--run", str(run_id), stdout=asyncio.subprocess.DEVNULL,
-        )
-        for _ in range(dispatcher.policy.processes - 1)
-    ]  # fmt: skip
+    policy = dispatcher.policy
+    helpers = []
+    if policy.processes > 1 and await _claimable(dispatcher.services, run_id):
+        helpers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mailer", "campaigns", "send", campaign_id,
+                "--run", str(run_id), stdout=asyncio.subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+            for _ in range(policy.processes - 1)
+        ]  # fmt: skip
+    finished = False
     try:
         progress = await dispatcher.run(campaign_id, run_id, on_batch=on_batch)
-        if dispatcher.stopping.is_set():  # a worker stops: the helpers finish their batch
+        finished = not dispatcher.stopping.is_set()
+    finally:
+        if not finished:  # stopping, failed or cancelled: the helpers finish their batch too
             for helper in helpers:
                 if helper.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         helper.terminate()
-    finally:
         codes = [await helper.wait() for helper in helpers]
     if any(codes):
         log.error("a helper sending process exited with %s", codes)
@@ -300,6 +313,22 @@ async def send_run(
         for name in ("sent", "failed", "retrying", "skipped"):
             setattr(progress, name, getattr(progress, name) + getattr(more, name))
     return progress
+
+
+async def _claimable(services: Services, run_id: int) -> bool:
+    """Whether the run has queued deliveries: else helpers would only start and stop."""
+    counts = await services.transaction(lambda s: run_counts(s, run_id))
+    return counts.get("queued", 0) > 0
+
+
+def _die_with_parent() -> None:
+    """In a helper, before exec: SIGTERM when the process that started it dies (Linux), so a
+    killed worker leaves no helpers behind that a restarted one would double."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from mailer.delivery.compose import Composed
 from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
 from mailer.settings import Settings
 
+log = logging.getLogger("mailer.smtp")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -109,7 +111,7 @@ class SmtpPool:
         batch = _Batch(messages)
         lanes = min(self.size, len(messages))
         await asyncio.gather(*(self._lane(batch) for _ in range(lanes)))
-        return batch.outcomes
+        return batch.outcomes + batch.without_outcome()
 
     async def _lane(self, batch: _Batch) -> None:
         connection = await self._idle.get()
@@ -128,10 +130,14 @@ class SmtpPool:
                         batch.relay_down = str(exc)
                         connection = None
                         continue
-                if connection.pipelining:
-                    keep = await self._pipelined(connection, batch)
-                else:
-                    keep = await self._lockstep(connection, batch)
+                try:
+                    if connection.pipelining:
+                        keep = await self._pipelined(connection, batch)
+                    else:
+                        keep = await self._lockstep(connection, batch)
+                except Exception:  # a bug, not the relay: this lane stops, the others go on
+                    log.exception("an SMTP lane failed")
+                    keep = False
                 if not keep:
                     connection.close()
                     connection = None
@@ -159,7 +165,11 @@ class SmtpPool:
         item = await self._next(batch)
         if item is None:
             return True
-        await connection.write(item.envelope)
+        try:
+            await connection.write(item.envelope)
+        except ConnectionLost:  # it closed while we waited for the rate limit
+            batch.retry(item)
+            return False
         expect_reset = False
         while True:
             try:
@@ -230,8 +240,8 @@ class SmtpPool:
                     await connection.write(b"RSET\r\n")
                     await connection.replies(1)
             except ConnectionLost as exc:
-                if not written and not replies:
-                    batch.retry(item)
+                if not written and all(reply.ok for reply in replies):
+                    batch.retry(item)  # no refusal and no content: it was not sent
                 elif written:
                     lost = Outcome(item.delivery_id, "temporary", f"connection lost: {exc}")
                     batch.record(lost)
@@ -266,6 +276,19 @@ class _Batch:
         self.outcomes: list[Outcome] = []
         self.relay_down = ""  # why the relay cannot be reached, once it cannot
         self.retried: set[int] = set()
+
+    def without_outcome(self) -> list[Outcome]:
+        """Messages a failed lane left without an outcome: never handed over (still queued)
+        are retried later; in the lane's hands, they may have gone out, so they are not."""
+        done = {outcome.delivery_id for outcome in self.outcomes}
+        waiting = {delivery_id for delivery_id, _ in self.queue}
+        return [
+            Outcome(i, "temporary", "not sent: the SMTP client failed")
+            if i in waiting
+            else Outcome(i, "permanent", "the SMTP client failed while sending it")
+            for i in self.by_id
+            if i not in done
+        ]
 
     def record(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)

@@ -125,8 +125,13 @@ class PipeliningConnection:
         if self.protocol.failure is not None:
             raise self.protocol.failure
         self.transport.write(data)
-        if self.protocol.can_write is not None:  # the relay reads slower than we write
-            await self.protocol.can_write
+        can_write = self.protocol.can_write
+        if can_write is not None:  # the relay reads slower than we write
+            timer = self.loop.call_later(self.timeout, self._time_out, can_write)
+            try:
+                await can_write
+            finally:
+                timer.cancel()
 
     async def replies(self, count: int) -> list[Reply]:
         """The next `count` replies, in order; ConnectionLost if they do not all come."""

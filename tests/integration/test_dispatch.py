@@ -12,13 +12,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from campaigns import lifecycle
 from campaigns.campaigns import create_campaign, load_target, materialise
 from campaigns.contacts import ingest_contacts
 from campaigns.dispatch import claim_batch, mark_handing_over, recover_in_flight, start_run
 from campaigns.models import Campaign, Delivery
 from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.suppression import suppress, suppressed_among
-from mailer.delivery.dispatch import Dispatcher
+from mailer.delivery.dispatch import Dispatcher, _Run
 from mailer.services import Services
 from tests import factories
 from tests.conftest import NOW, ROOT
@@ -241,7 +242,9 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
     run = await fire(world, campaign_id)
     claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
     assert len(claim.ids) == 2
-    handing = await world.transaction(lambda s: mark_handing_over(s, claim.ids))
+    handing = await world.transaction(
+        lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
+    )
     assert handing == claim.ids  # then the worker is killed before it records anything
     async with world.sessions() as session:
         claimed = set(
@@ -268,7 +271,12 @@ async def test_invariant_6_a_claim_never_handed_over_is_sent_after_a_crash(world
     claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
     assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 0
-    assert await world.transaction(lambda s: mark_handing_over(s, claim.ids)) == []
+    assert (
+        await world.transaction(
+            lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
+        )
+        == []
+    )
     await send(world, campaign_id, run)
     assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(3)}
     assert await statuses(world, campaign_id) == {"sent": 3}
@@ -399,3 +407,25 @@ async def test_a_paused_or_open_campaign_gets_no_second_run(world):
             )
             is None
         )  # a run is still open
+
+
+async def test_a_pause_stops_batches_already_claimed(world, smtp):
+    """One claim takes several batches; after a pause, a batch claimed before it is not
+    handed to SMTP but given back to the queue (the run's halt releases the others)."""
+    await people(world, 6)
+    campaign_id = await new_campaign(world)
+    run_id = await fire(world, campaign_id)
+    dispatcher = Dispatcher(world)
+    try:
+        campaign, _ = await world.transaction(lambda s: load_target(s, campaign_id))
+        run = _Run(campaign_id, run_id, dispatcher.composer_for(campaign), True)
+        claimed = await world.transaction(lambda s: dispatcher._claim(s, run))
+        assert claimed is not None and len(claimed[0].ids) == 6  # more than one batch
+        claim, rows = claimed
+        batch = await dispatcher._compose(run, claim.ids[:2], rows[:2])
+        await world.transaction(lambda s: lifecycle.pause(s, campaign_id, world.context))
+        assert await dispatcher._hand_off(run, batch) is False
+    finally:
+        await dispatcher.close()
+    assert smtp.received == []
+    assert await statuses(world, campaign_id) == {"queued": 2, "sending": 4}

@@ -122,6 +122,16 @@ async def test_a_connection_dropped_mid_data_is_temporary(relay, pool_settings):
     assert len(relay.received) == 3 and len(outcomes) == 4
 
 
+async def test_a_connection_dropped_before_the_content_is_sent_again_once(relay, pool_settings):
+    """Nothing of the message went out: it is retried on a new connection, not failed."""
+    relay.drop_rcpt = 1
+    outcomes = await send(pool_settings, [message(i) for i in range(3)], size=1)
+    assert {o.kind for o in outcomes.values()} == {"sent"}
+    assert Counter(r for m in relay.received for r in m.rcpt_tos) == {
+        f"p{i}@example.be": 1 for i in range(3)
+    }
+
+
 async def test_our_sender_refused_is_the_relays_failure(relay, pool_settings):
     relay.mail_replies.append("553 5.7.1 sender not allowed")
     outcomes = await send(pool_settings, [message(i) for i in range(3)], size=1)
@@ -235,3 +245,27 @@ async def test_replies_split_across_packets_and_multi_line_replies():
     ]
     protocol.data_received(b"hello\r\n")
     assert protocol.failure is not None and "malformed" in str(protocol.failure)
+
+
+async def test_a_lane_that_fails_leaves_no_message_without_an_outcome(
+    relay, pool_settings, monkeypatch
+):
+    """A bug in a lane stops that lane only; what it held is failed (it may have gone out),
+    the rest is still sent, and every message gets exactly one outcome."""
+    original = SmtpPool._next
+    calls = {"n": 0}
+
+    async def flaky(self, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        item = await original(self, batch)
+        if calls["n"] == 2:
+            raise RuntimeError("a bug")
+        return item
+
+    monkeypatch.setattr(SmtpPool, "_next", flaky)
+    outcomes = await send(pool_settings, [message(i) for i in range(5)], size=1)
+    assert sorted(outcomes) == list(range(5))
+    failed = [o for o in outcomes.values() if o.kind == "permanent"]
+    assert failed and all("SMTP client failed" in o.detail for o in failed)
+    sent = Counter(r for m in relay.received for r in m.rcpt_tos)
+    assert max(sent.values()) == 1 and len(sent) == 5 - len(failed)

@@ -158,6 +158,12 @@ async def mark_handing_over(
     None when the campaign was paused or cancelled since the claim: the batch is released."""
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != "sending":
+        if campaign is not None and campaign.status == "cancelled":
+            await session.execute(
+                sa.update(DELIVERY)
+                .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
+                .values(status="skipped", skip_reason="cancelled")
+            )
         await release(session, ids)
         return None
     marked = await session.execute(

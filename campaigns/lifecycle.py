@@ -120,7 +120,14 @@ async def cancel(session: AsyncSession, campaign_id: str, ctx: Context) -> Campa
     campaign.updated_at = ctx.clock.now()
     await session.execute(
         sa.update(DELIVERY)
-        .where(DELIVERY.c.campaign_id == campaign_id, DELIVERY.c.status == "queued")
+        .where(
+            DELIVERY.c.campaign_id == campaign_id,
+            sa.or_(
+                DELIVERY.c.status == "queued",
+                # claimed but not handed over yet (see campaigns/dispatch.py): not sent either
+                sa.and_(DELIVERY.c.status == "sending", DELIVERY.c.next_attempt_at.is_not(None)),
+            ),
+        )
         .values(status="skipped", skip_reason="cancelled")
     )
     await session.execute(

@@ -429,3 +429,19 @@ async def test_a_pause_stops_batches_already_claimed(world, smtp):
         await dispatcher.close()
     assert smtp.received == []
     assert await statuses(world, campaign_id) == {"queued": 2, "sending": 4}
+
+
+async def test_a_cancel_skips_batches_already_claimed(world, smtp):
+    """Claimed but not handed over when the campaign is cancelled: skipped as cancelled,
+    never queued again in a run that is over."""
+    await people(world, 4)
+    campaign_id = await new_campaign(world)
+    run_id = await fire(world, campaign_id)
+    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run_id, world.context, 2))
+    await world.transaction(lambda s: lifecycle.cancel(s, campaign_id, world.context))
+    late = await world.transaction(
+        lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
+    )
+    assert late is None
+    assert await statuses(world, campaign_id) == {"skipped": 4}
+    assert smtp.received == []

@@ -231,16 +231,17 @@ class Delivery(SQLModel, table=True):
     )
 
     id: int | None = _id()
-    campaign_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(32), sa.ForeignKey("campaign.id", ondelete="CASCADE"), nullable=False
-        )
-    )
+    # No foreign keys at all, not even to the campaign (migration 0006): PostgreSQL checks a
+    # foreign key row by row, locking the referenced row, which doubled the time to
+    # materialise an audience (365,000 deliveries: 8 s of 20 for the contact key alone; the
+    # campaign key, the same row 365,000 times, another 2-3 s). Deliveries are only ever made
+    # by materialise, for a campaign it has just loaded, and campaigns are never deleted (they
+    # are cancelled), so the key guarded nothing; a delete of a campaign must delete its
+    # deliveries itself, as no cascade does.
+    campaign_id: str = Field(max_length=32)
     run: int = Field(default=0)
-    # No foreign keys to contact and consent event (nor to the order, as before): PostgreSQL
-    # checks a foreign key row by row, locking the referenced row, which doubled the time to
-    # materialise an audience (365,000 deliveries: 8 s of 20 for the contact key alone).
-    # Materialise selects only existing contacts and their current evidence, and evidence is
+    # No foreign keys to contact and consent event either (nor to the order, as before):
+    # materialise selects only existing contacts and their current evidence, and evidence is
     # append-only; a delivery whose contact is gone is never sent (the claim asks the audience
     # query again, which has no row for it: `no_basis`) nor composed (it joins the contact).
     # Erasing a contact (C33) must therefore delete its deliveries itself: no cascade does.

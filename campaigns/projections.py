@@ -118,8 +118,9 @@ def purchase_coverage_rows(only: Only = _everyone) -> sa.Select[Any]:
         .select_from(
             _with_current_address().join(ORDER_CATEGORY, ORDER_CATEGORY.c.order_id == ORDER.c.id)
         )
-        # The contacts are named on both sides: each side then reads them by its index.
-        .where(*_qualifying_orders(), *only(ORDER.c.contact_id), *only(CONTACT.c.id))
+        # The contacts are named once, on the orders: a second `= ANY(array)` on the contact
+        # side becomes a filter that PostgreSQL checks by walking the array for every row.
+        .where(*_qualifying_orders(), *only(ORDER.c.contact_id))
         .subquery("ranked_coverage")
     )
     return sa.select(
@@ -138,7 +139,7 @@ def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
             sa.null().label("opted_out_order_id"),
         )
         .select_from(_with_current_address())
-        .where(*_qualifying_orders(), *only(ORDER.c.contact_id), *only(CONTACT.c.id))
+        .where(*_qualifying_orders(), *only(ORDER.c.contact_id))
         .group_by(ORDER.c.contact_id)
     )
     opted_out = (

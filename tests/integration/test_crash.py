@@ -28,7 +28,7 @@ PEOPLE = 40
 def crash_env(settings, tmp_path):
     config = tmp_path / "mailer.toml"
     text = EXAMPLE_CONFIG.read_text().replace("lease_seconds = 300", "lease_seconds = 1")
-    text = text.replace("batch_size = 200", "batch_size = 4").replace(
+    text = text.replace("batch_size = 500", "batch_size = 4").replace(
         "retry_base_seconds = 60", "retry_base_seconds = 0"
     )
     config.write_text(text)

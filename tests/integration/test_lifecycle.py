@@ -195,7 +195,7 @@ async def test_campaigns_send_now_command(app_client, keys, settings, smtp, tmp_
     cid = await setup(app_client, keys, n=people)
     config = tmp_path / "mailer.toml"
     text = EXAMPLE_CONFIG.read_text().replace("processes = 1", f"processes = {processes}")
-    config.write_text(text.replace("batch_size = 200", "batch_size = 2"))
+    config.write_text(text.replace("batch_size = 500", "batch_size = 2"))
     env = {
         **os.environ,
         "MAILER_DATABASE_URL": settings.database_url,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import aiosmtplib
 
@@ -113,9 +113,12 @@ class PipeliningConnection:
     def take_over(cls, client: aiosmtplib.SMTP, timeout: float) -> PipeliningConnection:
         """Take a connected, logged-in aiosmtplib client's socket; the client is not used again."""
         transport = client.transport
-        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+        # Duck-typed: uvloop's transports (uvicorn's loop) are not asyncio.Transport subclasses.
+        if transport is None or transport.is_closing() or not hasattr(transport, "write"):
             raise ConnectionLost("the relay closed the connection during setup")
-        return cls(transport, client.supports_extension("pipelining"), timeout)
+        return cls(
+            cast(asyncio.Transport, transport), client.supports_extension("pipelining"), timeout
+        )
 
     @property
     def is_open(self) -> bool:

@@ -269,3 +269,18 @@ async def test_a_lane_that_fails_leaves_no_message_without_an_outcome(
     assert failed and all("SMTP client failed" in o.detail for o in failed)
     sent = Counter(r for m in relay.received for r in m.rcpt_tos)
     assert max(sent.values()) == 1 and len(sent) == 5 - len(failed)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_pool_works_on_uvloop_as_under_uvicorn(smtp, pool_settings, pipelining):
+    """`serve --with-worker` dispatches on uvicorn's event loop, uvloop, whose transports are
+    not asyncio.Transport subclasses: the take-over must not depend on that."""
+    uvloop = pytest.importorskip("uvloop")
+    smtp.pipelining = pipelining
+
+    async def go():  # type: ignore[no-untyped-def]
+        return await send(pool_settings, [message(i) for i in range(5)], size=2)
+
+    outcomes = uvloop.run(go())
+    assert {o.kind for o in outcomes.values()} == {"sent"}
+    assert len(smtp.received) == 5

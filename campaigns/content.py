@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -112,6 +113,15 @@ class CampaignContent:
 _UNREPEATABLE = {"random", "lipsum", "shuffle"}
 
 
+def self_contained_tree(env: Environment, name: str) -> nodes.Template | None:
+    """A template's syntax tree, or None when it pulls in another template (include, import,
+    extends), whose use of the context a reading of this tree alone would miss."""
+    source = env.loader.get_source(env, name)[0] if env.loader else ""
+    tree = env.parse(source)
+    pulled_in = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+    return None if any(tree.find_all(pulled_in)) else tree
+
+
 def contact_fields_read(
     env: SandboxedEnvironment, names: tuple[str, ...]
 ) -> tuple[str, ...] | None:
@@ -121,10 +131,8 @@ def contact_fields_read(
     for these fields get the same render, and it can be reused. None: render every time."""
     fields: set[str] = set()
     for name in names:
-        source = env.loader.get_source(env, name)[0] if env.loader else ""
-        tree = env.parse(source)
-        pulled_in = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
-        if any(tree.find_all(pulled_in)):
+        tree = self_contained_tree(env, name)
+        if tree is None:
             return None
         used = [f.name for f in tree.find_all((nodes.Filter, nodes.Test))]
         used += [n.name for n in tree.find_all(nodes.Name)]

@@ -27,7 +27,13 @@ from markupsafe import Markup, escape
 from campaigns.campaigns import DeliveryRecipient
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
-from campaigns.content import CampaignContent, Variant, environment, loaded
+from campaigns.content import (
+    CampaignContent,
+    Variant,
+    environment,
+    loaded,
+    self_contained_tree,
+)
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.footer import TEXT, Basis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text
@@ -219,9 +225,8 @@ def _only_printed(env: Environment, name: str) -> bool:
     """Whether the layout only prints the per-message values, as `{{ body }}` and
     `{{ footer.why }}`: never tests, filters or passes them on. Only then does a render with
     markers stand for every possible value, beyond the samples `prefill` compares."""
-    source = env.loader.get_source(env, name)[0] if env.loader else ""
-    tree = env.parse(source)
-    if any(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends))):
+    tree = self_contained_tree(env, name)
+    if tree is None:
         return False  # another template could use the values: not checked here
     printed: set[int] = set()
     for output in tree.find_all(nodes.Output):

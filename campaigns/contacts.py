@@ -22,7 +22,7 @@ from campaigns.consent import consent_row, refusal_reason
 from campaigns.db import among, dialect_insert, insert_ignoring_duplicates, insert_new_rows
 from campaigns.errors import Conflict, DomainError, InvalidInput
 from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
-from campaigns.projections import refresh_consent, refresh_purchases
+from campaigns.projections import refresh_evidence
 from campaigns.schemas import ContactIn
 from campaigns.suppression import AddressHasher, suppressed_among
 
@@ -377,13 +377,11 @@ async def _write(session: AsyncSession, writes: _Writes) -> None:
         session, consent, writes.other_consents, ("contact_id", "fingerprint")
     )
     # The projections the audience query reads, in the same transaction (projections.py).
-    await refresh_consent(
-        session, {row["contact_id"] for row in writes.new_consents + writes.other_consents}
-    )
     # A new contact or a new address can be one whose opt-out is on record already (C7).
-    await refresh_purchases(
+    await refresh_evidence(
         session,
-        {row["contact_id"] for row in writes.new_orders + writes.known_orders}
+        consent_of={row["contact_id"] for row in writes.new_consents + writes.other_consents},
+        purchases_of={row["contact_id"] for row in writes.new_orders + writes.known_orders}
         | {row["id"] for row in writes.new_contacts}
         | set(writes.rehashed),
     )

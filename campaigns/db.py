@@ -7,11 +7,13 @@ a thousand IN-list parameters); SQLite gets the portable statement. Callers do n
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 
 
 def dialect_name(session: AsyncSession) -> str:
@@ -81,3 +83,65 @@ def among(column: Any, values: Collection[Any], session: AsyncSession) -> Any:
             sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         )
     return column.in_(list(values))
+
+
+# ---- functions that PostgreSQL and SQLite spell differently --------------------------------
+
+
+class json_object_agg(sa.sql.functions.GenericFunction[Any]):
+    """Aggregate (key, value) rows into one JSON object: jsonb_object_agg on PostgreSQL (NULL
+    over no rows), json_group_object on SQLite ('{}' over no rows)."""
+
+    name = "jsonb_object_agg"
+    inherit_cache = True
+
+
+@compiles(json_object_agg, "sqlite")
+def _json_object_agg_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"json_group_object({compiler.process(element.clauses, **kw)})"
+
+
+class epoch_us(sa.sql.functions.GenericFunction[int]):
+    """A stored UTC timestamp as whole microseconds since 1970 (a number that JSON can hold
+    and compare exactly)."""
+
+    name = "epoch_us"
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(epoch_us, "postgresql")
+def _epoch_us_postgresql(element: Any, compiler: Any, **kw: Any) -> str:
+    # EXTRACT gives numeric (exact) since PostgreSQL 14.
+    ts = compiler.process(element.clauses, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM {ts}) * 1000000 AS BIGINT)"
+
+
+@compiles(epoch_us, "sqlite")
+def _epoch_us_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    # SQLite holds the text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): whole seconds from
+    # strftime, microseconds from the last six characters.
+    ts = compiler.process(element.clauses, **kw)
+    seconds = f"CAST(strftime('%s', {ts}) AS INTEGER)"
+    return f"({seconds} * 1000000 + CAST(substr({ts}, 21, 6) AS INTEGER))"
+
+
+def as_epoch_us(moment: datetime) -> int:
+    """What `epoch_us` gives for this moment in the database."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class greatest(sa.sql.functions.GenericFunction[Any]):
+    """The largest of its arguments, ignoring NULLs only if told how: PostgreSQL's GREATEST,
+    SQLite's scalar max() (which answers NULL if any argument is NULL: callers coalesce)."""
+
+    name = "greatest"
+    inherit_cache = True
+
+
+@compiles(greatest, "sqlite")
+def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"max({compiler.process(element.clauses, **kw)})"

@@ -1,8 +1,9 @@
 """The legal-basis engine: which bases a contact holds, as SQL predicates (C1-C10).
 
-Each basis is one query over the projections of the evidence (projections.py: the current
-consent per purpose, what the orders cover), composed into a campaign's audience query; nothing
-here loops over contacts in Python to decide a basis.
+Each basis is one predicate over the projections of the evidence (projections.py: the current
+consent per purpose, what the orders cover, and the per-contact marketing profile made of
+them), composed into a campaign's audience query; nothing here loops over contacts in Python to
+decide a basis.
 """
 
 from __future__ import annotations
@@ -10,25 +11,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
 from sqlmodel import col
 
 from campaigns.clock import Clock, add_months, months_before
 from campaigns.config import BusinessConfig, MarketingPolicy
+from campaigns.db import as_epoch_us, greatest
 from campaigns.models import (
     Contact,
     ContactHash,
     CurrentConsent,
     Delivery,
+    MarketingProfile,
     PurchaseCoverage,
     PurchaseStanding,
     Suppression,
-    UTCDateTime,
 )
 from campaigns.suppression import AddressHasher, suppressed_among
 
@@ -209,35 +210,6 @@ def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subq
     )
 
 
-def bought(category: str, now: datetime, contact_ids: ContactIds = None) -> sa.Subquery:
-    """Basis 2, soft opt-in (C6): per contact, the latest qualifying order with its current
-    address that has this category, if it was placed by `now`. Columns: contact_id, order_id,
-    placed_at. (A latest order stamped a few minutes ahead of our clock hides an older one
-    until then: the contact is left out meanwhile, never let in wrongly.)"""
-    coverage = PurchaseCoverage.__table__  # type: ignore[attr-defined]
-    return (
-        sa.select(coverage.c.contact_id, coverage.c.order_id, coverage.c.placed_at)
-        .where(
-            coverage.c.category == category,
-            coverage.c.placed_at <= now,
-            *_only(coverage.c.contact_id, contact_ids),
-        )
-        .subquery(f"bought_{category}")
-    )
-
-
-def purchase_standing(contact_ids: ContactIds = None) -> sa.Subquery:
-    """Per contact: the first qualifying order with its current address (C6) and an order in
-    which the opt-out was used for that address (C7). Columns: contact_id, first_order_at,
-    opted_out_order_id."""
-    standing = PurchaseStanding.__table__  # type: ignore[attr-defined]
-    return (
-        sa.select(standing.c.contact_id, standing.c.first_order_at, standing.c.opted_out_order_id)
-        .where(*_only(standing.c.contact_id, contact_ids))
-        .subquery("standing")
-    )
-
-
 def suppressed_contacts(contact_ids: ContactIds = None) -> sa.Subquery:
     """C13, C16, C21-C22: contacts whose address has an active suppression entry, under any
     configured secret."""
@@ -267,64 +239,58 @@ def recent_sends(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.Sub
     )
 
 
-class greatest(sa.sql.functions.GenericFunction[Any]):
-    """The largest of its arguments, ignoring NULLs only if told how: PostgreSQL's GREATEST,
-    SQLite's scalar max() (which answers NULL if any argument is NULL: callers coalesce)."""
-
-    name = "greatest"
-    inherit_cache = True
-
-
-@compiles(greatest, "sqlite")
-def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    return f"max({compiler.process(element.clauses, **kw)})"
-
-
-_NEVER = datetime(1, 1, 1, tzinfo=UTC)  # stands in for NULL where a greatest is taken
+_NEVER = -(2**62)  # microseconds: stands in for NULL where a greatest is taken
 
 
 def _latest(values: Sequence[Any]) -> Any:
-    """The greatest of these nullable timestamps, NULL if all are NULL."""
+    """The greatest of these nullable numbers, NULL if all are NULL."""
     if len(values) == 1:
         return values[0]
-    never = sa.literal(_NEVER, UTCDateTime())
+    never = sa.literal(_NEVER, sa.BigInteger)
     return sa.func.nullif(
-        greatest(*(sa.func.coalesce(v, never) for v in values), type_=UTCDateTime()), never
+        greatest(*(sa.func.coalesce(v, never) for v in values), type_=sa.BigInteger()), never
     )
 
 
 def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.Select[Any]:
     """Every contact (or those given) with `reason` (`eligible` or an exclusion reason),
-    `basis_kind`, and the evidence: `consent_event_id` and `consent_at` (the current consent
-    for the purpose), `order_id` (the latest qualifying order in the window with a category
-    similar to one of the campaign's, the soft-opt-in evidence).
+    `basis_kind`, and the evidence: `consent_event_id` (the current consent for the purpose)
+    and `order_id` (the latest qualifying order in the window with a category similar to one of
+    the campaign's, the soft-opt-in evidence).
 
-    It joins only small per-contact projections (projections.py), each on contact id: the
-    current consent for the purpose, the purchase standing, and per category similar to one
-    of the campaign's the latest order with it; then suppression and recent sends."""
-    contact = Contact.__table__  # type: ignore[attr-defined]
-    consent = consent_for_purpose(rules.consent_purpose, contact_ids)
-    standing = purchase_standing(contact_ids)
-    suppressed = suppressed_contacts(contact_ids)
+    One pass over the marketing profiles (one row per contact, projections.py), joined only to
+    the recent sends: the consent for the purpose and the coverage per category are read from
+    the profile's JSON objects by key."""
+    profile = MarketingProfile.__table__  # type: ignore[attr-defined]
     recent = recent_sends(rules, contact_ids)
+    now_us = as_epoch_us(rules.now)
+    window_start_us = as_epoch_us(rules.window_start)  # C10
+
+    def covered_at(category: str) -> Any:
+        """C6: when the latest qualifying order with this category was placed, if by now.
+        (A latest order stamped a few minutes ahead of our clock hides an older one until
+        then: the contact is left out meanwhile, never let in wrongly.)"""
+        at = sa.cast(profile.c.covered_at[category].as_string(), sa.BigInteger)
+        return sa.case((at <= now_us, at))
+
+    consent_event_id = sa.cast(profile.c.consents[rules.consent_purpose].as_string(), sa.BigInteger)
+    has_consent = consent_event_id.is_not(None)  # C2-C4, C31
     # Soft opt-in never covers a third-party purpose (C9): no need to look at categories.
     similar = rules.similar if rules.soft_opt_in_allowed else ()
-    orders = {c: bought(c, rules.now, contact_ids) for c in sorted(set().union(*similar))}
-
-    has_consent = consent.c.consent_event_id.is_not(None)
+    bought = {c: covered_at(c) for c in sorted(set().union(*similar))}
     if similar:
         # C8: campaign category i is covered by the latest order with a similar category.
-        covers = [_latest([orders[c].c.placed_at for c in sorted(s)]) for s in similar]
-        covered_in_window = sa.and_(*(at > rules.window_start for at in covers))  # C10
+        covers = [_latest([bought[c] for c in sorted(s)]) for s in similar]
+        covered_in_window = sa.and_(*(at > window_start_us for at in covers))  # C10
         covered_ever = sa.and_(*(at.is_not(None) for at in covers))
         # The evidence: the latest order in the window with any similar category; among
         # orders placed at the same moment, the greatest id.
-        in_window = {
-            c: sa.case((q.c.placed_at > rules.window_start, q.c.placed_at))
-            for c, q in orders.items()
-        }
+        in_window = {c: sa.case((at > window_start_us, at)) for c, at in bought.items()}
         evidence_at = _latest(list(in_window.values()))
-        ids = [sa.case((at == evidence_at, orders[c].c.order_id)) for c, at in in_window.items()]
+        ids = [
+            sa.case((at == evidence_at, profile.c.covered_by[c].as_string()))
+            for c, at in in_window.items()
+        ]
         order_id: Any = (
             ids[0]
             if len(ids) == 1
@@ -333,17 +299,19 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
     else:  # a campaign about no product category is not "about similar products"
         covered_in_window = covered_ever = sa.false()
         order_id = sa.null()
-    soft_opt_in = sa.and_(standing.c.opted_out_order_id.is_(None), covered_in_window)  # C7
+    opted_out = profile.c.opted_out_order_id.is_not(None)  # C7
+    soft_opt_in = sa.and_(~opted_out, covered_in_window)
     has_basis = sa.or_(has_consent, soft_opt_in)
-    no_order = sa.or_(standing.c.first_order_at.is_(None), standing.c.first_order_at > rules.now)
+    no_order = sa.or_(profile.c.first_order_at.is_(None), profile.c.first_order_at > rules.now)
+    suppressed = profile.c.suppressed.is_(True)
     reason = sa.case(
-        (suppressed.c.contact_id.is_not(None), "suppressed"),
+        (suppressed, "suppressed"),
         (
             sa.and_(has_basis, sa.func.coalesce(recent.c.sends, 0) >= rules.cap_max),
             "frequency_cap",
         ),
         (has_basis, ELIGIBLE),
-        (standing.c.opted_out_order_id.is_not(None), "opted_out_at_collection"),
+        (opted_out, "opted_out_at_collection"),
         (no_order, "no_basis"),
         (sa.false() if rules.soft_opt_in_allowed else sa.true(), "third_party_purpose"),
         (covered_ever, "lapsed"),
@@ -351,28 +319,19 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
     ).label("reason")
     # An objection ends all marketing processing (C16): a suppressed contact shows no basis.
     basis_kind = sa.case(
-        (suppressed.c.contact_id.is_not(None), sa.null()),
+        (suppressed, sa.null()),
         (has_consent, "consent"),
         (soft_opt_in, "soft_opt_in"),
         else_=sa.null(),
     ).label("basis_kind")
-    joined = contact.outerjoin(consent, consent.c.contact_id == contact.c.id).outerjoin(
-        standing, standing.c.contact_id == contact.c.id
-    )
-    for q in orders.values():
-        joined = joined.outerjoin(q, q.c.contact_id == contact.c.id)
-    joined = joined.outerjoin(suppressed, suppressed.c.contact_id == contact.c.id).outerjoin(
-        recent, recent.c.contact_id == contact.c.id
-    )
     return (
         sa.select(
-            contact.c.id.label("contact_id"),
+            profile.c.contact_id,
             reason,
             basis_kind,
-            consent.c.consent_event_id,
-            consent.c.captured_at.label("consent_at"),
+            consent_event_id.label("consent_event_id"),
             order_id.label("order_id"),
         )
-        .select_from(joined)
-        .where(*_only(contact.c.id, contact_ids))
+        .select_from(profile.outerjoin(recent, recent.c.contact_id == profile.c.contact_id))
+        .where(*_only(profile.c.contact_id, contact_ids))
     )

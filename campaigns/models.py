@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -302,17 +303,6 @@ class CurrentConsent(SQLModel, table=True):
     """Per contact and purpose, the latest valid consent event by capture time (C2-C4, C31)."""
 
     __tablename__ = "current_consent"
-    __table_args__ = (
-        # The audience reads the grants of one purpose in contact order (a merge join).
-        sa.Index(
-            "ix_current_consent_granted",
-            "purpose",
-            "contact_id",
-            postgresql_include=["consent_event_id", "captured_at"],
-            postgresql_where=sa.text("granted"),
-            sqlite_where=sa.text("granted"),
-        ),
-    )
 
     contact_id: str = Field(
         sa_column=sa.Column(
@@ -330,15 +320,6 @@ class PurchaseCoverage(SQLModel, table=True):
     offered and not used) placed with the contact's current address."""
 
     __tablename__ = "purchase_coverage"
-    __table_args__ = (
-        # The audience reads one category's buyers in contact order (a merge join).
-        sa.Index(
-            "ix_purchase_coverage_category",
-            "category",
-            "contact_id",
-            postgresql_include=["order_id", "placed_at"],
-        ),
-    )
 
     contact_id: str = Field(
         sa_column=sa.Column(
@@ -364,3 +345,32 @@ class PurchaseStanding(SQLModel, table=True):
     )
     first_order_at: datetime | None = _utc(nullable=True)
     opted_out_order_id: str | None = Field(default=None, max_length=128)
+
+
+# JSON documents: binary JSONB on PostgreSQL (read without parsing text), JSON text on SQLite.
+JsonMap = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class MarketingProfile(SQLModel, table=True):
+    """One row per contact with everything the audience query needs about it, derived from the
+    projections above and the suppression list, so that an audience is one pass over this
+    table (plus recent sends) instead of a join per purpose and category. Rebuilt per contact
+    with them (projections.py); `suppressed` also when an entry is added or lifted, or the
+    contact's hashes change (suppression.py)."""
+
+    __tablename__ = "marketing_profile"
+
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    suppressed: bool  # an active suppression entry matches the address (C16, C21-C22)
+    first_order_at: datetime | None = _utc(nullable=True)  # from purchase_standing
+    opted_out_order_id: str | None = Field(default=None, max_length=128)  # C7
+    # purpose -> consent event id of the current grant (no key: no consent now)
+    consents: dict[str, int] | None = Field(default=None, sa_column=sa.Column(JsonMap))
+    # category -> latest qualifying order placed with the current address (purchase_coverage):
+    # when, in microseconds since the epoch (compared as numbers), and which order
+    covered_at: dict[str, int] | None = Field(default=None, sa_column=sa.Column(JsonMap))
+    covered_by: dict[str, str] | None = Field(default=None, sa_column=sa.Column(JsonMap))

@@ -1,37 +1,43 @@
-"""Projections of the evidence: the current consent per purpose and what a contact's orders
-cover, kept up to date in the same transaction as the evidence they are derived from.
+"""Projections of the evidence: the current consent per purpose, what a contact's orders
+cover, and from those the contact's marketing profile, kept up to date in the same transaction
+as the evidence they are derived from.
 
 The evidence stays the truth (consent events are append-only, orders are the shop's records);
 these tables only say what it amounts to now, so that the audience query (eligibility.py)
-joins them instead of ranking every consent event and aggregating every order on each count.
-They are rebuilt per contact from the evidence, never patched: a refresh deletes the contact's
-rows and selects them again with the same statement the migration used to fill them, so a
-late-arriving event captured earlier than the current one cannot win (C31), an order whose
-status changes moves the coverage, and a changed address drops the orders of the old one (C6).
+reads one profile row per contact instead of ranking every consent event and aggregating every
+order on each count. They are rebuilt per contact from the evidence, never patched: a refresh
+deletes the contact's rows and selects them again with the same statement the migration used
+to fill them, so a late-arriving event captured earlier than the current one cannot win (C31),
+an order whose status changes moves the coverage, and a changed address drops the orders of
+the old one (C6).
 
-Every writer of consent events, orders or a contact's address calls `refresh_consent` or
-`refresh_purchases` (or both) for the contacts it touched, before its transaction commits:
-contact ingest (campaigns/contacts.py, all paths), single consent decisions
-(campaigns/profiles.py) and the recipient flows (campaigns/recipients.py).
+Every writer of consent events, orders or a contact's address calls `refresh_evidence` (or
+`refresh_consent`, `refresh_purchases`) for the contacts it touched, before its transaction
+commits: contact ingest (campaigns/contacts.py, all paths), single consent decisions
+(campaigns/profiles.py) and the recipient flows (campaigns/recipients.py). Adding or lifting a
+suppression entry, and a change of secrets, call `refresh_suppressed` (campaigns/suppression.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db import among, insert_ignoring_duplicates
+from campaigns.db import among, epoch_us, insert_ignoring_duplicates, json_object_agg
 from campaigns.models import (
     ConsentEvent,
     Contact,
+    ContactHash,
     CurrentConsent,
+    MarketingProfile,
     OrderCategory,
     PurchaseCoverage,
     PurchaseStanding,
     ShopOrder,
+    Suppression,
 )
 
 CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
@@ -41,6 +47,9 @@ ORDER_CATEGORY = OrderCategory.__table__  # type: ignore[attr-defined]
 CURRENT_CONSENT = CurrentConsent.__table__  # type: ignore[attr-defined]
 PURCHASE_COVERAGE = PurchaseCoverage.__table__  # type: ignore[attr-defined]
 PURCHASE_STANDING = PurchaseStanding.__table__  # type: ignore[attr-defined]
+MARKETING_PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
+CONTACT_HASH = ContactHash.__table__  # type: ignore[attr-defined]
+SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
 
 # Restricts a statement to some contacts: given a contact-id column, the clauses to add.
 Only = Callable[[Any], list[sa.ColumnElement[bool]]]
@@ -160,18 +169,72 @@ def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
     ).group_by(both.c.contact_id)
 
 
-PROJECTIONS: tuple[tuple[sa.Table, Callable[[Only], sa.Select[Any]]], ...] = (
-    (CURRENT_CONSENT, current_consent_rows),
+def is_suppressed(contact_id: Any) -> sa.Exists:
+    """An active suppression entry matches the contact's address under some configured
+    secret (C16, C21-C22)."""
+    return sa.exists().where(
+        CONTACT_HASH.c.contact_id == contact_id,
+        SUPPRESSION.c.address_hash == CONTACT_HASH.c.address_hash,
+        SUPPRESSION.c.lifted_at.is_(None),
+    )
+
+
+def marketing_profile_rows(only: Only = _everyone) -> sa.Select[Any]:
+    """Per contact (every contact has one): the suppression flag, the purchase standing, and
+    as JSON objects its current grants by purpose and its coverage by category, read from the
+    projections above (which are refreshed first)."""
+
+    def per_contact(table: sa.Table, key: Any, value: Any, *where: Any) -> Any:
+        return (
+            sa.select(json_object_agg(key, value, type_=MARKETING_PROFILE.c.consents.type))
+            .where(table.c.contact_id == CONTACT.c.id, *where)
+            .scalar_subquery()
+        )
+
+    return (
+        sa.select(
+            CONTACT.c.id.label("contact_id"),
+            is_suppressed(CONTACT.c.id).label("suppressed"),
+            PURCHASE_STANDING.c.first_order_at,
+            PURCHASE_STANDING.c.opted_out_order_id,
+            per_contact(
+                CURRENT_CONSENT,
+                CURRENT_CONSENT.c.purpose,
+                CURRENT_CONSENT.c.consent_event_id,
+                CURRENT_CONSENT.c.granted.is_(True),
+            ).label("consents"),
+            per_contact(
+                PURCHASE_COVERAGE,
+                PURCHASE_COVERAGE.c.category,
+                epoch_us(PURCHASE_COVERAGE.c.placed_at),
+            ).label("covered_at"),
+            per_contact(
+                PURCHASE_COVERAGE, PURCHASE_COVERAGE.c.category, PURCHASE_COVERAGE.c.order_id
+            ).label("covered_by"),
+        )
+        .select_from(
+            CONTACT.outerjoin(PURCHASE_STANDING, PURCHASE_STANDING.c.contact_id == CONTACT.c.id)
+        )
+        .where(*only(CONTACT.c.id))
+    )
+
+
+Projection = tuple[sa.Table, Callable[[Only], sa.Select[Any]]]
+CONSENT_PROJECTIONS: tuple[Projection, ...] = ((CURRENT_CONSENT, current_consent_rows),)
+PURCHASE_PROJECTIONS: tuple[Projection, ...] = (
     (PURCHASE_COVERAGE, purchase_coverage_rows),
     (PURCHASE_STANDING, purchase_standing_rows),
 )
+PROFILE: Projection = (MARKETING_PROFILE, marketing_profile_rows)  # reads the others: last
+PROJECTIONS = (*CONSENT_PROJECTIONS, *PURCHASE_PROJECTIONS, PROFILE)
 
 
-def rebuild_statements() -> list[sa.Executable]:
-    """Empty every projection and fill it from the evidence: the migration that introduced
-    them, and loaders that write evidence in plain SQL (bench/audience.py), run these."""
+def rebuild_statements(projections: Sequence[Projection] = PROJECTIONS) -> list[sa.Executable]:
+    """Empty these projections (all by default) and fill them from the evidence: the
+    migrations that introduced them, and loaders that write evidence in plain SQL
+    (bench/audience.py), run these."""
     statements: list[sa.Executable] = []
-    for table, rows in PROJECTIONS:
+    for table, rows in projections:
         select = rows(_everyone)
         statements.append(table.delete())
         statements.append(table.insert().from_select(list(select.selected_columns.keys()), select))
@@ -179,9 +242,7 @@ def rebuild_statements() -> list[sa.Executable]:
 
 
 async def _refresh(
-    session: AsyncSession,
-    projections: Collection[tuple[sa.Table, Callable[[Only], sa.Select[Any]]]],
-    contact_ids: Collection[str],
+    session: AsyncSession, projections: Collection[Projection], contact_ids: Collection[str]
 ) -> None:
     ids = sorted(set(contact_ids))
     if not ids:
@@ -198,25 +259,59 @@ async def _refresh(
         )
 
 
+async def refresh_evidence(
+    session: AsyncSession,
+    *,
+    consent_of: Collection[str] = (),
+    purchases_of: Collection[str] = (),
+) -> None:
+    """Recompute the current consent of the contacts in `consent_of` from their ledger, what
+    the orders of those in `purchases_of` cover (after new or changed orders, a new contact,
+    or a contact's new address), and the marketing profile of all of them.
+
+    An opt-out recorded on an order given with an address that another contact now holds
+    also applies to that contact (C7): those holders are refreshed too."""
+    purchase_ids = set(purchases_of)
+    if purchase_ids:
+        holders = await session.execute(
+            sa.select(CONTACT.c.id)
+            .select_from(CONTACT.join(ORDER, ORDER.c.email == CONTACT.c.email))
+            .where(
+                ORDER.c.opt_out_used.is_(True),
+                among(ORDER.c.contact_id, sorted(purchase_ids), session),
+            )
+        )
+        purchase_ids.update(holders.scalars())
+    await _refresh(session, CONSENT_PROJECTIONS, consent_of)
+    await _refresh(session, PURCHASE_PROJECTIONS, purchase_ids)
+    await _refresh(session, (PROFILE,), purchase_ids.union(consent_of))
+
+
 async def refresh_consent(session: AsyncSession, contact_ids: Collection[str]) -> None:
-    """Recompute the current consent of these contacts from their ledger."""
-    await _refresh(session, PROJECTIONS[:1], contact_ids)
+    await refresh_evidence(session, consent_of=contact_ids)
 
 
 async def refresh_purchases(session: AsyncSession, contact_ids: Collection[str]) -> None:
-    """Recompute what the orders of these contacts cover: after new or changed orders, a new
-    contact, or a contact's new address. An opt-out recorded on an order given with an
-    address that another contact now holds also applies to that contact (C7)."""
-    if not contact_ids:
-        return
-    ids = set(contact_ids)
-    holders = await session.execute(
-        sa.select(CONTACT.c.id)
-        .select_from(CONTACT.join(ORDER, ORDER.c.email == CONTACT.c.email))
-        .where(ORDER.c.opt_out_used.is_(True), among(ORDER.c.contact_id, sorted(ids), session))
-    )
-    ids.update(holders.scalars())
-    await _refresh(session, PROJECTIONS[1:], ids)
+    await refresh_evidence(session, purchases_of=contact_ids)
+
+
+async def refresh_suppressed(
+    session: AsyncSession, address_hashes: Collection[str] | None = None
+) -> None:
+    """Bring the profiles' suppression flag up to date after entries were added or lifted
+    for these hashes (of one address, under each configured secret), or for every contact
+    after the contacts' hashes changed (a secret added or retired)."""
+    profile = MARKETING_PROFILE
+    update = sa.update(profile).values(suppressed=is_suppressed(profile.c.contact_id))
+    if address_hashes is not None:
+        update = update.where(
+            profile.c.contact_id.in_(
+                sa.select(CONTACT_HASH.c.contact_id).where(
+                    among(CONTACT_HASH.c.address_hash, sorted(address_hashes), session)
+                )
+            )
+        )
+    await session.execute(update)
 
 
 async def append_consent_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

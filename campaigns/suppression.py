@@ -23,6 +23,7 @@ from campaigns.clock import Clock
 from campaigns.db import among
 from campaigns.errors import InvalidInput
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
+from campaigns.projections import refresh_suppressed
 from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 
 REASONS = (
@@ -131,6 +132,8 @@ async def suppress(
     )
     session.add(entry)
     await session.flush()
+    hashes_of_address = hasher.all_hashes(normalise_address(address))
+    await refresh_suppressed(session, hashes_of_address)
     # Open deliveries to this address stop here; a message being handed to SMTP holds its
     # row, so this waits for it and nothing is handed over after this commits (C13).
     hashes = ContactHash.__table__  # type: ignore[attr-defined]
@@ -140,9 +143,7 @@ async def suppress(
         .where(
             delivery.c.status.in_(("queued", "sending")),
             delivery.c.contact_id.in_(
-                sa.select(hashes.c.contact_id).where(
-                    hashes.c.address_hash.in_(hasher.all_hashes(normalise_address(address)))
-                )
+                sa.select(hashes.c.contact_id).where(hashes.c.address_hash.in_(hashes_of_address))
             ),
         )
         .values(status="skipped", skip_reason="suppressed")
@@ -165,6 +166,7 @@ async def lift_unsubscribe(
     for entry in entries:
         entry.lifted_at = now
     await session.flush()
+    await refresh_suppressed(session, hasher.all_hashes(normalise_address(address)))
     return True
 
 
@@ -195,7 +197,7 @@ async def sync_contact_hashes(
             " MAILER_SECRET_KEYS; keep that secret (after the new one) so they still match"
         )
     table = ContactHash.__table__  # type: ignore[attr-defined]
-    await session.execute(table.delete().where(table.c.key_id.not_in(hasher.key_ids)))
+    retired = await session.execute(table.delete().where(table.c.key_id.not_in(hasher.key_ids)))
     added = 0
     for key in hasher.keys:
         key_id = hasher.key_id(key)
@@ -220,6 +222,8 @@ async def sync_contact_hashes(
                 ],
             )
             added += len(rows)
+    if added or retired.rowcount:  # type: ignore[attr-defined]
+        await refresh_suppressed(session)
     return added
 
 

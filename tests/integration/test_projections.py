@@ -1,6 +1,7 @@
-"""The projections the audience query reads (current consent, purchase coverage and standing)
-are kept up to date by every writer of the evidence, in the same transaction, and always equal
-a rebuild from the evidence (C6-C8, C10, C31)."""
+"""The projections the audience query reads (current consent, purchase coverage and standing,
+and the marketing profile made of them and the suppression list) are kept up to date by every
+writer of the evidence, in the same transaction, and always equal a rebuild from the evidence
+(C6-C8, C10, C16, C21-C22, C31)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from campaigns.models import CurrentConsent, PurchaseCoverage, PurchaseStanding
+from campaigns.models import CurrentConsent, MarketingProfile, PurchaseCoverage, PurchaseStanding
 from campaigns.projections import rebuild_statements
 from campaigns.recipients import change_preferences
+from campaigns.suppression import AddressHasher, lift_unsubscribe, suppress, sync_contact_hashes
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -205,7 +207,7 @@ async def test_maintained_projections_equal_a_rebuild_from_the_evidence(app_clie
             consents=[factories.consent("promotions")],
         ),
     )
-    models = (CurrentConsent, PurchaseCoverage, PurchaseStanding)
+    models = (CurrentConsent, PurchaseCoverage, PurchaseStanding, MarketingProfile)
     maintained = [await rows(services, model) for model in models]
     async with services.sessions() as session:
         for statement in rebuild_statements():
@@ -213,3 +215,76 @@ async def test_maintained_projections_equal_a_rebuild_from_the_evidence(app_clie
         await session.commit()
     assert [await rows(services, model) for model in models] == maintained
     assert all(maintained)
+
+
+async def profile_matches_a_rebuild(services: Any) -> None:
+    maintained = await rows(services, MarketingProfile)
+    async with services.sessions() as session:
+        for statement in rebuild_statements():
+            await session.execute(statement)
+        await session.commit()
+    assert await rows(services, MarketingProfile) == maintained
+
+
+async def suppressed_flags(services: Any) -> list[bool]:
+    return [row[1] for row in await rows(services, MarketingProfile)]
+
+
+async def test_c16_c22_the_profile_follows_suppression_entries(app_client, keys, services, clock):
+    """Adding an entry marks the profile at once (the audience and `why` say suppressed);
+    lifting an unsubscribe after a double opt-in clears it; a complaint is never lifted."""
+    consented = factories.contact("an@example.be", consents=[factories.consent("promotions")])
+    contact_id = await push(app_client, keys, consented)
+    await push(app_client, keys, factories.contact("other@example.be"))
+    campaign_id = await campaign(app_client, keys, "promotions", TEA)
+    hasher, args = services.context.hasher, {"clock": clock, "channel": "link"}
+    async with services.sessions() as session:
+        await suppress(session, "An@Example.be", reason="unsubscribe", hasher=hasher, **args)
+        await session.commit()
+    assert sorted(await suppressed_flags(services)) == [False, True]
+    assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
+    await profile_matches_a_rebuild(services)
+
+    async with services.sessions() as session:
+        assert await lift_unsubscribe(session, "an@example.be", clock=clock, hasher=hasher)
+        await session.commit()
+    assert await suppressed_flags(services) == [False, False]
+    assert (await why(app_client, keys, contact_id, campaign_id))["eligible"] is True
+
+    async with services.sessions() as session:
+        await suppress(session, "an@example.be", reason="complaint", hasher=hasher, **args)
+        assert not await lift_unsubscribe(session, "an@example.be", clock=clock, hasher=hasher)
+        await session.commit()
+    assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
+    await profile_matches_a_rebuild(services)
+
+
+async def test_c21_an_entry_under_a_new_secret_marks_the_profile_once_hashes_are_synced(
+    app_client, keys, services, clock
+):
+    """After a rotation, an entry made with the new secret matches a contact once its address
+    is hashed under that secret too (at startup): the sync brings the profiles up to date."""
+    contact_id = await push(
+        app_client, keys, factories.contact(consents=[factories.consent("promotions")])
+    )
+    rotated = AddressHasher(
+        (b"a-newer-secret-key-after-rotation-0123456789", *services.context.hasher.keys)
+    )
+    async with services.sessions() as session:
+        await suppress(
+            session,
+            "an@example.be",
+            reason="objection",
+            channel="admin",
+            clock=clock,
+            hasher=rotated,
+        )
+        await session.commit()
+    assert await suppressed_flags(services) == [False]  # no hash of the contact matches yet
+    async with services.sessions() as session:
+        assert await sync_contact_hashes(session, rotated) == 1
+        await session.commit()
+    assert await suppressed_flags(services) == [True]
+    campaign_id = await campaign(app_client, keys, "promotions", TEA)
+    assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
+    await profile_matches_a_rebuild(services)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import campaigns.models
-from campaigns.projections import rebuild_statements
+from campaigns.projections import CONSENT_PROJECTIONS, PURCHASE_PROJECTIONS, rebuild_statements
 
 
 revision: str = '0005'
@@ -67,7 +67,7 @@ def upgrade() -> None:
         batch_op.drop_constraint(_fk('consent_event_id'), type_='foreignkey')
 
     # Fill them from the evidence already stored, with the statements that refresh them.
-    for statement in rebuild_statements():
+    for statement in rebuild_statements((*CONSENT_PROJECTIONS, *PURCHASE_PROJECTIONS)):
         op.execute(statement)
 
 

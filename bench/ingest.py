@@ -2,9 +2,9 @@
 
 What is measured, per backend (PostgreSQL, then SQLite):
 
-* API: a real server (`python -m mailer serve`, one uvicorn process) on a freshly created and
-  migrated database for every run. The client (httpx, 2 requests in flight, as the machine has
-  2 cores) sends pre-serialised bodies of 1,000 realistic contacts each (an order with 1-2
+* API: a real server (`python -m mailer serve --workers 2`, uvicorn; `--workers`) on a freshly
+  created and migrated database for every run. The client (httpx, 4 requests in flight;
+  `--concurrency`) sends pre-serialised bodies of 1,000 realistic contacts each (an order with 1-2
   categories; about half of them with full newsletter consent evidence). The clock runs from the
   first request to the last response; one small warm-up request precedes it and is not counted.
   Every item of every response must be 201, or the benchmark fails.

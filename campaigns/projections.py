@@ -20,13 +20,15 @@ suppression entry, and a change of secrets, call `refresh_suppressed` (campaigns
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.db import among, epoch_us, insert_ignoring_duplicates, json_object_agg
+from campaigns.db import among, dialect_name, epoch_us, insert_ignoring_duplicates, json_object_agg
 from campaigns.models import (
     ConsentEvent,
     Contact,
@@ -284,7 +286,9 @@ async def refresh_evidence(
         purchase_ids.update(holders.scalars())
     await _refresh(session, CONSENT_PROJECTIONS, consent_of)
     await _refresh(session, PURCHASE_PROJECTIONS, purchase_ids)
-    await _refresh(session, (PROFILE,), purchase_ids.union(consent_of))
+    profiles = purchase_ids.union(consent_of)
+    await lock_addresses(session, of_contacts=profiles)
+    await _refresh(session, (PROFILE,), profiles)
 
 
 async def refresh_consent(session: AsyncSession, contact_ids: Collection[str]) -> None:
@@ -293,6 +297,41 @@ async def refresh_consent(session: AsyncSession, contact_ids: Collection[str]) -
 
 async def refresh_purchases(session: AsyncSession, contact_ids: Collection[str]) -> None:
     await refresh_evidence(session, purchases_of=contact_ids)
+
+
+async def lock_addresses(
+    session: AsyncSession,
+    *,
+    addresses: Collection[str] = (),
+    of_contacts: Collection[str] = (),
+) -> None:
+    """Hold a lock per address (normalised) until the transaction ends, on PostgreSQL.
+
+    A profile's `suppressed` flag is computed by two kinds of writer: the rebuild of a
+    contact's profile (ingest, consent) and the update after a suppression entry is added or
+    lifted. Under READ COMMITTED, one that runs while the other is uncommitted cannot see it:
+    a rebuild would keep `false` for an address suppressed meanwhile. Both take this lock
+    first, so for one address they run one after the other and the second sees the first.
+    (SQLite has one writer at a time: nothing to do.)"""
+    if dialect_name(session) != "postgresql":
+        return
+    if of_contacts:
+        emails = await session.execute(
+            sa.select(CONTACT.c.email).where(among(CONTACT.c.id, sorted(of_contacts), session))
+        )
+        addresses = [*addresses, *emails.scalars()]
+    # In key order, so that two writers locking overlapping sets cannot deadlock.
+    keys = sorted({_lock_key(address) for address in addresses})
+    if keys:
+        key = sa.func.unnest(
+            sa.bindparam("keys", keys, type_=postgresql.ARRAY(sa.BigInteger))
+        ).column_valued("key")
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def _lock_key(address: str) -> int:
+    """A 64-bit advisory-lock key for an address."""
+    return int.from_bytes(hashlib.blake2b(address.encode(), digest_size=8).digest(), signed=True)
 
 
 async def refresh_suppressed(

@@ -23,7 +23,7 @@ from campaigns.clock import Clock
 from campaigns.db import among
 from campaigns.errors import InvalidInput
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
-from campaigns.projections import refresh_suppressed
+from campaigns.projections import lock_addresses, refresh_suppressed
 from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 
 REASONS = (
@@ -120,7 +120,9 @@ async def suppress(
     """Record an objection or failure (C14: reason, channel and UTC time). Never commits."""
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}")
-    digest, key_id = hasher.primary(normalise_address(address))
+    address = normalise_address(address)
+    await lock_addresses(session, addresses=[address])  # see there: against a profile rebuild
+    digest, key_id = hasher.primary(address)
     entry = Suppression(
         address_hash=digest,
         key_id=key_id,
@@ -132,7 +134,7 @@ async def suppress(
     )
     session.add(entry)
     await session.flush()
-    hashes_of_address = hasher.all_hashes(normalise_address(address))
+    hashes_of_address = hasher.all_hashes(address)
     await refresh_suppressed(session, hashes_of_address)
     # Open deliveries to this address stop here; a message being handed to SMTP holds its
     # row, so this waits for it and nothing is handed over after this commits (C13).
@@ -159,6 +161,8 @@ async def lift_unsubscribe(
     Returns False, lifting nothing, when any other kind of entry (complaint, hard bounce,
     erasure ...) is active: those are never lifted automatically.
     """
+    address = normalise_address(address)
+    await lock_addresses(session, addresses=[address])  # see there: against a profile rebuild
     entries = await active_entries(session, address, hasher)
     if any(entry.reason not in LIFTABLE_REASONS for entry in entries):
         return False
@@ -166,7 +170,7 @@ async def lift_unsubscribe(
     for entry in entries:
         entry.lifted_at = now
     await session.flush()
-    await refresh_suppressed(session, hasher.all_hashes(normalise_address(address)))
+    await refresh_suppressed(session, hasher.all_hashes(address))
     return True
 
 

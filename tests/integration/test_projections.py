@@ -5,13 +5,14 @@ writer of the evidence, in the same transaction, and always equal a rebuild from
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from campaigns.models import CurrentConsent, MarketingProfile, PurchaseCoverage, PurchaseStanding
-from campaigns.projections import rebuild_statements
+from campaigns.projections import rebuild_statements, refresh_evidence
 from campaigns.recipients import change_preferences
 from campaigns.suppression import AddressHasher, lift_unsubscribe, suppress, sync_contact_hashes
 from tests import factories
@@ -288,3 +289,38 @@ async def test_c21_an_entry_under_a_new_secret_marks_the_profile_once_hashes_are
     campaign_id = await campaign(app_client, keys, "promotions", TEA)
     assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
     await profile_matches_a_rebuild(services)
+
+
+async def test_c16_an_objection_during_a_profile_rebuild_is_not_lost(
+    app_client, keys, services, clock
+):
+    """A profile rebuilt (by an ingest of the contact) while an objection to its address
+    comes in: the objection waits for the rebuild to commit and then marks the new profile.
+    Without the address lock, PostgreSQL's objection would update the old row, find it
+    deleted by the rebuild, and leave the rebuilt profile unsuppressed."""
+    contact_id = await push(
+        app_client, keys, factories.contact(consents=[factories.consent("promotions")])
+    )
+    hasher = services.context.hasher
+
+    async def object_to(session: Any) -> None:
+        await suppress(
+            session,
+            "an@example.be",
+            reason="objection",
+            channel="admin",
+            clock=clock,
+            hasher=hasher,
+        )
+        await session.commit()
+
+    async with services.sessions() as rebuild, services.sessions() as objection:
+        await refresh_evidence(rebuild, purchases_of=[contact_id])
+        objecting = asyncio.create_task(object_to(objection))
+        await asyncio.sleep(0.5)
+        assert not objecting.done()  # it waits for the address
+        await rebuild.commit()
+        await asyncio.wait_for(objecting, 10)
+    assert await suppressed_flags(services) == [True]
+    campaign_id = await campaign(app_client, keys, "promotions", TEA)
+    assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"

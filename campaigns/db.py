@@ -120,9 +120,10 @@ def _epoch_us_postgresql(element: Any, compiler: Any, **kw: Any) -> str:
 @compiles(epoch_us, "sqlite")
 def _epoch_us_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     # SQLite holds the text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): whole seconds from
-    # strftime, microseconds from the last six characters.
+    # strftime over the first 19 characters (given the fraction, SQLite rounds it to the
+    # millisecond first: .9995 s would become the next second), microseconds from the rest.
     ts = compiler.process(element.clauses, **kw)
-    seconds = f"CAST(strftime('%s', {ts}) AS INTEGER)"
+    seconds = f"CAST(strftime('%s', substr({ts}, 1, 19)) AS INTEGER)"
     return f"({seconds} * 1000000 + CAST(substr({ts}, 21, 6) AS INTEGER))"
 
 

@@ -284,10 +284,12 @@ async def refresh_evidence(
             )
         )
         purchase_ids.update(holders.scalars())
+    profiles = purchase_ids.union(consent_of)
+    # Before any projection row is locked: an objection holds the address lock while it
+    # refreshes the current consent, so the other order could deadlock.
+    await lock_addresses(session, of_contacts=profiles)
     await _refresh(session, CONSENT_PROJECTIONS, consent_of)
     await _refresh(session, PURCHASE_PROJECTIONS, purchase_ids)
-    profiles = purchase_ids.union(consent_of)
-    await lock_addresses(session, of_contacts=profiles)
     await _refresh(session, (PROFILE,), profiles)
 
 

@@ -6,12 +6,20 @@ writer of the evidence, in the same transaction, and always equal a rebuild from
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from campaigns.models import CurrentConsent, MarketingProfile, PurchaseCoverage, PurchaseStanding
+from campaigns.db import as_epoch_us, epoch_us
+from campaigns.models import (
+    CurrentConsent,
+    MarketingProfile,
+    PurchaseCoverage,
+    PurchaseStanding,
+    UTCDateTime,
+)
 from campaigns.projections import rebuild_statements, refresh_evidence
 from campaigns.recipients import change_preferences
 from campaigns.suppression import AddressHasher, lift_unsubscribe, suppress, sync_contact_hashes
@@ -324,3 +332,24 @@ async def test_c16_an_objection_during_a_profile_rebuild_is_not_lost(
     assert await suppressed_flags(services) == [True]
     campaign_id = await campaign(app_client, keys, "promotions", TEA)
     assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2026-11-27T10:00:00.999500+00:00",  # SQLite's strftime would round this up a second
+        "2026-11-27T10:00:00.999999+00:00",
+        "2026-11-27T10:00:00+00:00",
+        "2024-02-29T23:59:59.000001+00:00",
+        "1969-12-31T23:59:59.500000+00:00",
+    ],
+)
+async def test_c10_order_times_in_the_profile_are_exact_to_the_microsecond(services, moment):
+    """The profile keeps order times as microseconds (compared with the window start in the
+    audience query, C10): the database's conversion equals Python's, on both backends."""
+    when = datetime.fromisoformat(moment)
+    async with services.sessions() as session:
+        stored = (
+            await session.execute(sa.select(epoch_us(sa.literal(when, UTCDateTime()))))
+        ).scalar()
+    assert stored == as_epoch_us(when)

@@ -268,6 +268,14 @@ async def test_c16_c22_the_profile_follows_suppression_entries(app_client, keys,
     await profile_matches_a_rebuild(services)
 
 
+async def object_to_an(session: Any, hasher: AddressHasher, clock: Any) -> None:
+    """A staff-entered objection for an@example.be, committed."""
+    await suppress(
+        session, "an@example.be", reason="objection", channel="admin", clock=clock, hasher=hasher
+    )
+    await session.commit()
+
+
 async def test_c21_an_entry_under_a_new_secret_marks_the_profile_once_hashes_are_synced(
     app_client, keys, services, clock
 ):
@@ -280,15 +288,7 @@ async def test_c21_an_entry_under_a_new_secret_marks_the_profile_once_hashes_are
         (b"a-newer-secret-key-after-rotation-0123456789", *services.context.hasher.keys)
     )
     async with services.sessions() as session:
-        await suppress(
-            session,
-            "an@example.be",
-            reason="objection",
-            channel="admin",
-            clock=clock,
-            hasher=rotated,
-        )
-        await session.commit()
+        await object_to_an(session, rotated, clock)
     assert await suppressed_flags(services) == [False]  # no hash of the contact matches yet
     async with services.sessions() as session:
         assert await sync_contact_hashes(session, rotated) == 1
@@ -309,22 +309,9 @@ async def test_c16_an_objection_during_a_profile_rebuild_is_not_lost(
     contact_id = await push(
         app_client, keys, factories.contact(consents=[factories.consent("promotions")])
     )
-    hasher = services.context.hasher
-
-    async def object_to(session: Any) -> None:
-        await suppress(
-            session,
-            "an@example.be",
-            reason="objection",
-            channel="admin",
-            clock=clock,
-            hasher=hasher,
-        )
-        await session.commit()
-
     async with services.sessions() as rebuild, services.sessions() as objection:
         await refresh_evidence(rebuild, purchases_of=[contact_id])
-        objecting = asyncio.create_task(object_to(objection))
+        objecting = asyncio.create_task(object_to_an(objection, services.context.hasher, clock))
         await asyncio.sleep(0.5)
         assert not objecting.done()  # it waits for the address
         await rebuild.commit()

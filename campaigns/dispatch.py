@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.campaigns import load_target, materialise
 from campaigns.contacts import Context
 from campaigns.db import among, dialect_insert, dialect_name
-from campaigns.eligibility import ELIGIBLE, AudienceRules, audience_query, suppressed_contacts
+from campaigns.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
+from campaigns.projections import is_suppressed
 from campaigns.suppression import suppress
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
@@ -204,13 +205,13 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
 async def _skip_suppressed(
     session: AsyncSession, ids: Sequence[int], states: tuple[str, ...]
 ) -> None:
-    suppressed = suppressed_contacts()
+    # The suppression list itself, not the profile's flag: the last word before SMTP (C13).
     await session.execute(
         sa.update(DELIVERY)
         .where(
             among(DELIVERY.c.id, ids, session),
             DELIVERY.c.status.in_(states),
-            DELIVERY.c.contact_id.in_(sa.select(suppressed.c.contact_id)),
+            is_suppressed(DELIVERY.c.contact_id),
         )
         .values(status="skipped", skip_reason="suppressed")
     )

@@ -23,13 +23,11 @@ from campaigns.config import BusinessConfig, MarketingPolicy
 from campaigns.db import as_epoch_us, greatest
 from campaigns.models import (
     Contact,
-    ContactHash,
     CurrentConsent,
     Delivery,
     MarketingProfile,
     PurchaseCoverage,
     PurchaseStanding,
-    Suppression,
 )
 from campaigns.suppression import AddressHasher, suppressed_among
 
@@ -207,19 +205,6 @@ def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subq
             *_only(current.c.contact_id, contact_ids),
         )
         .subquery("consent")
-    )
-
-
-def suppressed_contacts(contact_ids: ContactIds = None) -> sa.Subquery:
-    """C13, C16, C21-C22: contacts whose address has an active suppression entry, under any
-    configured secret."""
-    hashes, entries = ContactHash.__table__, Suppression.__table__  # type: ignore[attr-defined]
-    return (
-        sa.select(hashes.c.contact_id)
-        .select_from(hashes.join(entries, entries.c.address_hash == hashes.c.address_hash))
-        .where(entries.c.lifted_at.is_(None), *_only(hashes.c.contact_id, contact_ids))
-        .distinct()
-        .subquery("suppressed")
     )
 
 

@@ -11,8 +11,8 @@ to fill them, so a late-arriving event captured earlier than the current one can
 an order whose status changes moves the coverage, and a changed address drops the orders of
 the old one (C6).
 
-Every writer of consent events, orders or a contact's address calls `refresh_evidence` (or
-`refresh_consent`, `refresh_purchases`) for the contacts it touched, before its transaction
+Every writer of consent events, orders or a contact's address calls `refresh_evidence` for
+the contacts it touched (directly or through `append_consent_events`), before its transaction
 commits: contact ingest (campaigns/contacts.py, all paths), single consent decisions
 (campaigns/profiles.py) and the recipient flows (campaigns/recipients.py). Adding or lifting a
 suppression entry, and a change of secrets, call `refresh_suppressed` (campaigns/suppression.py).
@@ -293,14 +293,6 @@ async def refresh_evidence(
     await _refresh(session, (PROFILE,), profiles)
 
 
-async def refresh_consent(session: AsyncSession, contact_ids: Collection[str]) -> None:
-    await refresh_evidence(session, consent_of=contact_ids)
-
-
-async def refresh_purchases(session: AsyncSession, contact_ids: Collection[str]) -> None:
-    await refresh_evidence(session, purchases_of=contact_ids)
-
-
 async def lock_addresses(
     session: AsyncSession,
     *,
@@ -359,4 +351,4 @@ async def append_consent_events(session: AsyncSession, rows: list[dict[str, Any]
     """Add consent events to the ledger (an identical event is stored once) and bring the
     current consent of their contacts up to date."""
     await insert_ignoring_duplicates(session, CONSENT, rows, ("contact_id", "fingerprint"))
-    await refresh_consent(session, {row["contact_id"] for row in rows})
+    await refresh_evidence(session, consent_of={row["contact_id"] for row in rows})

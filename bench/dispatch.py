@@ -82,15 +82,15 @@ from common import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.campaigns import create_campaign
 from campaigns.clock import SystemClock
-from campaigns.contacts import Context, ingest_contacts
-from campaigns.contacts import Outcome as IngestOutcome
-from campaigns.dispatch import start_run
+from campaigns.evidence.contacts import Context, ingest_contacts
+from campaigns.evidence.contacts import Outcome as IngestOutcome
 from campaigns.models import Campaign
 from campaigns.schemas import CampaignIn, ContactIn
+from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.ledger import start_run
 from mailer.delivery.compose import Recipient
-from mailer.delivery.dispatch import Dispatcher, send_run
+from mailer.delivery.dispatcher import Dispatcher, send_run
 from mailer.delivery.footer import Basis
 from mailer.services import Services
 from mailer.settings import Settings

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.consent import consent_row
-from campaigns.contacts import Context, ingest_contacts
 from campaigns.errors import InvalidInput
+from campaigns.evidence.consent import consent_row
+from campaigns.evidence.contacts import Context, ingest_contacts
+from campaigns.evidence.projections import append_consent_events
 from campaigns.models import Contact, Delivery, Signup
-from campaigns.projections import append_consent_events
 from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
-from campaigns.suppression import active_entries, lift_unsubscribe, suppress
+from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
 
 PREFERENCE_WORDING_VERSION = "preferences-1"
 NEVER_MAILED_AGAIN = frozenset({"complaint", "hard_bounce", "erasure"})
@@ -112,7 +112,7 @@ async def preferences(session: AsyncSession, contact_id: str, ctx: Context) -> P
     contact = await session.get(Contact, contact_id)
     if contact is None:
         return None
-    from campaigns.eligibility import consent_for_purpose  # the same predicate as sending
+    from campaigns.audience.eligibility import consent_for_purpose  # the same predicate as sending
 
     state: dict[str, bool] = {}
     for purpose in ctx.config.marketing.purposes:

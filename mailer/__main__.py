@@ -146,9 +146,9 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from campaigns.dispatch import run_counts, start_run
     from campaigns.errors import DomainError
-    from mailer.delivery.dispatch import Dispatcher, send_run
+    from campaigns.sending.ledger import run_counts, start_run
+    from mailer.delivery.dispatcher import Dispatcher, send_run
     from mailer.services import Services
 
     services = Services.build(settings)
@@ -224,7 +224,7 @@ async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
     finishes the batch in hand, then stops."""
     import signal
 
-    from mailer.delivery.dispatch import Dispatcher
+    from mailer.delivery.dispatcher import Dispatcher
     from mailer.services import Services
 
     services = Services.build(settings)

@@ -19,7 +19,7 @@ from litestar.openapi.spec import (
 
 from campaigns.clock import Clock
 from campaigns.recipients import Addressee
-from campaigns.suppression import sync_contact_hashes
+from campaigns.suppression.entries import sync_contact_hashes
 from mailer.inbound import start_listener
 from mailer.scheduler import Worker
 from mailer.services import Services

@@ -20,11 +20,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from campaigns.dispatch import recover_in_flight, start_run
-from campaigns.lifecycle import fired_runs, open_runs, scheduled_campaigns
 from campaigns.models import Campaign
-from campaigns.suppression import sync_contact_hashes
-from mailer.delivery.dispatch import Dispatcher, process_pool, send_run
+from campaigns.sending.ledger import recover_in_flight, start_run
+from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns
+from campaigns.suppression.entries import sync_contact_hashes
+from mailer.delivery.dispatcher import Dispatcher, process_pool, send_run
 from mailer.services import Services
 
 log = logging.getLogger("mailer.worker")

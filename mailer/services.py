@@ -12,9 +12,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from campaigns.clock import Clock, SystemClock
-from campaigns.contacts import Context
 from campaigns.errors import Conflict
-from campaigns.suppression import AddressHasher
+from campaigns.evidence.contacts import Context
+from campaigns.suppression.entries import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import make_engine
 from mailer.delivery.compose import Composed

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, Template, nodes
 from markupsafe import Markup, escape
 
-from campaigns.campaigns import DeliveryRecipient
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
-from campaigns.content import (
+from campaigns.sending.campaigns import DeliveryRecipient
+from campaigns.sending.content import (
     CampaignContent,
     Variant,
     environment,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from campaigns.dispatch import Outcome
+from campaigns.sending.ledger import Outcome
 from mailer.delivery.compose import Composed
 from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
 from mailer.settings import Settings

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.campaigns import delivery_recipients, explain, load_target
 from campaigns.errors import Conflict
 from campaigns.models import Contact, Delivery
+from campaigns.sending.campaigns import delivery_recipients, explain, load_target
 from mailer.delivery.compose import Composed, Recipient, recipient_of
 from mailer.delivery.footer import Basis
 
@@ -35,7 +35,7 @@ def sample_recipient(email: str, locale: str | None = None) -> Recipient:
 async def compose_preview(
     session: AsyncSession, services: Services, campaign_id: str, contact_id: str | None
 ) -> Composed:
-    from mailer.delivery.dispatch import Dispatcher
+    from mailer.delivery.dispatcher import Dispatcher
 
     campaign, _ = await load_target(session, campaign_id)
     composer = Dispatcher(services).composer_for(campaign)

@@ -12,15 +12,6 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns import lifecycle
-from campaigns.campaigns import (
-    audience_counts,
-    campaign_detail,
-    create_campaign,
-    explain,
-    list_campaigns,
-    load_target,
-)
 from campaigns.errors import InvalidInput
 from campaigns.schemas import (
     AudienceOut,
@@ -34,7 +25,16 @@ from campaigns.schemas import (
     TestSendOut,
     WhyOut,
 )
-from mailer.delivery.dispatch import Dispatcher
+from campaigns.sending import lifecycle
+from campaigns.sending.campaigns import (
+    audience_counts,
+    campaign_detail,
+    create_campaign,
+    explain,
+    list_campaigns,
+    load_target,
+)
+from mailer.delivery.dispatcher import Dispatcher
 from mailer.delivery.preview import compose_preview, sample_recipient
 from mailer.scheduler import cron_trigger
 from mailer.services import Services

@@ -10,9 +10,9 @@ from litestar.params import FromPath, JSONBody
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.contacts import Outcome, check_contact, ingest_contacts
 from campaigns.errors import DomainError, InvalidInput
-from campaigns.profiles import contact_detail, contact_view, record_consent
+from campaigns.evidence.contacts import Outcome, check_contact, ingest_contacts
+from campaigns.evidence.profiles import contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
 from campaigns.schemas import (
     BatchItemOut,

@@ -7,7 +7,7 @@ from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody
 
 from campaigns.schemas import SuppressionIn, SuppressionStatusOut
-from campaigns.suppression import record_objection, suppression_status
+from campaigns.suppression.entries import record_objection, suppression_status
 from mailer.services import Services
 from mailer.web.errors import responses
 

@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns.campaigns import create_campaign, explain, load_target, materialise
+from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.clock import FixedClock, months_before
-from campaigns.contacts import ingest_contacts
-from campaigns.eligibility import AudienceRules, audience_query
+from campaigns.evidence.contacts import ingest_contacts
 from campaigns.models import Campaign, Delivery
 from campaigns.schemas import CampaignIn, ContactIn
-from campaigns.suppression import suppress
+from campaigns.sending.campaigns import create_campaign, explain, load_target, materialise
+from campaigns.suppression.entries import suppress
 from mailer.services import Services
 from mailer.settings import Settings
 from tests import factories

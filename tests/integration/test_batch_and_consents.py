@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from campaigns.contacts import ingest_contacts
+from campaigns.evidence.contacts import ingest_contacts
 from campaigns.models import ConsentEvent, Contact, ShopOrder
 from campaigns.schemas import ContactIn
 from tests import factories

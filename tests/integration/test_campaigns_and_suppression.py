@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from campaigns.campaigns import load_target, materialise
-from campaigns.contacts import Context, ingest_contacts
-from campaigns.eligibility import AudienceRules, audience_query
+from campaigns.audience.eligibility import AudienceRules, audience_query
+from campaigns.evidence.contacts import Context, ingest_contacts
 from campaigns.models import ContactHash, Delivery
 from campaigns.schemas import ContactIn
-from campaigns.suppression import (
+from campaigns.sending.campaigns import load_target, materialise
+from campaigns.suppression.entries import (
     AddressHasher,
     RetiredSecretError,
     lift_unsubscribe,
@@ -268,8 +268,8 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
 
 
 async def load_target_for(session: Any, services: Any, clock: Any) -> Any:
-    from campaigns.campaigns import create_campaign
     from campaigns.schemas import CampaignIn
+    from campaigns.sending.campaigns import create_campaign
     from tests.conftest import ROOT
 
     created = await create_campaign(

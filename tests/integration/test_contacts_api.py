@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
-from campaigns.suppression import suppress
+from campaigns.suppression.entries import suppress
 from tests import factories
 
 pytestmark = pytest.mark.integration

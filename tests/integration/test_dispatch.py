@@ -12,14 +12,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from campaigns import lifecycle
-from campaigns.campaigns import create_campaign, load_target, materialise
-from campaigns.contacts import ingest_contacts
-from campaigns.dispatch import claim_batch, mark_handing_over, recover_in_flight, start_run
+from campaigns.evidence.contacts import ingest_contacts
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.schemas import CampaignIn, ContactIn
-from campaigns.suppression import suppress, suppressed_among
-from mailer.delivery.dispatch import Dispatcher, _Run
+from campaigns.sending import lifecycle
+from campaigns.sending.campaigns import create_campaign, load_target, materialise
+from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight, start_run
+from campaigns.suppression.entries import suppress, suppressed_among
+from mailer.delivery.dispatcher import Dispatcher, _Run
 from mailer.services import Services
 from tests import factories
 from tests.conftest import NOW, ROOT

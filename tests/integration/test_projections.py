@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.db import as_epoch_us, epoch_us
+from campaigns.evidence.projections import rebuild_statements, refresh_evidence
 from campaigns.models import (
     CurrentConsent,
     MarketingProfile,
@@ -20,9 +21,13 @@ from campaigns.models import (
     PurchaseStanding,
     UTCDateTime,
 )
-from campaigns.projections import rebuild_statements, refresh_evidence
 from campaigns.recipients import change_preferences
-from campaigns.suppression import AddressHasher, lift_unsubscribe, suppress, sync_contact_hashes
+from campaigns.suppression.entries import (
+    AddressHasher,
+    lift_unsubscribe,
+    suppress,
+    sync_contact_hashes,
+)
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from campaigns.clock import FixedClock
-from campaigns.content import contact_fields_read, environment
 from campaigns.errors import InvalidInput
+from campaigns.sending.content import contact_fields_read, environment
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import (
     CampaignComposer,
@@ -320,7 +320,7 @@ def test_a_template_reaching_outside_its_context_is_refused(tmp_path):
     (tmp_path / "broken.txt").write_text("ok\n")
     (tmp_path / "unknown.html").write_text("<p>\n\n{{ secrets }}</p>\n")
     (tmp_path / "unknown.txt").write_text("ok\n")
-    from campaigns.content import CampaignContent
+    from campaigns.sending.content import CampaignContent
 
     for name, line in (("bad.html", 2), ("broken.html", 2), ("unknown.html", 3)):
         with pytest.raises(InvalidInput) as caught:

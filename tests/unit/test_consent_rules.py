@@ -8,7 +8,7 @@ import pytest
 
 from campaigns.addresses import normalise_address
 from campaigns.clock import add_months, months_before
-from campaigns.consent import consent_row, refusal_reason
+from campaigns.evidence.consent import consent_row, refusal_reason
 from campaigns.schemas import ConsentEvidenceIn
 from tests import factories
 

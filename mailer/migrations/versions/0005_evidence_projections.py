@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import campaigns.models
-from campaigns.projections import CONSENT_PROJECTIONS, PURCHASE_PROJECTIONS, rebuild_statements
+from campaigns.evidence.projections import CONSENT_PROJECTIONS, PURCHASE_PROJECTIONS, rebuild_statements
 
 
 revision: str = '0005'

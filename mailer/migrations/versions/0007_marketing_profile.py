@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import campaigns.models
-from campaigns.projections import PROFILE, rebuild_statements
+from campaigns.evidence.projections import PROFILE, rebuild_statements
 
 
 revision: str = '0007'

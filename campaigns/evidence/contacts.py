@@ -18,13 +18,13 @@ from sqlmodel import col
 
 from campaigns.clock import Clock, months_before
 from campaigns.config import BusinessConfig
-from campaigns.consent import consent_row, refusal_reason
 from campaigns.db import among, dialect_insert, insert_ignoring_duplicates, insert_new_rows
 from campaigns.errors import Conflict, DomainError, InvalidInput
+from campaigns.evidence.consent import consent_row, refusal_reason
+from campaigns.evidence.projections import refresh_evidence
 from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
-from campaigns.projections import refresh_evidence
 from campaigns.schemas import ContactIn
-from campaigns.suppression import AddressHasher, suppressed_among
+from campaigns.suppression.entries import AddressHasher, suppressed_among
 
 # Sources that are not direct collection by the shop (C11), whatever `first_party` says.
 NOT_FIRST_PARTY_CHANNELS = frozenset(

@@ -13,18 +13,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.clock import add_months
-from campaigns.contacts import Context
-from campaigns.content import CampaignContent
-from campaigns.db import among
-from campaigns.eligibility import (
+from campaigns.audience.eligibility import (
     ELIGIBLE,
     EXCLUSION_REASONS,
     AudienceRules,
     CampaignTarget,
     audience_query,
 )
+from campaigns.clock import add_months
+from campaigns.db import among
 from campaigns.errors import InvalidInput, NotFound
+from campaigns.evidence.contacts import Context
 from campaigns.models import (
     Campaign,
     CampaignCategory,
@@ -44,6 +43,7 @@ from campaigns.schemas import (
     WhyBasisOut,
     WhyOut,
 )
+from campaigns.sending.content import CampaignContent
 
 DEFAULT_TEMPLATES = Path("templates/email")
 

@@ -23,13 +23,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.campaigns import load_target, materialise
-from campaigns.contacts import Context
+from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.db import among, dialect_insert, dialect_name
-from campaigns.eligibility import ELIGIBLE, AudienceRules, audience_query
+from campaigns.evidence.contacts import Context
+from campaigns.evidence.projections import is_suppressed
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
-from campaigns.projections import is_suppressed
-from campaigns.suppression import suppress
+from campaigns.sending.campaigns import load_target, materialise
+from campaigns.suppression.entries import suppress
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ from campaigns.models import (
     PurchaseCoverage,
     PurchaseStanding,
 )
-from campaigns.suppression import AddressHasher, suppressed_among
+from campaigns.suppression.entries import AddressHasher, suppressed_among
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.consent import consent_row
-from campaigns.contacts import Context, Refusal
-from campaigns.eligibility import Basis, current_bases
+from campaigns.audience.eligibility import Basis, current_bases
 from campaigns.errors import InvalidInput, NotFound
+from campaigns.evidence.consent import consent_row
+from campaigns.evidence.contacts import Context, Refusal
+from campaigns.evidence.projections import append_consent_events
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
-from campaigns.projections import append_consent_events
 from campaigns.schemas import (
     BasisOut,
     ConsentEventOut,
@@ -26,7 +26,7 @@ from campaigns.schemas import (
     RefusedOut,
     SourceOut,
 )
-from campaigns.suppression import suppressed_among
+from campaigns.suppression.entries import suppressed_among
 
 
 async def get_contact(session: AsyncSession, contact_id: str) -> Contact:

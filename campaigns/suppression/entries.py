@@ -22,8 +22,8 @@ from campaigns.addresses import normalise_address
 from campaigns.clock import Clock
 from campaigns.db import among
 from campaigns.errors import InvalidInput
+from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
-from campaigns.projections import lock_addresses, refresh_suppressed
 from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 
 REASONS = (

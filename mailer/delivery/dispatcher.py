@@ -18,8 +18,9 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.campaigns import DeliveryRecipient, delivery_recipients, load_target
-from campaigns.dispatch import (
+from campaigns.models import Campaign
+from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients, load_target
+from campaigns.sending.ledger import (
     Claim,
     Outcome,
     begin_handoff,
@@ -33,7 +34,6 @@ from campaigns.dispatch import (
     run_counts,
     suppress_hard_bounces,
 )
-from campaigns.models import Campaign
 from mailer.delivery.compose import CampaignComposer, CampaignInfo, Composed, recipient_of
 from mailer.delivery.pool import SmtpPool
 from mailer.services import Services

@@ -83,15 +83,15 @@ from common import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import SystemClock
-from campaigns.evidence.contacts import Context, ingest_contacts
-from campaigns.evidence.contacts import Outcome as IngestOutcome
+from campaigns.context import Context
+from campaigns.evidence.contacts import IngestResult, ingest_contacts
 from campaigns.models import Campaign
 from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending.campaigns import create_campaign
 from campaigns.sending.ledger import start_run
 from mailer.delivery.compose import Recipient
 from mailer.delivery.dispatcher import Dispatcher, send_run
-from mailer.delivery.footer import Basis
+from mailer.delivery.footer import MailBasis
 from mailer.services import Services
 from mailer.settings import Settings
 
@@ -366,7 +366,7 @@ def make_contact(i: int, now: datetime) -> dict[str, Any]:
 
 async def ingest(
     session: AsyncSession, items: list[tuple[int, ContactIn]], ctx: Context
-) -> list[IngestOutcome]:
+) -> list[IngestResult]:
     return await ingest_contacts(session, items, ctx)
 
 
@@ -443,7 +443,7 @@ async def _message_sizes(settings: Settings, campaign_id: str, first_delivery: i
                         email=row.email,
                         name=row.name,
                         locale=row.locale,
-                        basis=Basis("consent", row.captured_at, "newsletter"),
+                        basis=MailBasis("consent", row.captured_at, "newsletter"),
                     )
                 ).data
             )

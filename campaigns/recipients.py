@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from campaigns.context import Context
 from campaigns.errors import InvalidInput
 from campaigns.evidence.consent import consent_row
-from campaigns.evidence.contacts import Context, ingest_contacts
+from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import Contact, Delivery, Signup
 from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn

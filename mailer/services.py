@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from campaigns.clock import Clock, SystemClock
+from campaigns.context import Context
 from campaigns.errors import Conflict
-from campaigns.evidence.contacts import Context
 from campaigns.suppression.entries import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import make_engine

@@ -16,15 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.clock import Clock, months_before
+from campaigns.clock import months_before
 from campaigns.config import BusinessConfig
+from campaigns.context import Context
 from campaigns.db import among, dialect_insert, insert_ignoring_duplicates, insert_new_rows
 from campaigns.errors import Conflict, DomainError, InvalidInput
 from campaigns.evidence.consent import consent_row, refusal_reason
 from campaigns.evidence.projections import refresh_evidence
 from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
 from campaigns.schemas import ContactIn
-from campaigns.suppression.entries import AddressHasher, suppressed_among
+from campaigns.suppression.entries import suppressed_among
 
 # Sources that are not direct collection by the shop (C11), whatever `first_party` says.
 NOT_FIRST_PARTY_CHANNELS = frozenset(
@@ -40,22 +41,12 @@ class Refusal:
 
 
 @dataclass
-class Outcome:
+class IngestResult:
     index: int
     result: Literal["created", "updated", "rejected"]
     contact_id: str | None = None
     refused: list[Refusal] = field(default_factory=list)
     error: DomainError | None = None
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the contact service needs besides a session: the configuration, the address
-    hasher (for the suppression list) and the clock."""
-
-    config: BusinessConfig
-    hasher: AddressHasher
-    clock: Clock
 
 
 def check_contact(item: ContactIn, config: BusinessConfig, now: datetime) -> None:
@@ -135,13 +126,13 @@ def _rounds(items: Sequence[tuple[int, ContactIn]]) -> list[list[tuple[int, Cont
 
 async def ingest_contacts(
     session: AsyncSession, items: Sequence[tuple[int, ContactIn]], ctx: Context
-) -> list[Outcome]:
+) -> list[IngestResult]:
     """Create or update contacts with their orders and consent evidence. Never commits.
 
     Items must have passed `check_contact`. An item that conflicts with stored data (an order
     id of another contact, an external id that names another contact) is rejected alone.
     """
-    outcomes: list[Outcome] = []
+    outcomes: list[IngestResult] = []
     for round_items in _rounds(items):
         outcomes.extend(await _ingest_round(session, round_items, ctx))
     outcomes.sort(key=lambda outcome: outcome.index)
@@ -167,7 +158,7 @@ class _Writes:
 
 async def _ingest_round(
     session: AsyncSession, items: Sequence[tuple[int, ContactIn]], ctx: Context
-) -> list[Outcome]:
+) -> list[IngestResult]:
     now = ctx.clock.now()
     emails = [item.email for _, item in items]
     external_ids = [item.external_id for _, item in items if item.external_id]
@@ -202,21 +193,21 @@ async def _ingest_round(
     stored_orders = set(order_owner)
     suppressed = await suppressed_among(session, emails, ctx.hasher)
 
-    outcomes: list[Outcome] = []
+    outcomes: list[IngestResult] = []
     writes = _Writes()
     for index, item in items:
         try:
             contact_id, is_new = _resolve(item, by_email, by_external)
             _claim_orders(item, contact_id, order_owner)
         except Conflict as exc:
-            outcomes.append(Outcome(index, "rejected", error=exc))
+            outcomes.append(IngestResult(index, "rejected", error=exc))
             continue
         _plan_contact(writes, item, contact_id, is_new, stored_email, stored_orders, ctx, now)
         refused = item_refusals(item, ctx.config, now)
         if item.email in suppressed:
             refused.insert(0, Refusal("email", "suppressed"))
         outcomes.append(
-            Outcome(index, "created" if is_new else "updated", contact_id, refused=refused)
+            IngestResult(index, "created" if is_new else "updated", contact_id, refused=refused)
         )
     await _write(session, writes)
     return outcomes

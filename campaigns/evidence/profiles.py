@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from campaigns.audience.eligibility import Basis, current_bases
+from campaigns.context import Context
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.evidence.consent import consent_row
-from campaigns.evidence.contacts import Context, Refusal
+from campaigns.evidence.contacts import Refusal
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
 from campaigns.schemas import (

@@ -21,9 +21,9 @@ from campaigns.audience.eligibility import (
     audience_query,
 )
 from campaigns.clock import add_months
+from campaigns.context import Context
 from campaigns.db import among
 from campaigns.errors import InvalidInput, NotFound
-from campaigns.evidence.contacts import Context
 from campaigns.models import (
     Campaign,
     CampaignCategory,

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
+from campaigns.context import Context
 from campaigns.db import among, dialect_insert, dialect_name
-from campaigns.evidence.contacts import Context
 from campaigns.evidence.projections import is_suppressed
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.sending.campaigns import load_target, materialise
@@ -218,7 +218,7 @@ async def _skip_suppressed(
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SmtpOutcome:
     """What SMTP said about one message, normalised: sent, temporary or permanent."""
 
     delivery_id: int
@@ -228,7 +228,9 @@ class Outcome:
     relay_failure: bool = False  # the relay itself failed (counts against the error budget)
 
 
-async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ctx: Context) -> None:
+async def record_outcomes(
+    session: AsyncSession, outcomes: Sequence[SmtpOutcome], ctx: Context
+) -> None:
     """Write what happened and schedule retries with backoff until the deadline. Part of the
     handoff transaction; hard bounces are suppressed after it (`suppress_hard_bounces`), so
     the handoff never waits on another run's rows."""
@@ -267,7 +269,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome], ct
 
 
 async def suppress_hard_bounces(
-    session: AsyncSession, outcomes: Sequence[Outcome], ctx: Context
+    session: AsyncSession, outcomes: Sequence[SmtpOutcome], ctx: Context
 ) -> None:
     """C17: an address that hard-bounced is suppressed (its own transaction)."""
     ids = [o.delivery_id for o in outcomes if o.hard_bounce]

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import as_utc
+from campaigns.context import Context
 from campaigns.errors import Conflict, InvalidInput, NotFound
-from campaigns.evidence.contacts import Context
 from campaigns.models import Campaign, CampaignRun, Delivery
 
 SEND_AT_SLACK = timedelta(minutes=5)  # "now" typed by a person is a little in the past

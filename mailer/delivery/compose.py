@@ -35,7 +35,7 @@ from campaigns.sending.content import (
     self_contained_tree,
 )
 from campaigns.tokens import Kind, TokenSigner
-from mailer.delivery.footer import TEXT, Basis, footer, language, why_line
+from mailer.delivery.footer import TEXT, MailBasis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Recipient:
     email: str
     name: str | None
     locale: str | None
-    basis: Basis
+    basis: MailBasis
 
 
 def recipient_of(row: DeliveryRecipient) -> Recipient:
@@ -72,7 +72,7 @@ def recipient_of(row: DeliveryRecipient) -> Recipient:
         email=row.email,
         name=row.name,
         locale=row.locale,
-        basis=Basis(row.basis_kind, row.basis_date, row.purpose, row.categories),
+        basis=MailBasis(row.basis_kind, row.basis_date, row.purpose, row.categories),
     )
 
 
@@ -403,7 +403,7 @@ class CampaignComposer:
         return self._date[1]
 
     def _sample_footer(self, locale: str) -> dict[str, str]:
-        basis = Basis("consent", datetime(2026, 1, 2, tzinfo=UTC), self.campaign.purpose)
+        basis = MailBasis("consent", datetime(2026, 1, 2, tzinfo=UTC), self.campaign.purpose)
         token = "a" * 40
         return footer(
             self.sender,

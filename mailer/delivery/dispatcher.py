@@ -22,7 +22,7 @@ from campaigns.models import Campaign
 from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients, load_target
 from campaigns.sending.ledger import (
     Claim,
-    Outcome,
+    SmtpOutcome,
     begin_handoff,
     claim_batch,
     finish_run_if_done,
@@ -192,8 +192,10 @@ class Dispatcher:
         rows = await delivery_recipients(session, claim.ids) if claim.ids else []
         return claim, rows
 
-    async def _compose(self, run: _Run, ids: list[int], rows: list[DeliveryRecipient]) -> _Batch:
-        batch = _Batch(ids)
+    async def _compose(
+        self, run: _Run, ids: list[int], rows: list[DeliveryRecipient]
+    ) -> _ComposedBatch:
+        batch = _ComposedBatch(ids)
         for n, row in enumerate(rows, 1):
             if n % COMPOSE_SLICE == 0:
                 await asyncio.sleep(0)  # let the SMTP lanes read their replies meanwhile
@@ -201,10 +203,10 @@ class Dispatcher:
                 batch.messages[row.delivery_id] = run.composer.compose(recipient_of(row))
             except Exception as exc:
                 detail = f"cannot be composed: {type(exc).__name__}"
-                batch.unsendable.append(Outcome(row.delivery_id, "permanent", detail))
+                batch.unsendable.append(SmtpOutcome(row.delivery_id, "permanent", detail))
         return batch
 
-    async def _hand_off(self, run: _Run, batch: _Batch) -> bool:
+    async def _hand_off(self, run: _Run, batch: _ComposedBatch) -> bool:
         """Hand one batch to SMTP and record what happened. False: the campaign was paused."""
         services, ctx = self.services, self.services.context
         progress = run.progress
@@ -332,12 +334,12 @@ PR_SET_PDEATHSIG = 1
 
 
 @dataclass
-class _Batch:
+class _ComposedBatch:
     """Claimed deliveries, composed and waiting to be handed to SMTP."""
 
     ids: list[int]
     messages: dict[int, Composed] = field(default_factory=dict)
-    unsendable: list[Outcome] = field(default_factory=list)
+    unsendable: list[SmtpOutcome] = field(default_factory=list)
 
 
 @dataclass
@@ -349,7 +351,7 @@ class _Run:
     composer: CampaignComposer
     wait_for_retries: bool
     progress: Progress = field(default_factory=Progress)
-    ready: asyncio.Queue[_Batch | None] = field(default_factory=lambda: asyncio.Queue(1))
+    ready: asyncio.Queue[_ComposedBatch | None] = field(default_factory=lambda: asyncio.Queue(1))
     halt: asyncio.Event = field(default_factory=asyncio.Event)
     claims: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     failures_in_a_row: int = 0

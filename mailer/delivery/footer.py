@@ -69,7 +69,7 @@ def language(locale: str | None, default: str) -> str:
 
 
 @dataclass(frozen=True)
-class Basis:
+class MailBasis:
     """What the footer says about why the person gets the mail (from the delivery's basis)."""
 
     kind: str  # consent | soft_opt_in
@@ -78,7 +78,7 @@ class Basis:
     categories: tuple[str, ...] = ()
 
 
-def why_line(basis: Basis, locale: str) -> str:
+def why_line(basis: MailBasis, locale: str) -> str:
     # The line names the day only (the date formats use %d, %m and %Y: a test checks), so
     # contacts whose basis fell on the same day share one cached line.
     return _why(locale, basis.kind, basis.date.date(), basis.purpose, tuple(basis.categories))
@@ -100,7 +100,7 @@ def _why(
 
 def footer(
     sender: SenderIdentity,
-    basis: Basis,
+    basis: MailBasis,
     locale: str,
     *,
     unsubscribe_url: str,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from campaigns.sending.ledger import Outcome
+from campaigns.sending.ledger import SmtpOutcome
 from mailer.delivery.compose import Composed
 from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
 from mailer.settings import Settings
@@ -52,21 +52,21 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
-def classify(delivery_id: int, code: int, message: str, stage: str) -> Outcome:
+def classify(delivery_id: int, code: int, message: str, stage: str) -> SmtpOutcome:
     """One SMTP reply as an outcome. Only an address failure is a hard bounce (C17): an
     enhanced status 5.1.x, or a plain 550 to RCPT without one. A 5.7.x (policy, relaying
     denied) fails the message but says nothing about the address."""
     text = f"{code} {message}".strip()
     if 200 <= code < 300:
-        return Outcome(delivery_id, "sent")
+        return SmtpOutcome(delivery_id, "sent")
     if 400 <= code < 500:
-        return Outcome(delivery_id, "temporary", text)
+        return SmtpOutcome(delivery_id, "temporary", text)
     enhanced = _ENHANCED.search(message)
     if enhanced is not None:
         hard = enhanced.group(1) == "5" and enhanced.group(2) == "1"
     else:
         hard = stage == "rcpt" and code == 550
-    return Outcome(delivery_id, "permanent", text, hard_bounce=hard)
+    return SmtpOutcome(delivery_id, "permanent", text, hard_bounce=hard)
 
 
 class SmtpPool:
@@ -106,21 +106,21 @@ class SmtpPool:
             client.close()
             raise RelayError(f"cannot connect to the relay: {type(exc).__name__}") from exc
 
-    async def send_all(self, messages: Sequence[tuple[int, Composed]]) -> list[Outcome]:
+    async def send_all(self, messages: Sequence[tuple[int, Composed]]) -> list[SmtpOutcome]:
         """Send each (delivery id, message) over the pool; one outcome per message."""
-        batch = _Batch(messages)
+        batch = _SendAll(messages)
         lanes = min(self.size, len(messages))
         await asyncio.gather(*(self._lane(batch) for _ in range(lanes)))
         return batch.outcomes + batch.without_outcome()
 
-    async def _lane(self, batch: _Batch) -> None:
+    async def _lane(self, batch: _SendAll) -> None:
         connection = await self._idle.get()
         try:
             while batch.queue:
                 if batch.relay_down:  # the relay cannot be reached: fail the rest fast
                     delivery_id, _ = batch.queue.popleft()
                     batch.record(
-                        Outcome(delivery_id, "temporary", batch.relay_down, relay_failure=True)
+                        SmtpOutcome(delivery_id, "temporary", batch.relay_down, relay_failure=True)
                     )
                     continue
                 if connection is None or not connection.is_open:
@@ -144,7 +144,7 @@ class SmtpPool:
         finally:
             self._idle.put_nowait(connection)
 
-    async def _next(self, batch: _Batch) -> _Item | None:
+    async def _next(self, batch: _SendAll) -> _Item | None:
         """The next message this lane sends, after its turn in the rate limit."""
         while batch.queue:
             delivery_id, message = batch.queue.popleft()
@@ -152,14 +152,16 @@ class SmtpPool:
                 first = envelope(message.envelope_from, message.recipient)
             except UnicodeEncodeError:  # would need SMTPUTF8, which we do not speak
                 batch.record(
-                    Outcome(delivery_id, "permanent", "cannot be sent: the address is not ASCII")
+                    SmtpOutcome(
+                        delivery_id, "permanent", "cannot be sent: the address is not ASCII"
+                    )
                 )
                 continue
             await self.bucket.take()
             return _Item(delivery_id, first, message.data)
         return None
 
-    async def _pipelined(self, connection: PipeliningConnection, batch: _Batch) -> bool:
+    async def _pipelined(self, connection: PipeliningConnection, batch: _SendAll) -> bool:
         """Send messages until the batch is empty (True: keep the connection) or the connection
         fails (False). One write per message: its content, then the next message's envelope."""
         item = await self._next(batch)
@@ -192,7 +194,7 @@ class SmtpPool:
                 except ConnectionLost as exc:
                     if following is not None:
                         batch.retry(following)
-                    lost = Outcome(item.delivery_id, "temporary", f"connection lost: {exc}")
+                    lost = SmtpOutcome(item.delivery_id, "temporary", f"connection lost: {exc}")
                     batch.record(lost if accepted else _verdict(item, mail, rcpt, data))
                     return False
                 batch.record(_verdict(item, mail, rcpt, data, final))
@@ -219,7 +221,7 @@ class SmtpPool:
                 return True
             item = following
 
-    async def _lockstep(self, connection: PipeliningConnection, batch: _Batch) -> bool:
+    async def _lockstep(self, connection: PipeliningConnection, batch: _SendAll) -> bool:
         """For a relay without PIPELINING: each command waits for its reply."""
         while (item := await self._next(batch)) is not None:
             mail_from, rcpt_to, data_command = item.envelope.split(b"\r\n")[:3]
@@ -243,7 +245,7 @@ class SmtpPool:
                 if not written and all(reply.ok for reply in replies):
                     batch.retry(item)  # no refusal and no content: it was not sent
                 elif written:
-                    lost = Outcome(item.delivery_id, "temporary", f"connection lost: {exc}")
+                    lost = SmtpOutcome(item.delivery_id, "temporary", f"connection lost: {exc}")
                     batch.record(lost)
                 else:
                     batch.record(_verdict(item, *_padded(replies)))
@@ -267,30 +269,30 @@ class _Item:
     data: bytes
 
 
-class _Batch:
+class _SendAll:
     """The messages of one send_all, shared by its lanes."""
 
     def __init__(self, messages: Sequence[tuple[int, Composed]]) -> None:
         self.queue: deque[tuple[int, Composed]] = deque(messages)
         self.by_id = dict(messages)
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[SmtpOutcome] = []
         self.relay_down = ""  # why the relay cannot be reached, once it cannot
         self.retried: set[int] = set()
 
-    def without_outcome(self) -> list[Outcome]:
+    def without_outcome(self) -> list[SmtpOutcome]:
         """Messages a failed lane left without an outcome: never handed over (still queued)
         are retried later; in the lane's hands, they may have gone out, so they are not."""
         done = {outcome.delivery_id for outcome in self.outcomes}
         waiting = {delivery_id for delivery_id, _ in self.queue}
         return [
-            Outcome(i, "temporary", "not sent: the SMTP client failed")
+            SmtpOutcome(i, "temporary", "not sent: the SMTP client failed")
             if i in waiting
-            else Outcome(i, "permanent", "the SMTP client failed while sending it")
+            else SmtpOutcome(i, "permanent", "the SMTP client failed while sending it")
             for i in self.by_id
             if i not in done
         ]
 
-    def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: SmtpOutcome) -> None:
         self.outcomes.append(outcome)
         if outcome.relay_failure and outcome.kind == "temporary":
             self.relay_down = self.relay_down or outcome.detail  # the rest fails fast
@@ -300,7 +302,7 @@ class _Batch:
         written: once more on another connection, then a temporary failure (retried later)."""
         if item.delivery_id in self.retried:
             detail = "connection lost before the message was sent"
-            self.record(Outcome(item.delivery_id, "temporary", detail))
+            self.record(SmtpOutcome(item.delivery_id, "temporary", detail))
             return
         self.retried.add(item.delivery_id)
         self.queue.append((item.delivery_id, self.by_id[item.delivery_id]))
@@ -316,19 +318,19 @@ def _padded(replies: list[Reply]) -> tuple[Reply, Reply, Reply, Reply | None]:
 
 def _verdict(
     item: _Item, mail: Reply, rcpt: Reply, data: Reply, final: Reply | None = None
-) -> Outcome:
+) -> SmtpOutcome:
     """The outcome of one transaction from its replies: the first refusal decides."""
     delivery_id = item.delivery_id
     if not mail.ok:
         # Our own envelope sender refused: the relay's configuration, not the recipient.
         detail = f"relay refused our sender: {mail.code} {mail.text}"
-        return Outcome(delivery_id, "temporary", detail, relay_failure=True)
+        return SmtpOutcome(delivery_id, "temporary", detail, relay_failure=True)
     if not rcpt.ok:
         return classify(delivery_id, rcpt.code, rcpt.text, "rcpt")
     if data.code != 354:
         return classify(delivery_id, data.code, data.text, "data")
     if final is None:
-        return Outcome(delivery_id, "temporary", "connection lost before the relay replied")
+        return SmtpOutcome(delivery_id, "temporary", "connection lost before the relay replied")
     return classify(delivery_id, final.code, final.text, "data")
 
 

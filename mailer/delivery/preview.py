@@ -11,7 +11,7 @@ from campaigns.errors import Conflict
 from campaigns.models import Contact, Delivery
 from campaigns.sending.campaigns import delivery_recipients, explain, load_target
 from mailer.delivery.compose import Composed, Recipient, recipient_of
-from mailer.delivery.footer import Basis
+from mailer.delivery.footer import MailBasis
 
 if TYPE_CHECKING:
     from mailer.services import Services
@@ -28,7 +28,7 @@ def sample_recipient(email: str, locale: str | None = None) -> Recipient:
         email=email,
         name=None,
         locale=locale,
-        basis=Basis("consent", datetime.now(UTC), purpose="newsletter"),
+        basis=MailBasis("consent", datetime.now(UTC), purpose="newsletter"),
     )
 
 
@@ -71,7 +71,7 @@ async def compose_preview(
             email=contact.email,
             name=contact.name,
             locale=contact.locale,
-            basis=Basis(
+            basis=MailBasis(
                 basis.kind,
                 basis.captured_at or basis.placed_at,  # type: ignore[arg-type]
                 basis.purpose,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.errors import DomainError, InvalidInput
-from campaigns.evidence.contacts import Outcome, check_contact, ingest_contacts
+from campaigns.evidence.contacts import IngestResult, check_contact, ingest_contacts
 from campaigns.evidence.profiles import contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
 from campaigns.schemas import (
@@ -55,7 +55,7 @@ class ContactController(Controller):
         ctx = services.context
         check_contact(data, ctx.config, ctx.clock.now())
 
-        async def work(session: AsyncSession) -> tuple[Outcome, ContactOut]:
+        async def work(session: AsyncSession) -> tuple[IngestResult, ContactOut]:
             (outcome,) = await ingest_contacts(session, [(0, data)], ctx)
             if outcome.error is not None:
                 raise outcome.error

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.audience.eligibility import AudienceRules, audience_query
-from campaigns.evidence.contacts import Context, ingest_contacts
+from campaigns.context import Context
+from campaigns.evidence.contacts import ingest_contacts
 from campaigns.models import ContactHash, Delivery
 from campaigns.schemas import ContactIn
 from campaigns.sending.campaigns import load_target, materialise

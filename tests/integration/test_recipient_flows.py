@@ -368,7 +368,7 @@ async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, s
     import dkim
 
     from mailer.delivery.dkim import DkimSigner
-    from mailer.delivery.footer import Basis
+    from mailer.delivery.footer import MailBasis
     from tests.unit.test_compose import CONSENT, dns_for, rsa_key
 
     private, record = rsa_key()
@@ -385,7 +385,7 @@ async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, s
     from mailer.delivery.compose import Recipient
 
     recipient = Recipient(7, "d" * 32, "an@example.be", "An", "nl", CONSENT)
-    assert isinstance(recipient.basis, Basis)
+    assert isinstance(recipient.basis, MailBasis)
     await services.transport.send(composer.compose(recipient))
     (received,) = await smtp.wait_for(1)
     assert dkim.verify(received.data, dnsfunc=dns_for(record))

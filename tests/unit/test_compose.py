@@ -27,7 +27,7 @@ from mailer.delivery.compose import (
     Recipient,
 )
 from mailer.delivery.dkim import DkimError, DkimSigner
-from mailer.delivery.footer import TEXT, Basis
+from mailer.delivery.footer import TEXT, MailBasis
 from mailer.delivery.mime import HeaderInjection
 from tests.conftest import ROOT, business_config
 
@@ -35,8 +35,8 @@ TEMPLATES = ROOT / "templates" / "email"
 GOLDEN = ROOT / "tests" / "golden"
 SECRET = b"golden-secret-key-0123456789abcdefghijklmnop"
 NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
-CONSENT = Basis("consent", datetime(2026, 3, 14, 10, 0, tzinfo=UTC), purpose="newsletter")
-CUSTOMER = Basis("soft_opt_in", datetime(2026, 10, 2, 10, 0, tzinfo=UTC), categories=("tea",))
+CONSENT = MailBasis("consent", datetime(2026, 3, 14, 10, 0, tzinfo=UTC), purpose="newsletter")
+CUSTOMER = MailBasis("soft_opt_in", datetime(2026, 10, 2, 10, 0, tzinfo=UTC), categories=("tea",))
 
 FOOTER = {
     "nl": (
@@ -81,7 +81,7 @@ def composer(template: str = "newsletter.html", **kw) -> CampaignComposer:
     )
 
 
-def recipient(locale: str = "nl", basis: Basis = CONSENT, **kw) -> Recipient:
+def recipient(locale: str = "nl", basis: MailBasis = CONSENT, **kw) -> Recipient:
     values = {
         "delivery_id": 1234,
         "contact_id": "d" * 32,

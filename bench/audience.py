@@ -459,10 +459,10 @@ async def child_setup(database_url: str) -> dict[str, Any]:
     ctx = services.context
     try:
         data = CampaignIn(name="Bench: tea promotion", subject="Tea offers", **CAMPAIGN)
-        campaign = await services.transaction(
+        campaign = await services.db.transaction(
             lambda s: create_campaign(s, data, ctx, templates=TEMPLATES)
         )
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             sizes = {
                 table.name: (
                     await session.execute(sa.select(sa.func.count()).select_from(table))
@@ -490,7 +490,7 @@ async def child_measure(database_url: str, campaign_id: str) -> dict[str, Any]:
     ctx = services.context
     result: dict[str, Any] = {"rss_start_mb": round(peak_rss_mb(), 1)}
     try:
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             await session.execute(sa.text("SELECT 1"))  # connect before the clocks start
             _, target = await load_target(session, campaign_id)
 

@@ -16,7 +16,7 @@ What is measured (PostgreSQL only, everything on loopback):
   process (so its peak RSS is that of the sending process only), configured the way an
   operator would (`Settings.from_env`: MAILER_SMTP_HOST/PORT point at the sink, MAILER_CONFIG
   at a copy of mailer.example.toml whose frequency cap is lifted so that every run sends to
-  everyone): `start_run` (materialise, timed on its own), then `Dispatcher(services).run(...)`
+  everyone): `start_run` (materialise, timed on its own), then `services.dispatcher().run(...)`
   (the dispatch, timed), with a SystemClock. The run must end with N deliveries, all `sent`,
   or the benchmark fails. Reported: msg/s of the dispatch (median, min/max), the ratio
   ours/smtp-source, and the child's peak RSS. That is VmHWM, the child's own high-water mark:
@@ -90,7 +90,7 @@ from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending.campaigns import create_campaign
 from campaigns.sending.ledger import start_run
 from mailer.delivery.compose import Recipient
-from mailer.delivery.dispatcher import Dispatcher, send_run
+from mailer.delivery.dispatcher import send_run
 from mailer.delivery.footer import MailBasis
 from mailer.services import Services
 from mailer.settings import Settings
@@ -380,7 +380,7 @@ async def _load(settings: Settings, start: int, stop: int) -> None:
                 (i - first, ContactIn.model_validate(make_contact(i, now)))
                 for i in range(first, min(first + LOAD_BATCH, stop))
             ]
-            outcomes = await services.transaction(partial(ingest, items=items, ctx=ctx))
+            outcomes = await services.db.transaction(partial(ingest, items=items, ctx=ctx))
             refused = [o for o in outcomes if o.result != "created" or o.refused]
             if refused:
                 raise AssertionError(f"contact {first + refused[0].index} not created cleanly")
@@ -403,7 +403,7 @@ async def _new_campaign(settings: Settings, name: str) -> str:
             name=name, purpose="newsletter", subject="Nieuws van Olleke Bolleke",
             template="newsletter.html",
         )  # fmt: skip
-        created = await services.transaction(
+        created = await services.db.transaction(
             lambda s: create_campaign(s, body, services.context, TEMPLATES)
         )
         return created.id
@@ -420,7 +420,7 @@ async def _message_sizes(settings: Settings, campaign_id: str, first_delivery: i
     first contacts (as the dispatcher would compose them, consent basis)."""
     services = Services.build(settings, SystemClock())
     try:
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             campaign = await session.get(Campaign, campaign_id)
             assert campaign is not None
             rows = (
@@ -433,7 +433,7 @@ async def _message_sizes(settings: Settings, campaign_id: str, first_delivery: i
                     {"n": SIZE_SAMPLE},
                 )
             ).all()
-        composer = Dispatcher(services).composer_for(campaign)
+        composer = services.composers.for_campaign(campaign)
         return [
             len(
                 composer.compose(
@@ -530,7 +530,7 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
     try:
         scheduled_for = ctx.clock.now()
         started = time.perf_counter()
-        run_id = await services.transaction(
+        run_id = await services.db.transaction(
             lambda s: start_run(s, campaign_id, scheduled_for, ctx, allowed=("draft",))
         )
         result["materialise_s"] = time.perf_counter() - started
@@ -538,7 +538,7 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
             raise AssertionError("start_run fired nothing (the campaign is not a fresh draft?)")
         result["rss_after_materialise_mb"] = round(peak_rss_mb(), 1)
 
-        dispatcher = Dispatcher(services)
+        dispatcher = services.dispatcher()
         try:
             with profiler(profile):
                 cpu_before = _cpu_seconds()
@@ -559,7 +559,7 @@ async def child_send(campaign_id: str, expected: int, profile: Path | None) -> d
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         result["helpers_rss_peak_mb"] = round(children, 1)
 
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             rows = await session.execute(
                 sa.text(
                     "SELECT status, count(*) FROM delivery"

@@ -124,11 +124,11 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    from mailer.scheduler import Worker
     from mailer.services import Services
 
     services = Services.build(settings)
-    worker = Worker(services)
+    await services.start()
+    worker = services.worker()
     await worker.start()
     print("worker running: scheduler and dispatcher (Ctrl-C stops)")
     try:
@@ -148,15 +148,15 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
 
     from campaigns.errors import DomainError
     from campaigns.sending.ledger import run_counts, start_run
-    from mailer.delivery.dispatcher import Dispatcher, send_run
+    from mailer.delivery.dispatcher import send_run
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = Dispatcher(services)
+    dispatcher = services.dispatcher()
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         try:
-            run_id = await services.transaction(
+            run_id = await services.db.transaction(
                 lambda s: start_run(
                     s, campaign_id, now, services.context, allowed=("draft", "scheduled")
                 )
@@ -173,7 +173,7 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
             return 2
 
         async def counts() -> dict[str, int]:
-            return await services.transaction(lambda s: run_counts(s, run_id))
+            return await services.db.transaction(lambda s: run_counts(s, run_id))
 
         total = sum((await counts()).values())
         started = time.monotonic()
@@ -224,11 +224,10 @@ async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
     finishes the batch in hand, then stops."""
     import signal
 
-    from mailer.delivery.dispatcher import Dispatcher
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = Dispatcher(services)
+    dispatcher = services.dispatcher()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, dispatcher.stopping.set)
     try:
         progress = await dispatcher.run(campaign_id, run_id, wait_for_retries=False)
@@ -247,7 +246,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     clock = SystemClock()
     try:
         if args.keys_command == "create":
-            key, row = await services.transaction(
+            key, row = await services.db.transaction(
                 lambda s: create_key(s, scope=args.scope, name=args.name, clock=clock)
             )
             print(key)
@@ -256,13 +255,13 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         elif args.keys_command == "list":
-            for row in await services.transaction(list_keys):
+            for row in await services.db.transaction(list_keys):
                 state = "revoked" if row.revoked_at else "active"
                 print(
                     f"{row.id}  {row.scope:<8}  {state:<7}  {row.created_at:%Y-%m-%d}  {row.name}"
                 )
         elif args.keys_command == "revoke":
-            await services.transaction(lambda s: revoke_key(s, args.key_id, clock))
+            await services.db.transaction(lambda s: revoke_key(s, args.key_id, clock))
             print(f"revoked {args.key_id}")
     except DomainError as exc:
         print(exc.message, file=sys.stderr)

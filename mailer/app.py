@@ -1,4 +1,4 @@
-"""The composition root: `create_app(settings)` is the only place things are wired together."""
+"""The web entry point: `create_app(settings)` serves what `mailer/services.py` wires."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 
 from litestar import Litestar, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import (
     Components,
@@ -18,10 +19,7 @@ from litestar.openapi.spec import (
 )
 
 from campaigns.clock import Clock
-from campaigns.recipients import Addressee
-from campaigns.suppression.entries import sync_contact_hashes
 from mailer.inbound import start_listener
-from mailer.scheduler import Worker
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -29,7 +27,7 @@ from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.pages import RecipientPages
-from mailer.web.pages import acknowledge as acknowledge_task
+from mailer.web.pages_env import Pages
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -45,12 +43,21 @@ async def healthz() -> dict[str, str]:
 def create_app(
     settings: Settings, *, clock: Clock | None = None, with_worker: bool = False
 ) -> Litestar:
+    """The web app over the objects `Services.build` wires; the controllers get the parts they
+    use (database, domain context, signer, notices, pages) injected by name."""
     services = Services.build(settings, clock)
-    worker = Worker(services) if with_worker else None
-
+    worker = services.worker() if with_worker else None
+    pages = Pages(settings.templates_dir, settings.business.sender)
     listener: list[asyncio.Server] = []
 
-    async def start_worker() -> None:
+    async def start() -> None:
+        await services.start()
+        if settings.inbound_port:
+            listener.append(
+                await start_listener(
+                    services.inbound_handler(), settings.inbound_host, settings.inbound_port
+                )
+            )
         if worker is not None:
             await worker.start()
 
@@ -62,20 +69,8 @@ def create_app(
             await server.wait_closed()
         await services.close()
 
-    async def acknowledge(addressee: Addressee) -> None:
-        task = acknowledge_task(services, addressee)
-        if task is not None:
-            await task()
-
-    async def listen_for_mail() -> None:
-        if settings.inbound_port:
-            listener.append(await start_listener(services, acknowledge))
-
-    async def rehash_contacts() -> None:
-        # After a secret was added, hash the addresses under it too (suppression lookups).
-        await services.transaction(
-            lambda session: sync_contact_hashes(session, services.context.hasher)
-        )
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     app = Litestar(
         route_handlers=[
@@ -88,8 +83,15 @@ def create_app(
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
-        state=State({"services": services}),
-        on_startup=[rehash_contacts, listen_for_mail, start_worker],
+        state=State({"services": services, "db": services.db, "dev_mode": settings.dev_mode}),
+        dependencies={
+            "db": provide(services.db),
+            "ctx": provide(services.context),
+            "signer": provide(services.signer),
+            "notices": provide(services.notices),
+            "pages": provide(pages),
+        },
+        on_startup=[start],
         on_shutdown=[close],
         openapi_config=OpenAPIConfig(
             title="Permission-first mailer",

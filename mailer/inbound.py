@@ -6,23 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from campaigns.context import Context
 from campaigns.models import InboundReview
-from campaigns.recipients import unsubscribe_delivery
-from campaigns.tokens import Kind
-from mailer.services import Services
+from campaigns.recipients import Addressee, unsubscribe_delivery
+from campaigns.tokens import Kind, TokenSigner
+from mailer.db import Database
 
 log = logging.getLogger("mailer.inbound")
 REVIEW_LIMIT = 64 * 1024
 
 
 class InboundHandler:
-    def __init__(self, services: Services, acknowledge: Any) -> None:
-        self.services = services
-        self.domain = services.settings.business.sender.mail_domain.lower()
+    def __init__(
+        self,
+        db: Database,
+        ctx: Context,
+        signer: TokenSigner,
+        acknowledge: Callable[[Addressee], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.signer = signer
+        self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
 
     async def handle_RCPT(
@@ -47,14 +57,11 @@ class InboundHandler:
     async def _deliver(self, recipient: str, content: bytes) -> None:
         local = recipient.rpartition("@")[0].lower()
         tag, _, token = local.partition("+")
-        services = self.services
         if tag == "unsubscribe":
-            delivery_id = services.signer.read_delivery(Kind.UNSUBSCRIBE, token)
+            delivery_id = self.signer.read_delivery(Kind.UNSUBSCRIBE, token)
             if delivery_id is not None:
-                addressee = await services.transaction(
-                    lambda s: unsubscribe_delivery(
-                        s, delivery_id, channel="mailto", ctx=services.context
-                    )
+                addressee = await self.db.transaction(
+                    lambda s: unsubscribe_delivery(s, delivery_id, channel="mailto", ctx=self.ctx)
                 )
                 if addressee is not None:
                     await self.acknowledge(addressee)
@@ -67,33 +74,31 @@ class InboundHandler:
         await self._review(recipient, reason, content)
 
     async def _review(self, recipient: str, reason: str, content: bytes) -> None:
-        services = self.services
-
         async def store(session: Any) -> None:
             session.add(
                 InboundReview(
-                    received_at=services.context.clock.now(),
+                    received_at=self.ctx.clock.now(),
                     recipient=recipient[:320],
                     reason=reason,
                     message=content[:REVIEW_LIMIT].decode("utf-8", "replace"),
                 )
             )
 
-        await services.transaction(store)
+        await self.db.transaction(store)
         log.info("inbound mail kept for review: %s", reason)
 
 
-async def start_listener(services: Services, acknowledge: Any) -> asyncio.Server:
+async def start_listener(handler: InboundHandler, host: str, port: int) -> asyncio.Server:
     """Listen on MAILER_INBOUND_HOST:PORT in the running loop. SO_REUSEPORT lets several
     `serve` workers share the port."""
-    handler = InboundHandler(services, acknowledge)
     loop = asyncio.get_running_loop()
-    settings = services.settings
     return await loop.create_server(
         lambda: SMTP(
-            handler, hostname=settings.business.sender.mail_domain, data_size_limit=10 * 1024 * 1024
+            handler,
+            hostname=handler.ctx.config.sender.mail_domain,
+            data_size_limit=10 * 1024 * 1024,
         ),
-        host=settings.inbound_host,
-        port=settings.inbound_port,
+        host=host,
+        port=port,
         reuse_port=True,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -20,12 +21,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from campaigns.context import Context
 from campaigns.models import Campaign
 from campaigns.sending.ledger import recover_in_flight, start_run
 from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns
-from campaigns.suppression.entries import sync_contact_hashes
-from mailer.delivery.dispatcher import Dispatcher, process_pool, send_run
-from mailer.services import Services
+from mailer.db import Database
+from mailer.delivery.dispatcher import Dispatcher, send_run
+from mailer.delivery.pool import SmtpPool
 
 log = logging.getLogger("mailer.worker")
 GRACE = timedelta(hours=1)  # a firing missed by less than this still runs, once
@@ -58,16 +60,25 @@ def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> li
 
 
 class Worker:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    """Fires triggers and runs dispatches, all of them over one SMTP pool (the relay's
+    connections and rate limit are per process, not per run)."""
+
+    def __init__(
+        self,
+        db: Database,
+        ctx: Context,
+        pool: SmtpPool,
+        dispatcher_for: Callable[[SmtpPool], Dispatcher],
+    ) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.pool = pool
+        self.dispatcher_for = dispatcher_for
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self.dispatchers: set[Dispatcher] = set()
-        self.pool = process_pool(services)
 
     async def start(self) -> None:
-        hasher = self.services.context.hasher
-        await self.services.transaction(lambda s: sync_contact_hashes(s, hasher))
         await self.tick()
         self.scheduler.add_job(
             self.tick,
@@ -94,16 +105,16 @@ class Worker:
 
     async def tick(self) -> None:
         """Recover, catch up on due firings, keep triggers in step with the database."""
-        services, ctx = self.services, self.services.context
-        recovered = await services.transaction(lambda s: recover_in_flight(s, ctx))
+        db, ctx = self.db, self.ctx
+        recovered = await db.transaction(lambda s: recover_in_flight(s, ctx))
         if recovered:
             log.warning("%d in-flight messages marked unknown after a stop", recovered)
-        for campaign in await services.transaction(scheduled_campaigns):
-            already = await services.transaction(partial(fired_runs, campaign_id=campaign.id))
+        for campaign in await db.transaction(scheduled_campaigns):
+            already = await db.transaction(partial(fired_runs, campaign_id=campaign.id))
             for moment in due_firings(campaign, ctx.clock.now(), already):
                 await self.fire(campaign.id, moment)
             self._ensure_trigger(campaign)
-        for campaign_id, run_id in await services.transaction(open_runs):
+        for campaign_id, run_id in await db.transaction(open_runs):
             self._dispatch(campaign_id, run_id)
 
     def _ensure_trigger(self, campaign: Campaign) -> None:
@@ -119,7 +130,7 @@ class Worker:
                 misfire_grace_time=int(GRACE.total_seconds()),
                 coalesce=True,
             )
-        elif campaign.send_at is not None and campaign.send_at > self.services.context.clock.now():
+        elif campaign.send_at is not None and campaign.send_at > self.ctx.clock.now():
             self.scheduler.add_job(
                 self._fire_now,
                 "date",
@@ -134,8 +145,8 @@ class Worker:
         await self.tick()  # the due firing is found and claimed there, exactly once
 
     async def fire(self, campaign_id: str, scheduled_for: datetime) -> int | None:
-        services, ctx = self.services, self.services.context
-        run_id = await services.transaction(lambda s: start_run(s, campaign_id, scheduled_for, ctx))
+        db, ctx = self.db, self.ctx
+        run_id = await db.transaction(lambda s: start_run(s, campaign_id, scheduled_for, ctx))
         if run_id is not None:
             log.info("campaign run %s started", run_id)
             self._dispatch(campaign_id, run_id)
@@ -148,7 +159,7 @@ class Worker:
         self.dispatching[key] = asyncio.create_task(self._send(campaign_id, run_id))
 
     async def _send(self, campaign_id: str, run_id: int) -> None:
-        dispatcher = Dispatcher(self.services, pool=self.pool)
+        dispatcher = self.dispatcher_for(self.pool)
         self.dispatchers.add(dispatcher)
         try:
             await send_run(dispatcher, campaign_id, run_id)

@@ -1,105 +1,111 @@
-"""What the web layer and the command line share: engine, sessions, domain context."""
+"""The one composition root: every object of the service is built here, once per process, from
+the settings. The web app (`mailer/app.py`) and every command (`mailer/__main__.py`) start from
+`Services.build`; nothing else imports this module. The layers below get only the narrow parts
+they use (the database, the domain context, a composer factory, an SMTP pool, the notices),
+never the container.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from jinja2 import Environment
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock, SystemClock
 from campaigns.context import Context
-from campaigns.errors import Conflict
-from campaigns.suppression.entries import AddressHasher
+from campaigns.suppression.entries import AddressHasher, sync_contact_hashes
 from campaigns.tokens import TokenSigner
-from mailer.db import make_engine
-from mailer.delivery.compose import Composed
+from mailer.db import Database
+from mailer.delivery.compose import Composers
+from mailer.delivery.dispatcher import Dispatcher, process_pool
 from mailer.delivery.dkim import DkimSigner
+from mailer.delivery.notices import Notices
+from mailer.delivery.pool import SmtpPool
 from mailer.delivery.transport import SmtpTransport
+from mailer.inbound import InboundHandler
+from mailer.scheduler import Worker
 from mailer.settings import Settings
-from mailer.web.pages_env import page_environment
 
 T = TypeVar("T")
-ATTEMPTS = 3
 
 
 @dataclass
 class Services:
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    db: Database
     context: Context
     signer: TokenSigner
     transport: SmtpTransport
-    pages: Environment
-    dkim: DkimSigner | None = None
+    composers: Composers
+    notices: Notices
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
-        engine = make_engine(settings.database_url)
+        business = settings.business
+        clock = clock or SystemClock()
+        signer = TokenSigner(settings.secret_keys)
+        transport = SmtpTransport(settings)
+        dkim = (
+            DkimSigner.from_file(
+                settings.dkim_selector, business.sender.mail_domain, settings.dkim_key_file
+            )
+            if settings.dkim_selector and settings.dkim_key_file
+            else None
+        )
         return cls(
             settings=settings,
-            engine=engine,
-            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            db=Database(settings.database_url),
             context=Context(
-                config=settings.business,
-                hasher=AddressHasher(settings.secret_keys),
-                clock=clock or SystemClock(),
+                config=business, hasher=AddressHasher(settings.secret_keys), clock=clock
             ),
-            signer=TokenSigner(settings.secret_keys),
-            transport=SmtpTransport(settings),
-            pages=page_environment(settings.templates_dir),
-            dkim=(
-                DkimSigner.from_file(
-                    settings.dkim_selector,
-                    settings.business.sender.mail_domain,
-                    settings.dkim_key_file,
-                )
-                if settings.dkim_selector and settings.dkim_key_file
-                else None
+            signer=signer,
+            transport=transport,
+            composers=Composers(
+                sender=business.sender,
+                public_url=settings.public_url,
+                templates_dir=settings.templates_dir,
+                signer=signer,
+                clock=clock,
+                dkim=dkim,
+            ),
+            notices=Notices(
+                sender=business.sender,
+                public_url=settings.public_url,
+                signer=signer,
+                clock=clock,
+                transport=transport,
+                acknowledge_opt_outs=business.marketing.acknowledge_opt_outs,
             ),
         )
+
+    async def start(self) -> None:
+        """Once per process, before serving or sending: after a secret was added, hash every
+        address under it too, so suppression lookups under the new secret match."""
+        hasher = self.context.hasher
+        await self.db.transaction(lambda session: sync_contact_hashes(session, hasher))
+
+    def pool(self) -> SmtpPool:
+        """This process's share of the relay's connections and rate."""
+        return process_pool(self.settings, self.context.config.delivery)
+
+    def dispatcher(self, pool: SmtpPool | None = None) -> Dispatcher:
+        """A dispatcher over `pool` (a worker's shared one), or over a pool of its own."""
+        own = pool is None
+        return Dispatcher(self.db, self.context, self.composers, pool or self.pool(), owns_pool=own)
+
+    def worker(self) -> Worker:
+        return Worker(self.db, self.context, self.pool(), self.dispatcher)
+
+    def inbound_handler(self) -> InboundHandler:
+        return InboundHandler(self.db, self.context, self.signer, self.notices.acknowledge)
 
     async def transaction(
         self, work: Callable[[AsyncSession], Awaitable[T]], *, retry: bool = True
     ) -> T:
-        """Run `work` in one transaction and commit: a request changes everything or nothing.
-
-        A unique-key race with a concurrent request (two pushes of one new address) rolls
-        back and runs again; the second run sees the other request's committed row. Work that
-        talks to the outside world (an SMTP handoff) passes `retry=False`: running it again
-        would send again.
-        """
-        attempts = ATTEMPTS if retry else 1
-        for attempt in range(1, attempts + 1):
-            async with self.sessions() as session:
-                try:
-                    result = await work(session)
-                    await session.commit()
-                    return result
-                except IntegrityError as exc:
-                    await session.rollback()
-                    if attempt == attempts:
-                        raise Conflict("the request conflicts with a concurrent change") from exc
-                except DBAPIError as exc:
-                    await session.rollback()
-                    if attempt == attempts or not _is_transient(exc):
-                        raise
-                await asyncio.sleep(0.01 * attempt)
-        raise AssertionError("unreachable")
-
-    async def transaction_mail(self, message: Composed) -> None:
-        """Send one message now over the relay (test sends); errors reach the caller."""
-        await self.transport.send(message)
+        # TEMPORARY, until the controllers get their parts injected: remove.
+        return await self.db.transaction(work, retry=retry)
 
     async def close(self) -> None:
-        await self.engine.dispose()
-
-
-def _is_transient(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return "database is locked" in text or "deadlock" in text or "serializ" in text
+        await self.db.close()

@@ -168,7 +168,7 @@ def settings(database_url: str, smtp_server: SmtpServer) -> Settings:
 
 
 async def empty_tables(services: Services) -> None:
-    async with services.engine.begin() as connection:
+    async with services.db.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
             await connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
@@ -201,7 +201,7 @@ async def keys(services: Services, clock: FixedClock) -> dict[str, dict[str, str
     """Authorization headers per scope."""
     headers = {}
     for scope in ("shop", "marketer", "admin"):
-        key, _ = await services.transaction(
+        key, _ = await services.db.transaction(
             lambda s, scope=scope: create_key(s, scope=scope, name=f"test {scope}", clock=clock)
         )
         headers[scope] = {"Authorization": f"Bearer {key}"}

@@ -26,6 +26,7 @@ from markupsafe import Markup, escape
 
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
+from campaigns.models import Campaign
 from campaigns.sending.campaigns import DeliveryRecipient
 from campaigns.sending.content import (
     CampaignContent,
@@ -411,6 +412,32 @@ class CampaignComposer:
             locale,
             unsubscribe_url=f"{self.public_url}/u/{token}",
             preferences_url=f"{self.public_url}/p/{token}",
+        )
+
+
+@dataclass(frozen=True)
+class Composers:
+    """Makes a campaign's composer: what the dispatcher, the preview and the test send share,
+    so the three cannot compose differently."""
+
+    sender: SenderIdentity
+    public_url: str
+    templates_dir: Path
+    signer: TokenSigner
+    clock: Clock
+    dkim: DkimSigner | None = None
+
+    def for_campaign(self, campaign: Campaign) -> CampaignComposer:
+        return CampaignComposer(
+            CampaignInfo(
+                campaign.id, campaign.name, campaign.purpose, campaign.subject, campaign.template
+            ),
+            sender=self.sender,
+            public_url=self.public_url,
+            templates_dir=self.templates_dir,
+            signer=self.signer,
+            clock=self.clock,
+            dkim=self.dkim,
         )
 
 

@@ -18,6 +18,8 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.config import DeliveryPolicy
+from campaigns.context import Context
 from campaigns.models import Campaign
 from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients, load_target
 from campaigns.sending.ledger import (
@@ -34,9 +36,10 @@ from campaigns.sending.ledger import (
     run_counts,
     suppress_hard_bounces,
 )
-from mailer.delivery.compose import CampaignComposer, CampaignInfo, Composed, recipient_of
+from mailer.db import Database
+from mailer.delivery.compose import CampaignComposer, Composed, Composers, recipient_of
 from mailer.delivery.pool import SmtpPool
-from mailer.services import Services
+from mailer.settings import Settings
 
 log = logging.getLogger("mailer.dispatch")
 COMPOSE_SLICE = 16  # messages composed between turns of the event loop
@@ -52,28 +55,27 @@ class Progress:
 
 
 class Dispatcher:
-    def __init__(self, services: Services, pool: SmtpPool | None = None) -> None:
-        self.services = services
-        self.policy = services.context.config.delivery
-        # A worker passes its one pool, so connections and the rate limit are per relay,
-        # not per run; a dispatcher on its own makes (and closes) its own.
-        self.owns_pool = pool is None
-        self.pool = pool or process_pool(services)
-        self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
+    """Talks to a small store (the database's transactions over the send ledger), a composer
+    factory and an SMTP pool; never to the service container."""
 
-    def composer_for(self, campaign: Campaign) -> CampaignComposer:
-        settings = self.services.settings
-        return CampaignComposer(
-            CampaignInfo(
-                campaign.id, campaign.name, campaign.purpose, campaign.subject, campaign.template
-            ),
-            sender=settings.business.sender,
-            public_url=settings.public_url,
-            templates_dir=settings.templates_dir,
-            signer=self.services.signer,
-            clock=self.services.context.clock,
-            dkim=self.services.dkim,
-        )
+    def __init__(
+        self,
+        db: Database,
+        ctx: Context,
+        composers: Composers,
+        pool: SmtpPool,
+        *,
+        owns_pool: bool = False,
+    ) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.composers = composers
+        self.policy = ctx.config.delivery
+        # A worker passes its one pool, so connections and the rate limit are per relay,
+        # not per run; a dispatcher on its own owns (and closes) its pool.
+        self.owns_pool = owns_pool
+        self.pool = pool
+        self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
 
     async def run(
         self,
@@ -89,9 +91,9 @@ class Dispatcher:
         current batch to SMTP, so the database and the templates never wait for the relay.
         At most one prepared batch waits; whatever is prepared but not handed over when the
         run stops is released (queued again), never left claimed."""
-        services = self.services
-        campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
-        run = _Run(campaign_id, run_id, self.composer_for(campaign), wait_for_retries)
+        db = self.db
+        campaign, _ = await db.transaction(lambda s: load_target(s, campaign_id))
+        run = _Run(campaign_id, run_id, self.composers.for_campaign(campaign), wait_for_retries)
         producer = asyncio.create_task(self._prepare(run))
         ended = False  # the producer said it has nothing more
         try:
@@ -115,7 +117,7 @@ class Dispatcher:
                 if left is None:
                     ended = True
                 else:
-                    await services.transaction(partial(release, ids=left.ids))
+                    await db.transaction(partial(release, ids=left.ids))
                     run.claims.release()
             await producer  # raises what the producer raised
         return run.progress
@@ -127,10 +129,10 @@ class Dispatcher:
         as much for a thousand deliveries as for two hundred. They are composed and handed over
         one batch at a time, and a claimed batch not yet handed over is requeued after a crash,
         so what a crash can leave `unknown` stays one batch."""
-        services = self.services
+        db = self.db
         try:
             while not (run.halt.is_set() or self.stopping.is_set()):
-                claimed = await services.transaction(lambda s: self._claim(s, run))
+                claimed = await db.transaction(lambda s: self._claim(s, run))
                 if claimed is None:  # paused or cancelled
                     break
                 claim, rows = claimed
@@ -158,7 +160,7 @@ class Dispatcher:
             if run.halt.is_set() or self.stopping.is_set():
                 run.claims.release()
                 rest = ids[start:]
-                await self.services.transaction(partial(release, ids=rest))
+                await self.db.transaction(partial(release, ids=rest))
                 return
             chunk = ids[start : start + size]
             batch_rows = [row_of[i] for i in chunk if i in row_of]
@@ -167,14 +169,10 @@ class Dispatcher:
     async def _nothing_left(self, run: _Run) -> bool:
         """True when the run is finished (or only retries remain and we do not wait);
         otherwise sleep until the first retry is due."""
-        services, ctx = self.services, self.services.context
-        if await services.transaction(
-            lambda s: finish_run_if_done(s, run.campaign_id, run.run_id, ctx)
-        ):
+        db, ctx = self.db, self.ctx
+        if await db.transaction(lambda s: finish_run_if_done(s, run.campaign_id, run.run_id, ctx)):
             return True
-        retry_at = await services.transaction(
-            lambda s: pending_retry_at(s, run.campaign_id, run.run_id)
-        )
+        retry_at = await db.transaction(lambda s: pending_retry_at(s, run.campaign_id, run.run_id))
         if retry_at is None or not run.wait_for_retries:
             return True
         await asyncio.sleep(min(5.0, max(0.01, (retry_at - ctx.clock.now()).total_seconds())))
@@ -186,7 +184,7 @@ class Dispatcher:
         """One transaction: the campaign still sending? then claim a batch and read who."""
         if await _status(session, run.campaign_id) != "sending":
             return None
-        ctx = self.services.context
+        ctx = self.ctx
         limit = self.policy.batch_size * CLAIMED_BATCHES
         claim = await claim_batch(session, run.campaign_id, run.run_id, ctx, limit)
         rows = await delivery_recipients(session, claim.ids) if claim.ids else []
@@ -208,18 +206,18 @@ class Dispatcher:
 
     async def _hand_off(self, run: _Run, batch: _ComposedBatch) -> bool:
         """Hand one batch to SMTP and record what happened. False: the campaign was paused."""
-        services, ctx = self.services, self.services.context
+        db, ctx = self.db, self.ctx
         progress = run.progress
         if not batch.messages:  # nothing composes: the setup is broken, not one recipient
             reason = f"paused: messages cannot be composed ({batch.unsendable[0].detail})"
-            await services.transaction(partial(release, ids=batch.ids))
-            await services.transaction(
+            await db.transaction(partial(release, ids=batch.ids))
+            await db.transaction(
                 partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
             )
             log.error("campaign paused: composition failed")
             return False
 
-        claimed = await services.transaction(
+        claimed = await db.transaction(
             lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx)
         )
         if claimed is None:  # paused or cancelled since the claim: released, not sent
@@ -235,9 +233,9 @@ class Dispatcher:
             return live, outcomes
 
         # Never retried: the messages may already be with the relay.
-        live, outcomes = await services.transaction(handoff, retry=False)
+        live, outcomes = await db.transaction(handoff, retry=False)
         if any(o.hard_bounce for o in outcomes):
-            await services.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
+            await db.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
         progress.skipped += len(claimed) - len(live)
         for outcome in outcomes:
             if outcome.kind == "sent":
@@ -256,7 +254,7 @@ class Dispatcher:
                 f"paused after {run.failures_in_a_row} failures in a row: {outcomes[-1].detail}"
             )
             log.warning("campaign paused: relay failing")
-            await services.transaction(
+            await db.transaction(
                 partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
             )
             return False
@@ -267,13 +265,12 @@ class Dispatcher:
             await self.pool.close()
 
 
-def process_pool(services: Services) -> SmtpPool:
+def process_pool(settings: Settings, policy: DeliveryPolicy) -> SmtpPool:
     """This process's share of the relay: `[delivery] connections` and `rate_per_second` are
     for all sending processes of a run together."""
-    policy = services.context.config.delivery
     share = policy.processes
     rate = policy.rate_per_second and max(1, policy.rate_per_second // share)
-    return SmtpPool(services.settings, max(1, policy.connections // share), rate=rate)
+    return SmtpPool(settings, max(1, policy.connections // share), rate=rate)
 
 
 async def send_run(
@@ -288,7 +285,7 @@ async def send_run(
     Then this process finishes the run: retries, and the last in-flight batches' outcomes."""
     policy = dispatcher.policy
     helpers = []
-    if policy.processes > 1 and await _claimable(dispatcher.services, run_id):
+    if policy.processes > 1 and await _claimable(dispatcher.db, run_id):
         helpers = [
             await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mailer", "campaigns", "send", campaign_id,
@@ -317,9 +314,9 @@ async def send_run(
     return progress
 
 
-async def _claimable(services: Services, run_id: int) -> bool:
+async def _claimable(db: Database, run_id: int) -> bool:
     """Whether the run has queued deliveries: else helpers would only start and stop."""
-    counts = await services.transaction(lambda s: run_counts(s, run_id))
+    counts = await db.transaction(lambda s: run_counts(s, run_id))
     return counts.get("queued", 0) > 0
 
 

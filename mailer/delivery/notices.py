@@ -1,17 +1,23 @@
 """Service mails that carry no advertising and no tracking: the double opt-in request (C5) and
-the acknowledgement of an opt-out (C15)."""
+the acknowledgement of an opt-out (C15). `Notices` composes and sends them; the web pages, the
+shop API and the inbound listener all go through it."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from email.utils import format_datetime
 from html import escape
 
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
+from campaigns.models import Signup
+from campaigns.recipients import Addressee
+from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import Composed
 from mailer.delivery.footer import language
 from mailer.delivery.mime import address, alternative, header_text
+from mailer.delivery.transport import SmtpTransport
 
 TEXT = {
     "nl": {
@@ -82,3 +88,46 @@ def notice(
     data = alternative(headers, text, html, f"=_notice_{uuid.uuid4().hex}")
     # Service mail bounces go to the plain bounce mailbox: they map to no delivery.
     return Composed(f"bounces@{sender.mail_domain}", to_email, message_id, data)
+
+
+@dataclass(frozen=True)
+class Notices:
+    """Sends the service mails after the fact: a failure is logged, never raised (the request
+    that caused it has committed)."""
+
+    sender: SenderIdentity
+    public_url: str
+    signer: TokenSigner
+    clock: Clock
+    transport: SmtpTransport
+    acknowledge_opt_outs: bool
+
+    async def confirm_signup(self, signup: Signup) -> None:
+        """The double opt-in request (C5): its link confirms this sign-up only."""
+        link = f"{self.public_url}/confirm/{self.signer.hex_token(Kind.CONFIRM, signup.id)}"
+        await self.transport.send_quietly(
+            notice(
+                "confirm",
+                to_email=signup.email,
+                to_name=signup.name,
+                locale=signup.locale,
+                sender=self.sender,
+                clock=self.clock,
+                link=link,
+            )
+        )
+
+    async def acknowledge(self, addressee: Addressee) -> None:
+        """One acknowledgement per opt-out, without advertising (C15), if the shop wants them."""
+        if not self.acknowledge_opt_outs:
+            return
+        await self.transport.send_quietly(
+            notice(
+                "ack",
+                to_email=addressee.email,
+                to_name=addressee.name,
+                locale=addressee.locale,
+                sender=self.sender,
+                clock=self.clock,
+            )
+        )

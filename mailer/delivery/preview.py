@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.context import Context
 from campaigns.errors import Conflict
 from campaigns.models import Contact, Delivery
 from campaigns.sending.campaigns import delivery_recipients, explain, load_target
-from mailer.delivery.compose import Composed, Recipient, recipient_of
+from mailer.delivery.compose import Composed, Composers, Recipient, recipient_of
 from mailer.delivery.footer import MailBasis
-
-if TYPE_CHECKING:
-    from mailer.services import Services
 
 
 def sample_recipient(email: str, locale: str | None = None) -> Recipient:
@@ -33,15 +29,16 @@ def sample_recipient(email: str, locale: str | None = None) -> Recipient:
 
 
 async def compose_preview(
-    session: AsyncSession, services: Services, campaign_id: str, contact_id: str | None
+    session: AsyncSession,
+    composers: Composers,
+    ctx: Context,
+    campaign_id: str,
+    contact_id: str | None,
 ) -> Composed:
-    from mailer.delivery.dispatcher import Dispatcher
-
     campaign, _ = await load_target(session, campaign_id)
-    composer = Dispatcher(services).composer_for(campaign)
+    composer = composers.for_campaign(campaign)
     if contact_id is None:
-        sample = sample_recipient(services.settings.business.sender.contact_email)
-        return composer.compose(sample)
+        return composer.compose(sample_recipient(ctx.config.sender.contact_email))
     # The contact's own delivery if one exists (same tokens, same bytes), else as it would be.
     delivery_id = (
         await session.execute(
@@ -54,7 +51,7 @@ async def compose_preview(
     if delivery_id is not None:
         (row,) = await delivery_recipients(session, [delivery_id])
         return composer.compose(recipient_of(row))
-    why = await explain(session, contact_id, campaign_id, services.context)
+    why = await explain(session, contact_id, campaign_id, ctx)
     if not why.eligible or why.basis is None:
         raise Conflict(
             f"this contact would not receive the campaign: {why.reason}",

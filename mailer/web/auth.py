@@ -7,7 +7,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from campaigns.apikeys import authenticate, scope_allows
-from mailer.services import Services
+from mailer.db import Database
 
 
 async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
@@ -25,8 +25,8 @@ async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
             "missing API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    services: Services = connection.app.state.services
-    async with services.sessions() as session:
+    db: Database = connection.app.state.db
+    async with db.sessions() as session:
         key = await authenticate(session, presented.strip())
     if key is None:
         raise NotAuthorizedException(

@@ -34,7 +34,6 @@ from campaigns.sending.campaigns import (
     list_campaigns,
     load_target,
 )
-from mailer.delivery.dispatcher import Dispatcher
 from mailer.delivery.preview import compose_preview, sample_recipient
 from mailer.scheduler import cron_trigger
 from mailer.services import Services
@@ -168,7 +167,9 @@ class CampaignController(Controller):
     ) -> PreviewOut:
         services: Services = state.services
         composed = await services.transaction(
-            lambda s: compose_preview(s, services, campaign_id, data.contact_id)
+            lambda s: compose_preview(
+                s, services.composers, services.context, campaign_id, data.contact_id
+            )
         )
         message = message_from_bytes(composed.data, policy=policy.default)
         html = message.get_body(("html",))
@@ -203,11 +204,11 @@ class CampaignController(Controller):
                     reason="not_a_test_address",
                 )
         campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
-        composer = Dispatcher(services).composer_for(campaign)
+        composer = services.composers.for_campaign(campaign)
         sent = []
         for raw in data.emails:
             email = raw.strip().lower()
-            await services.transaction_mail(composer.compose(sample_recipient(email)))
+            await services.transport.send(composer.compose(sample_recipient(email)))
             sent.append(email)
         return TestSendOut(sent=sent)
 

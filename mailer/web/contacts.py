@@ -27,8 +27,6 @@ from campaigns.schemas import (
     SignupIn,
     SignupOut,
 )
-from campaigns.tokens import Kind
-from mailer.delivery.notices import notice
 from mailer.services import Services
 from mailer.web.errors import pydantic_errors, responses
 
@@ -145,20 +143,7 @@ class ContactController(Controller):
         )
         background = None
         if signup is not None:
-            link = (
-                f"{services.settings.public_url}/confirm/"
-                f"{services.signer.hex_token(Kind.CONFIRM, signup.id)}"
-            )
-            message = notice(
-                "confirm",
-                to_email=signup.email,
-                to_name=signup.name,
-                locale=signup.locale,
-                sender=services.settings.business.sender,
-                clock=services.context.clock,
-                link=link,
-            )
-            background = BackgroundTask(services.transport.send_quietly, message)
+            background = BackgroundTask(services.notices.confirm_signup, signup)
         # The same answer whether or not a mail goes out: no address enumeration.
         return Response(SignupOut(), status_code=202, background=background)
 

@@ -84,7 +84,7 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, A
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     # Tracebacks only in dev mode: in production a message may carry an address or a key.
-    dev_mode = request.app.state.services.settings.dev_mode
+    dev_mode = request.app.state.dev_mode
     log.error(
         "unhandled %s on %s %s",
         type(exc).__name__,

@@ -153,7 +153,7 @@ async def check(
     ctx = services.context
     try:
         await empty_tables(services)
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             items = [
                 (i, ContactIn.model_validate(contact_body(i, h))) for i, h in enumerate(people)
             ]

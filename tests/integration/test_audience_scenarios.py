@@ -323,7 +323,7 @@ async def test_scenario(scenario: Scenario, app_client, keys, services, clock):
 
 
 async def record_sends(services: Any, contact_id: str, days_ago: list[int]) -> None:
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         earlier = Campaign(
             id="e" * 32,
             name="earlier",

@@ -35,7 +35,7 @@ async def test_tampered_key_is_401(app_client, keys):
 
 async def test_revoked_key_is_401(app_client, keys, services, clock):
     key_id = keys["shop"]["Authorization"].split("_")[1]
-    await services.transaction(lambda s: revoke_key(s, key_id, clock))
+    await services.db.transaction(lambda s: revoke_key(s, key_id, clock))
     response = await app_client.post(
         "/api/v1/contacts", json=factories.contact(), headers=keys["shop"]
     )
@@ -43,7 +43,7 @@ async def test_revoked_key_is_401(app_client, keys, services, clock):
 
 
 async def test_keys_are_stored_hashed(app_client, keys, services):
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         stored = (await session.execute(sa.select(ApiKey.key_hash))).scalars().all()
     secrets = [h["Authorization"].split("_", 2)[2] for h in keys.values()]
     assert len(stored) == 3

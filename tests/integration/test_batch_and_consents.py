@@ -45,7 +45,7 @@ async def test_batch_stores_valid_items_and_reports_invalid_ones_by_index(
     assert "astrology" in results[3]["detail"]
     assert results[4]["refused"] == [{"item": "consents[0]", "reason": "prechecked_box"}]
     assert results[0]["id"]
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         emails = set((await session.execute(sa.select(Contact.email))).scalars())
     assert emails == {"a@example.be", "e@example.be"}
 
@@ -117,10 +117,10 @@ async def test_racing_creations_of_one_address_retry_and_make_one_contact(servic
     back and run again, and then updates the winner's row. Nothing is lost or doubled."""
     item = [(0, ContactIn.model_validate(factories.contact(consents=[factories.consent()])))]
     ctx = services.context
-    async with services.sessions() as first:
+    async with services.db.sessions() as first:
         (created,) = await ingest_contacts(first, item, ctx)  # inserted, not yet committed
         racer = asyncio.create_task(
-            services.transaction(lambda session: ingest_contacts(session, item, ctx))
+            services.db.transaction(lambda session: ingest_contacts(session, item, ctx))
         )
         await asyncio.sleep(0.5)  # the racer found no contact and now waits on the unique key
         assert not racer.done()

@@ -81,7 +81,7 @@ async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, s
     await page.get_by_label("Promoties en aanbiedingen").check()
     await page.get_by_role("button", name="Bewaren").click()
     await page.get_by_text("Je voorkeuren zijn bewaard.").wait_for()
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         changes = (
             await session.execute(
                 sa.select(ConsentEvent.purpose, ConsentEvent.granted).where(
@@ -97,7 +97,7 @@ async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, s
     await page.get_by_role("button", name="Afmelden").click()
     await page.get_by_role("heading", name="Je bent afgemeld").wait_for()
     await page.screenshot(path=str(SHOTS / "unsubscribed.png"))  # for a person to look at
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         entry = (await session.execute(sa.select(Suppression))).scalar_one()
     assert (entry.reason, entry.channel) == ("unsubscribe", "unsubscribe_page")
 
@@ -125,6 +125,6 @@ async def test_double_opt_in_in_a_browser(server, browser, keys, services, smtp)
     await page.goto(server + link)
     await page.get_by_role("button", name="Confirmer").click()
     await page.get_by_role("heading", name="Merci !").wait_for()
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
     assert event.capture_method == "double_opt_in" and event.confirmed_at is not None

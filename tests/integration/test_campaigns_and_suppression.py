@@ -114,7 +114,7 @@ async def test_materialise_records_each_basis_once(app_client, keys, services):
     created = await new_campaign(app_client, keys, purpose="promotions", categories=["tea"])
 
     async def run() -> int:
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             _, target = await load_target(session, created["id"])
             added = await materialise(session, target, services.context)
             await session.commit()
@@ -122,7 +122,7 @@ async def test_materialise_records_each_basis_once(app_client, keys, services):
 
     assert await run() == 3
     assert await run() == 0  # idempotent: unique per (campaign, run, contact)
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         rows = (
             (
                 await session.execute(
@@ -208,7 +208,7 @@ async def test_suppressions_need_admin_scope(app_client, keys):
 
 async def test_c22_only_an_unsubscribe_is_lifted_by_a_fresh_opt_in(services, clock):
     hasher = services.context.hasher
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await suppress(
             session,
             "u@example.be",
@@ -247,7 +247,7 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
     ctx_old = services.context
     ctx_new = Context(config=ctx_old.config, hasher=rotated, clock=clock)
     item = ContactIn.model_validate(factories.contact(consents=[factories.consent()]))
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await ingest_contacts(session, [(0, item)], ctx_old)
         await suppress(
             session, "an@example.be", reason="complaint", channel="arf", clock=clock, hasher=old

@@ -24,7 +24,7 @@ async def push(client: Any, keys: dict[str, Any], body: dict[str, Any]) -> Any:
 
 
 async def count(services: Any, table: Any) -> int:
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         return int((await session.execute(sa.select(sa.func.count()).select_from(table))).scalar())
 
 
@@ -95,7 +95,7 @@ async def test_c2_prechecked_box_is_stored_as_refused_evidence(app_client, keys,
     assert response.status_code == 201
     assert response.json()["bases"] == []
     assert response.json()["refused"] == [{"item": "consents[0]", "reason": "prechecked_box"}]
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
     assert event.valid is False and event.refused_reason == "prechecked_box"
 
@@ -285,7 +285,7 @@ async def test_c11_not_first_party_is_refused_and_nothing_stored(
 
 
 async def test_c22_suppressed_address_gets_no_basis(app_client, keys, services, clock):
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await suppress(
             session,
             "An@Example.be",

@@ -55,7 +55,7 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
 
 
 async def open_deliveries(services, campaign_id: str) -> int:
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         return int(
             (
                 await session.execute(
@@ -99,7 +99,7 @@ async def test_kill_9_then_restart_sends_nobody_twice(
             worker.kill()
 
     received = Counter(r for message in smtp.received for r in message.rcpt_tos)
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         rows = (
             await session.execute(
                 sa.select(Delivery.contact_id, Delivery.status).where(Delivery.campaign_id == cid)

@@ -19,7 +19,7 @@ from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import create_campaign, load_target, materialise
 from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight, start_run
 from campaigns.suppression.entries import suppress, suppressed_among
-from mailer.delivery.dispatcher import Dispatcher, _Run
+from mailer.delivery.dispatcher import _Run
 from mailer.services import Services
 from tests import factories
 from tests.conftest import NOW, ROOT
@@ -55,20 +55,20 @@ async def people(services: Services, n: int, purpose: str = "newsletter") -> lis
         )
         for i in range(n)
     ]
-    outcomes = await services.transaction(lambda s: ingest_contacts(s, items, services.context))
+    outcomes = await services.db.transaction(lambda s: ingest_contacts(s, items, services.context))
     return [o.contact_id for o in outcomes]
 
 
 async def new_campaign(services: Services, purpose: str = "newsletter") -> str:
     body = CampaignIn(name="c", purpose=purpose, subject="Nieuws", template="newsletter.html")
-    created = await services.transaction(
+    created = await services.db.transaction(
         lambda s: create_campaign(s, body, services.context, ROOT / "templates" / "email")
     )
     return created.id
 
 
 async def fire(services: Services, campaign_id: str) -> int:
-    run = await services.transaction(
+    run = await services.db.transaction(
         lambda s: start_run(s, campaign_id, NOW, services.context, allowed=("draft",))
     )
     assert run is not None
@@ -76,7 +76,7 @@ async def fire(services: Services, campaign_id: str) -> int:
 
 
 async def statuses(services: Services, campaign_id: str) -> Counter[str]:
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         rows = await session.execute(
             sa.select(Delivery.status).where(Delivery.campaign_id == campaign_id)
         )
@@ -84,7 +84,7 @@ async def statuses(services: Services, campaign_id: str) -> Counter[str]:
 
 
 async def send(services: Services, campaign_id: str, run: int):
-    dispatcher = Dispatcher(services)
+    dispatcher = services.dispatcher()
     try:
         return await asyncio.wait_for(dispatcher.run(campaign_id, run), 60)
     finally:
@@ -100,7 +100,7 @@ async def test_every_eligible_recipient_gets_it_once(world, smtp):
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     assert (
-        await world.transaction(
+        await world.db.transaction(
             lambda s: start_run(s, campaign_id, NOW, world.context, allowed=("sending",))
         )
         is None
@@ -112,7 +112,7 @@ async def test_every_eligible_recipient_gets_it_once(world, smtp):
     message = smtp.received[0].message
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert smtp.received[0].mail_from.startswith("bounces+")
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         assert (await session.get(Campaign, campaign_id)).status == "done"
 
 
@@ -124,7 +124,7 @@ async def test_temporary_failures_are_retried_and_delivered_once(world, smtp, re
     smtp.rcpt_replies.extend([reply, reply])
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p0@example.be": 1, "p1@example.be": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         attempts = (await session.execute(sa.select(Delivery.attempts))).scalars().all()
     assert sorted(attempts) == [2, 2]
 
@@ -137,7 +137,7 @@ async def test_c17_550_511_is_a_hard_bounce_never_retried(world, smtp):
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p1@example.be": 1}
     assert await statuses(world, campaign_id) == {"bounced": 1, "sent": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         assert await suppressed_among(session, ["p0@example.be"], world.context.hasher)
         attempts = (
             await session.execute(sa.select(Delivery.attempts).where(Delivery.status == "bounced"))
@@ -152,7 +152,7 @@ async def test_other_5xx_fails_without_suppressing(world, smtp):
     smtp.data_replies.append("554 5.7.1 message rejected as spam")
     await send(world, campaign_id, run)
     assert await statuses(world, campaign_id) == {"failed": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
 
 
@@ -176,13 +176,13 @@ async def test_relay_down_pauses_the_campaign_and_resume_finishes_it(
         campaign_id = await new_campaign(down)
         run = await fire(down, campaign_id)
         await send(down, campaign_id, run)
-        async with down.sessions() as session:
+        async with down.db.sessions() as session:
             campaign = await session.get(Campaign, campaign_id)
             assert campaign.status == "paused"
             assert "cannot connect" in campaign.paused_reason
         assert await statuses(down, campaign_id) == {"queued": 4}  # nothing burnt
         with SmtpServer(port) as relay:
-            async with down.sessions() as session:
+            async with down.db.sessions() as session:
                 campaign = await session.get(Campaign, campaign_id)
                 campaign.status = "sending"  # what POST .../resume does
                 await session.commit()
@@ -201,7 +201,7 @@ async def test_c13_nothing_is_handed_to_smtp_after_an_unsubscribe_commits(world,
     while not smtp.received:  # noqa: ASYNC110 - the server runs in another thread
         await asyncio.sleep(0.001)
     target = "p5@example.be"
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         await suppress(
             session,
             target,
@@ -227,7 +227,7 @@ async def test_c12_frequency_cap_across_campaigns_in_one_week(world, smtp):
     await send(world, second, runs[1])
     await send(world, third, runs[2])  # the claim-time gate sees the two sent this week
     assert recipients(smtp) == {"p0@example.be": 2}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         skipped = (
             await session.execute(
                 sa.select(Delivery.skip_reason).where(Delivery.campaign_id == third)
@@ -240,13 +240,13 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
     ids = await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
-    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
+    claim = await world.db.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
     assert len(claim.ids) == 2
-    handing = await world.transaction(
+    handing = await world.db.transaction(
         lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
     )
     assert handing == claim.ids  # then the worker is killed before it records anything
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         claimed = set(
             (
                 await session.execute(
@@ -256,7 +256,7 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
         )
     (left,) = [f"p{i}@example.be" for i, contact_id in enumerate(ids) if contact_id not in claimed]
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
-    assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 2
+    assert await world.db.transaction(lambda s: recover_in_flight(s, world.context)) == 2
     await send(world, campaign_id, run)
     assert recipients(smtp) == {left: 1}
     assert await statuses(world, campaign_id) == {"unknown": 2, "sent": 1}
@@ -268,11 +268,11 @@ async def test_invariant_6_a_claim_never_handed_over_is_sent_after_a_crash(world
     await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
-    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
+    claim = await world.db.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 2))
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
-    assert await world.transaction(lambda s: recover_in_flight(s, world.context)) == 0
+    assert await world.db.transaction(lambda s: recover_in_flight(s, world.context)) == 0
     assert (
-        await world.transaction(
+        await world.db.transaction(
             lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
         )
         == []
@@ -280,7 +280,7 @@ async def test_invariant_6_a_claim_never_handed_over_is_sent_after_a_crash(world
     await send(world, campaign_id, run)
     assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(3)}
     assert await statuses(world, campaign_id) == {"sent": 3}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         attempts = (await session.execute(sa.select(Delivery.attempts))).scalars().all()
     assert attempts == [1, 1, 1]
 
@@ -304,7 +304,7 @@ async def test_materialise_then_dispatch_skips_a_contact_suppressed_meanwhile(wo
     await people(world, 2)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         await suppress(
             session,
             "p1@example.be",
@@ -316,7 +316,7 @@ async def test_materialise_then_dispatch_skips_a_contact_suppressed_meanwhile(wo
         await session.commit()
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p0@example.be": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         _, target = await load_target(session, campaign_id)
         assert await materialise(session, target, world.context, run=run) == 0
 
@@ -328,7 +328,7 @@ async def test_c13_the_handoff_reads_the_suppression_list_not_the_profile_flag(w
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     digest, key_id = world.context.hasher.primary("p1@example.be")
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         session.add(
             Suppression(
                 address_hash=digest,
@@ -341,7 +341,7 @@ async def test_c13_the_handoff_reads_the_suppression_list_not_the_profile_flag(w
         await session.commit()
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p0@example.be": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         skipped = await session.execute(
             sa.select(Delivery.skip_reason).where(
                 Delivery.campaign_id == campaign_id, Delivery.status == "skipped"
@@ -360,10 +360,10 @@ async def test_invariant_1_a_withdrawal_after_materialising_is_honoured_at_claim
             consents=[factories.consent(granted=False, captured_at="2026-11-27T11:59:00Z")],
         )
     )
-    await world.transaction(lambda s: ingest_contacts(s, [(0, withdrawal)], world.context))
+    await world.db.transaction(lambda s: ingest_contacts(s, [(0, withdrawal)], world.context))
     await send(world, campaign_id, run)
     assert recipients(smtp) == {"p0@example.be": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         reason = (
             await session.execute(
                 sa.select(Delivery.skip_reason).where(Delivery.contact_id == ids[1])
@@ -379,7 +379,7 @@ async def test_c17_policy_rejections_are_not_hard_bounces(world, smtp):
     smtp.refuse["p0@example.be"] = "550 5.7.1 relaying denied"
     await send(world, campaign_id, run)
     assert await statuses(world, campaign_id) == {"failed": 1, "sent": 1}
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
 
 
@@ -392,7 +392,7 @@ async def test_an_address_the_relay_cannot_take_fails_alone(world, smtp):
             ),
         )
     ]
-    await world.transaction(lambda s: ingest_contacts(s, items, world.context))
+    await world.db.transaction(lambda s: ingest_contacts(s, items, world.context))
     await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
@@ -404,7 +404,7 @@ async def test_an_address_the_relay_cannot_take_fails_alone(world, smtp):
 async def test_c12_mail_in_flight_counts_against_the_cap(world, smtp, clock):
     ids = await people(world, 1)
     campaign_id = await new_campaign(world)
-    async with world.sessions() as session:
+    async with world.db.sessions() as session:
         for run in (1, 2):  # two messages claimed by other runs, not yet confirmed
             session.add(
                 Delivery(
@@ -431,7 +431,7 @@ async def test_a_paused_or_open_campaign_gets_no_second_run(world):
     later = NOW + timedelta(days=1)
     for allowed in (("draft",), ("sending",)):
         assert (
-            await world.transaction(
+            await world.db.transaction(
                 lambda s, a=allowed: start_run(s, campaign_id, later, world.context, allowed=a)
             )
             is None
@@ -444,15 +444,15 @@ async def test_a_pause_stops_batches_already_claimed(world, smtp):
     await people(world, 6)
     campaign_id = await new_campaign(world)
     run_id = await fire(world, campaign_id)
-    dispatcher = Dispatcher(world)
+    dispatcher = world.dispatcher()
     try:
-        campaign, _ = await world.transaction(lambda s: load_target(s, campaign_id))
-        run = _Run(campaign_id, run_id, dispatcher.composer_for(campaign), True)
-        claimed = await world.transaction(lambda s: dispatcher._claim(s, run))
+        campaign, _ = await world.db.transaction(lambda s: load_target(s, campaign_id))
+        run = _Run(campaign_id, run_id, dispatcher.composers.for_campaign(campaign), True)
+        claimed = await world.db.transaction(lambda s: dispatcher._claim(s, run))
         assert claimed is not None and len(claimed[0].ids) == 6  # more than one batch
         claim, rows = claimed
         batch = await dispatcher._compose(run, claim.ids[:2], rows[:2])
-        await world.transaction(lambda s: lifecycle.pause(s, campaign_id, world.context))
+        await world.db.transaction(lambda s: lifecycle.pause(s, campaign_id, world.context))
         assert await dispatcher._hand_off(run, batch) is False
     finally:
         await dispatcher.close()
@@ -466,9 +466,11 @@ async def test_a_cancel_skips_batches_already_claimed(world, smtp):
     await people(world, 4)
     campaign_id = await new_campaign(world)
     run_id = await fire(world, campaign_id)
-    claim = await world.transaction(lambda s: claim_batch(s, campaign_id, run_id, world.context, 2))
-    await world.transaction(lambda s: lifecycle.cancel(s, campaign_id, world.context))
-    late = await world.transaction(
+    claim = await world.db.transaction(
+        lambda s: claim_batch(s, campaign_id, run_id, world.context, 2)
+    )
+    await world.db.transaction(lambda s: lifecycle.cancel(s, campaign_id, world.context))
+    late = await world.db.transaction(
         lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context)
     )
     assert late is None

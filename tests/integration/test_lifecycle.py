@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.models import CampaignRun, Delivery
-from mailer.scheduler import Worker, due_firings
+from mailer.scheduler import due_firings
 from mailer.services import Services
 from tests import factories
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TEST_SECRET
@@ -144,7 +144,8 @@ async def test_recurring_campaign_fires_on_schedule_once_per_firing(
     await act(
         app_client, keys, cid, "schedule", {"cron": "0 9 * * MON", "timezone": "Europe/Brussels"}
     )
-    workers = [Worker(services), Worker(Services.build(settings, clock))]
+    second = Services.build(settings, clock)
+    workers = [services.worker(), second.worker()]
     try:
         clock.set(datetime(2026, 11, 30, 8, 0, 5, tzinfo=UTC))
         await asyncio.gather(*(w.tick() for w in workers))  # two schedulers fire at once
@@ -158,8 +159,8 @@ async def test_recurring_campaign_fires_on_schedule_once_per_firing(
     finally:
         for w in workers:
             await w.stop()
-        await workers[1].services.close()
-    async with services.sessions() as session:
+        await second.close()
+    async with services.db.sessions() as session:
         runs = (await session.execute(sa.select(CampaignRun.scheduled_for))).scalars().all()
         per_run = (
             await session.execute(sa.select(Delivery.run, sa.func.count()).group_by(Delivery.run))
@@ -175,7 +176,7 @@ async def test_missed_one_off_runs_once_after_a_restart(app_client, keys, servic
     cid = await setup(app_client, keys, n=1)
     await act(app_client, keys, cid, "schedule", {"send_at": "2026-11-27T12:30:00Z"})
     clock.set(datetime(2026, 11, 27, 13, 10, tzinfo=UTC))  # the worker was down at 12:30
-    worker = Worker(services)
+    worker = services.worker()
     try:
         await worker.tick()
         await worker.idle()

@@ -95,7 +95,7 @@ def test_keys_create_list_revoke(fresh_url):
     async def check(presented: str) -> str | None:
         services = Services.build(Settings(business=business_config(), database_url=fresh_url))
         try:
-            async with services.sessions() as session:
+            async with services.db.sessions() as session:
                 row = await authenticate(session, presented)
                 return None if row is None else row.scope
         finally:

@@ -69,7 +69,7 @@ async def why(app_client: Any, keys: Any, contact_id: str, campaign_id: str) -> 
 
 async def rows(services: Any, model: Any) -> list[tuple[Any, ...]]:
     table = model.__table__
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         result = await session.execute(sa.select(table).order_by(*table.primary_key.columns))
         return [tuple(row) for row in result]
 
@@ -117,7 +117,7 @@ async def test_c31_preference_changes_update_the_current_consent(app_client, key
     contact_id = await push(
         app_client, keys, factories.contact(consents=[factories.consent("newsletter")])
     )
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await change_preferences(
             session,
             contact_id,
@@ -223,7 +223,7 @@ async def test_maintained_projections_equal_a_rebuild_from_the_evidence(app_clie
     )
     models = (CurrentConsent, PurchaseCoverage, PurchaseStanding, MarketingProfile)
     maintained = [await rows(services, model) for model in models]
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         for statement in rebuild_statements():
             await session.execute(statement)
         await session.commit()
@@ -233,7 +233,7 @@ async def test_maintained_projections_equal_a_rebuild_from_the_evidence(app_clie
 
 async def profile_matches_a_rebuild(services: Any) -> None:
     maintained = await rows(services, MarketingProfile)
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         for statement in rebuild_statements():
             await session.execute(statement)
         await session.commit()
@@ -252,20 +252,20 @@ async def test_c16_c22_the_profile_follows_suppression_entries(app_client, keys,
     await push(app_client, keys, factories.contact("other@example.be"))
     campaign_id = await campaign(app_client, keys, "promotions", TEA)
     hasher, args = services.context.hasher, {"clock": clock, "channel": "link"}
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await suppress(session, "An@Example.be", reason="unsubscribe", hasher=hasher, **args)
         await session.commit()
     assert sorted(await suppressed_flags(services)) == [False, True]
     assert (await why(app_client, keys, contact_id, campaign_id))["reason"] == "suppressed"
     await profile_matches_a_rebuild(services)
 
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         assert await lift_unsubscribe(session, "an@example.be", clock=clock, hasher=hasher)
         await session.commit()
     assert await suppressed_flags(services) == [False, False]
     assert (await why(app_client, keys, contact_id, campaign_id))["eligible"] is True
 
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await suppress(session, "an@example.be", reason="complaint", hasher=hasher, **args)
         assert not await lift_unsubscribe(session, "an@example.be", clock=clock, hasher=hasher)
         await session.commit()
@@ -292,10 +292,10 @@ async def test_c21_an_entry_under_a_new_secret_marks_the_profile_once_hashes_are
     rotated = AddressHasher(
         (b"a-newer-secret-key-after-rotation-0123456789", *services.context.hasher.keys)
     )
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await object_to_an(session, rotated, clock)
     assert await suppressed_flags(services) == [False]  # no hash of the contact matches yet
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         assert await sync_contact_hashes(session, rotated) == 1
         await session.commit()
     assert await suppressed_flags(services) == [True]
@@ -314,7 +314,7 @@ async def test_c16_an_objection_during_a_profile_rebuild_is_not_lost(
     contact_id = await push(
         app_client, keys, factories.contact(consents=[factories.consent("promotions")])
     )
-    async with services.sessions() as rebuild, services.sessions() as objection:
+    async with services.db.sessions() as rebuild, services.db.sessions() as objection:
         await refresh_evidence(rebuild, purchases_of=[contact_id])
         objecting = asyncio.create_task(object_to_an(objection, services.context.hasher, clock))
         await asyncio.sleep(0.5)
@@ -340,7 +340,7 @@ async def test_c10_order_times_in_the_profile_are_exact_to_the_microsecond(servi
     """The profile keeps order times as microseconds (compared with the window start in the
     audience query, C10): the database's conversion equals Python's, on both backends."""
     when = datetime.fromisoformat(moment)
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         stored = (
             await session.execute(sa.select(epoch_us(sa.literal(when, UTCDateTime()))))
         ).scalar()

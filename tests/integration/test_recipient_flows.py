@@ -33,7 +33,7 @@ async def mail_campaign_to(app_client, keys, services, smtp, email="an@example.b
     created = (
         await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
     ).json()
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         _, target = await load_target(session, created["id"])
         await materialise(session, target, services.context)
         await session.commit()
@@ -61,7 +61,7 @@ def one_click_url(message) -> str:
 
 
 async def suppressed(services, email="an@example.be") -> bool:
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         return bool(await suppressed_among(session, [email], services.context.hasher))
 
 
@@ -77,7 +77,7 @@ async def test_c13_c26_one_click_urlencoded_without_cookies(app_client, keys, se
     assert response.status_code in (200, 202)
     assert not response.is_redirect and "set-cookie" not in response.headers
     assert await suppressed(services)  # committed before the answer
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         entry = (await session.execute(sa.select(Suppression))).scalar_one()
     assert (entry.reason, entry.channel, entry.campaign_id) == (
         "unsubscribe",
@@ -117,7 +117,7 @@ async def test_c27_get_shows_a_button_and_changes_nothing(app_client, keys, serv
         one_click_url(message), data={"List-Unsubscribe": "One-Click", "source": "page"}
     )
     assert button.status_code == 200
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         entry = (await session.execute(sa.select(Suppression))).scalar_one()
     assert entry.channel == "unsubscribe_page"
 
@@ -156,7 +156,7 @@ async def test_c31_c35_preferences_per_purpose_and_all_marketing(app_client, key
     assert 'value="newsletter" checked' in page.text and 'value="tracking"' in page.text
     saved = await app_client.post(path, data={"purpose": ["promotions", "tracking"]})
     assert saved.status_code == 200
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         events = (
             await session.execute(
                 sa.select(
@@ -199,11 +199,11 @@ async def test_c5_double_opt_in(app_client, keys, services, smtp):
     assert page.status_code == 200 and "<button" in page.text
     contacts = await app_client.get("/api/v1/campaigns", headers=keys["marketer"])
     assert contacts.status_code == 200
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         assert (await session.execute(sa.select(sa.func.count(ConsentEvent.id)))).scalar() == 0
     confirmed = await app_client.post(link)
     assert confirmed.status_code == 200
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
     assert (event.capture_method, event.valid, event.url) == (
         "double_opt_in",
@@ -212,14 +212,14 @@ async def test_c5_double_opt_in(app_client, keys, services, smtp):
     )
     assert event.confirmed_at is not None and event.wording_version == "2026-02"
     assert (await app_client.post(link)).status_code == 200  # idempotent
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         assert (await session.execute(sa.select(sa.func.count(ConsentEvent.id)))).scalar() == 1
 
 
 async def test_c22_fresh_double_opt_in_lifts_an_unsubscribe_only(
     app_client, keys, services, smtp, clock
 ):
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         await suppress(
             session,
             "back@example.be",
@@ -299,7 +299,7 @@ async def test_c14_c20_mailto_unsubscribe_and_review_queue(
             port=port,
         )
         assert await suppressed(services)
-        async with services.sessions() as session:
+        async with services.db.sessions() as session:
             entry = (await session.execute(sa.select(Suppression))).scalar_one()
         assert entry.channel == "mailto"
         await smtp.wait_for(1)  # acknowledged
@@ -319,7 +319,7 @@ async def test_c14_c20_mailto_unsubscribe_and_review_queue(
                 hostname="127.0.0.1",
                 port=port,
             )
-    async with services.sessions() as session:
+    async with services.db.sessions() as session:
         reasons = sorted((await session.execute(sa.select(InboundReview.reason))).scalars())
     assert reasons == ["bounce", "unknown_unsubscribe_token"]
 

@@ -1,0 +1,19 @@
+"""What a controller can ask for by parameter name; `create_app` provides each one."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from litestar.di import NamedDependency
+
+from campaigns.context import Context
+from campaigns.tokens import TokenSigner
+from mailer.db import Database
+from mailer.delivery.notices import Notices
+from mailer.web.pages_env import Pages
+
+Db: TypeAlias = NamedDependency[Database]  # parameter `db`
+Ctx: TypeAlias = NamedDependency[Context]  # parameter `ctx`
+Signer: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
+NoticesDep: TypeAlias = NamedDependency[Notices]  # parameter `notices`
+PagesDep: TypeAlias = NamedDependency[Pages]  # parameter `pages`

@@ -88,7 +88,7 @@ from campaigns.evidence.contacts import IngestResult, ingest_contacts
 from campaigns.models import Campaign
 from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending.campaigns import create_campaign
-from campaigns.sending.ledger import start_run
+from campaigns.sending.lifecycle import start_run
 from mailer.delivery.compose import Recipient
 from mailer.delivery.dispatcher import send_run
 from mailer.delivery.footer import MailBasis

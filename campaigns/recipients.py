@@ -19,9 +19,9 @@ from campaigns.evidence.projections import append_consent_events
 from campaigns.models import Contact, Delivery, Signup
 from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
+from campaigns.suppression.predicate import NEVER_MAILED_AGAIN
 
 PREFERENCE_WORDING_VERSION = "preferences-1"
-NEVER_MAILED_AGAIN = frozenset({"complaint", "hard_bounce", "erasure"})
 
 
 @dataclass(frozen=True)

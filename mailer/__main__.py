@@ -147,7 +147,9 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from campaigns.errors import DomainError
-    from campaigns.sending.ledger import run_counts, start_run
+    from campaigns.sending.ledger import run_counts
+    from campaigns.sending.lifecycle import start_run
+    from campaigns.sending.states import ALLOWED_FROM
     from mailer.delivery.dispatcher import send_run
     from mailer.services import Services
 
@@ -158,7 +160,7 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
         try:
             run_id = await services.db.transaction(
                 lambda s: start_run(
-                    s, campaign_id, now, services.context, allowed=("draft", "scheduled")
+                    s, campaign_id, now, services.context, allowed=ALLOWED_FROM["start_now"]
                 )
             )
         except DomainError as exc:

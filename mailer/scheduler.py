@@ -23,8 +23,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from campaigns.context import Context
 from campaigns.models import Campaign
-from campaigns.sending.ledger import recover_in_flight, start_run
-from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns
+from campaigns.sending.ledger import recover_in_flight
+from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns, start_run
 from mailer.db import Database
 from mailer.delivery.dispatcher import Dispatcher, send_run
 from mailer.delivery.pool import SmtpPool

@@ -41,6 +41,7 @@ from campaigns.models import (
     ShopOrder,
     Suppression,
 )
+from campaigns.suppression.predicate import is_suppressed
 
 CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
@@ -169,16 +170,6 @@ def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
         sa.func.max(both.c.first_order_at).label("first_order_at"),
         sa.func.max(both.c.opted_out_order_id).label("opted_out_order_id"),
     ).group_by(both.c.contact_id)
-
-
-def is_suppressed(contact_id: Any) -> sa.Exists:
-    """An active suppression entry matches the contact's address under some configured
-    secret (C16, C21-C22)."""
-    return sa.exists().where(
-        CONTACT_HASH.c.contact_id == contact_id,
-        SUPPRESSION.c.address_hash == CONTACT_HASH.c.address_hash,
-        SUPPRESSION.c.lifted_at.is_(None),
-    )
 
 
 def marketing_profile_rows(only: Only = _everyone) -> sa.Select[Any]:

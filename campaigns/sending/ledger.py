@@ -1,4 +1,4 @@
-"""The dispatch state machine of deliveries, in SQL (invariants 1, 3, 6).
+"""The send ledger: what happens to each delivery of a run, in SQL (invariants 1, 3, 6).
 
     queued --claim--> sending --handoff--> sent | failed | bounced | queued (retry later)
        \\--> skipped (suppressed or capped at claim time)       sending --crash--> unknown
@@ -25,59 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.context import Context
-from campaigns.db import among, dialect_insert, dialect_name
-from campaigns.evidence.projections import is_suppressed
-from campaigns.models import Campaign, CampaignRun, Contact, Delivery
-from campaigns.sending.campaigns import load_target, materialise
+from campaigns.db import among, dialect_name
+from campaigns.models import Campaign, Contact, Delivery
+from campaigns.sending.campaigns import load_target
+from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from campaigns.suppression.entries import suppress
+from campaigns.suppression.predicate import is_suppressed
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
-RUN = CampaignRun.__table__  # type: ignore[attr-defined]
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
-
-
-async def start_run(
-    session: AsyncSession,
-    campaign_id: str,
-    scheduled_for: datetime,
-    ctx: Context,
-    *,
-    allowed: tuple[str, ...] = ("scheduled",),
-) -> int | None:
-    """Claim one firing of a campaign and materialise its audience. Returns the run id, or
-    None when this firing was already claimed (it is sent once), the campaign is not in one
-    of the `allowed` states (paused or cancelled meanwhile), or a run of it is still open."""
-    campaign = await session.get(Campaign, campaign_id, with_for_update=True)
-    if campaign is None or campaign.status not in allowed:
-        return None
-    still_open = (
-        await session.execute(
-            sa.select(RUN.c.id).where(RUN.c.campaign_id == campaign_id, RUN.c.status == "sending")
-        )
-    ).first()
-    if still_open is not None:
-        return None
-    now = ctx.clock.now()
-    stmt = (
-        dialect_insert(session, RUN)
-        .values(
-            campaign_id=campaign_id, scheduled_for=scheduled_for, status="sending", started_at=now
-        )
-        .on_conflict_do_nothing(index_elements=["campaign_id", "scheduled_for"])
-        .returning(RUN.c.id)
-    )
-    run_id = (await session.execute(stmt)).scalar_one_or_none()
-    if run_id is None:
-        return None
-    _, target = await load_target(session, campaign_id)
-    campaign.status = "sending"
-    campaign.updated_at = now
-    await materialise(session, target, ctx, run=run_id)
-    if dialect_name(session) == "postgresql":
-        # The claim's gate query plans on delivery statistics: let them see this run's rows,
-        # or a plan made while the table was empty can make each claim a hundred times slower.
-        await session.execute(sa.text("ANALYZE delivery"))
-    return int(run_id)
 
 
 @dataclass(frozen=True)
@@ -99,7 +55,7 @@ async def claim_batch(
         .where(
             DELIVERY.c.campaign_id == campaign_id,
             DELIVERY.c.run == run_id,
-            DELIVERY.c.status == "queued",
+            DELIVERY.c.status == DeliveryStatus.QUEUED,
             sa.or_(DELIVERY.c.next_attempt_at.is_(None), DELIVERY.c.next_attempt_at <= now),
         )
         .order_by(DELIVERY.c.id)
@@ -134,14 +90,14 @@ async def claim_batch(
         await session.execute(
             sa.update(DELIVERY)
             .where(among(DELIVERY.c.id, ids, session))
-            .values(status="skipped", skip_reason=reason)
+            .values(status=DeliveryStatus.SKIPPED, skip_reason=reason)
         )
     eligible = [i for i in contact_of if verdict.get(contact_of[i]) == ELIGIBLE]
     claimed = await session.execute(
         sa.update(DELIVERY)
-        .where(among(DELIVERY.c.id, eligible, session), DELIVERY.c.status == "queued")
+        .where(among(DELIVERY.c.id, eligible, session), DELIVERY.c.status == DeliveryStatus.QUEUED)
         .values(
-            status="sending",
+            status=DeliveryStatus.SENDING,
             claimed_at=now,
             attempts=DELIVERY.c.attempts + 1,
             next_attempt_at=now + timedelta(seconds=ctx.config.delivery.lease_seconds),
@@ -158,12 +114,14 @@ async def mark_handing_over(
     `unknown`. Returns the ids still claimed (a claim that lapsed meanwhile is not sent), or
     None when the campaign was paused or cancelled since the claim: the batch is released."""
     campaign = await session.get(Campaign, campaign_id)
-    if campaign is None or campaign.status != "sending":
-        if campaign is not None and campaign.status == "cancelled":
+    if campaign is None or campaign.status != CampaignStatus.SENDING:
+        if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
             await session.execute(
                 sa.update(DELIVERY)
-                .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
-                .values(status="skipped", skip_reason="cancelled")
+                .where(
+                    among(DELIVERY.c.id, ids, session), DELIVERY.c.status == DeliveryStatus.SENDING
+                )
+                .values(status=DeliveryStatus.SKIPPED, skip_reason="cancelled")
             )
         await release(session, ids)
         return None
@@ -171,7 +129,7 @@ async def mark_handing_over(
         sa.update(DELIVERY)
         .where(
             among(DELIVERY.c.id, ids, session),
-            DELIVERY.c.status == "sending",
+            DELIVERY.c.status == DeliveryStatus.SENDING,
             DELIVERY.c.next_attempt_at.is_not(None),
         )
         .values(next_attempt_at=None, claimed_at=ctx.clock.now())  # the lease starts anew
@@ -184,18 +142,20 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     """Give claimed deliveries back (nothing was handed to SMTP): they are queued again."""
     await session.execute(
         sa.update(DELIVERY)
-        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
-        .values(status="queued", attempts=DELIVERY.c.attempts - 1, next_attempt_at=None)
+        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == DeliveryStatus.SENDING)
+        .values(
+            status=DeliveryStatus.QUEUED, attempts=DELIVERY.c.attempts - 1, next_attempt_at=None
+        )
     )
 
 
 async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
     """First statement of the handoff transaction: drop deliveries whose address was
     suppressed since the claim, and lock the rest until the transaction ends."""
-    await _skip_suppressed(session, ids, ("sending",))
+    await _skip_suppressed(session, ids, (DeliveryStatus.SENDING,))
     locked = await session.execute(
         sa.update(DELIVERY)
-        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == "sending")
+        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == DeliveryStatus.SENDING)
         .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
         .returning(DELIVERY.c.id)
     )
@@ -213,7 +173,7 @@ async def _skip_suppressed(
             DELIVERY.c.status.in_(states),
             is_suppressed(DELIVERY.c.contact_id),
         )
-        .values(status="skipped", skip_reason="suppressed")
+        .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
     )
 
 
@@ -241,7 +201,7 @@ async def record_outcomes(
         await session.execute(
             sa.update(DELIVERY)
             .where(among(DELIVERY.c.id, sent, session))
-            .values(status="sent", sent_at=now, last_error=None)
+            .values(status=DeliveryStatus.SENT, sent_at=now, last_error=None)
         )
     for outcome in outcomes:
         if outcome.kind == "sent":
@@ -258,11 +218,13 @@ async def record_outcomes(
             retry_at = now + timedelta(seconds=policy.retry_base_seconds * 2 ** (row.attempts - 1))
             deadline = row.queued_at + timedelta(hours=policy.retry_deadline_hours)
             if retry_at <= deadline:
-                values.update(status="queued", next_attempt_at=retry_at)
+                values.update(status=DeliveryStatus.QUEUED, next_attempt_at=retry_at)
             else:
-                values.update(status="failed")
+                values.update(status=DeliveryStatus.FAILED)
         else:
-            values.update(status="bounced" if outcome.hard_bounce else "failed")
+            values.update(
+                status=DeliveryStatus.BOUNCED if outcome.hard_bounce else DeliveryStatus.FAILED
+            )
         await session.execute(
             sa.update(DELIVERY).where(DELIVERY.c.id == outcome.delivery_id).values(**values)
         )
@@ -298,16 +260,18 @@ async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
     are queued again; those that were in flight are marked `unknown` and counted, never sent
     again (invariant 6). Returns how many became `unknown`."""
     stale = ctx.clock.now() - timedelta(seconds=ctx.config.delivery.lease_seconds)
-    lapsed = (DELIVERY.c.status == "sending", DELIVERY.c.claimed_at < stale)
+    lapsed = (DELIVERY.c.status == DeliveryStatus.SENDING, DELIVERY.c.claimed_at < stale)
     await session.execute(
         sa.update(DELIVERY)
         .where(*lapsed, DELIVERY.c.next_attempt_at.is_not(None))
-        .values(status="queued", attempts=DELIVERY.c.attempts - 1, next_attempt_at=None)
+        .values(
+            status=DeliveryStatus.QUEUED, attempts=DELIVERY.c.attempts - 1, next_attempt_at=None
+        )
     )
     result = await session.execute(
         sa.update(DELIVERY)
         .where(*lapsed)
-        .values(status="unknown", last_error="in flight when a worker stopped")
+        .values(status=DeliveryStatus.UNKNOWN, last_error="in flight when a worker stopped")
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -328,44 +292,7 @@ async def pending_retry_at(session: AsyncSession, campaign_id: str, run_id: int)
             sa.select(sa.func.min(DELIVERY.c.next_attempt_at)).where(
                 DELIVERY.c.campaign_id == campaign_id,
                 DELIVERY.c.run == run_id,
-                DELIVERY.c.status == "queued",
+                DELIVERY.c.status == DeliveryStatus.QUEUED,
             )
         )
     ).scalar_one_or_none()
-
-
-async def finish_run_if_done(
-    session: AsyncSession, campaign_id: str, run_id: int, ctx: Context
-) -> bool:
-    open_rows = (
-        await session.execute(
-            sa.select(sa.func.count())
-            .select_from(DELIVERY)
-            .where(
-                DELIVERY.c.campaign_id == campaign_id,
-                DELIVERY.c.run == run_id,
-                DELIVERY.c.status.in_(("queued", "sending")),
-            )
-        )
-    ).scalar_one()
-    if open_rows:
-        return False
-    now = ctx.clock.now()
-    await session.execute(
-        sa.update(RUN)
-        .where(RUN.c.id == run_id, RUN.c.status == "sending")
-        .values(status="done", finished_at=now)
-    )
-    campaign = await session.get(Campaign, campaign_id)
-    if campaign is not None and campaign.status == "sending":
-        campaign.status = "scheduled" if campaign.cron else "done"
-        campaign.updated_at = now
-    return True
-
-
-async def pause(session: AsyncSession, campaign_id: str, reason: str, ctx: Context) -> None:
-    campaign = await session.get(Campaign, campaign_id)
-    if campaign is not None and campaign.status in ("sending", "scheduled"):
-        campaign.status = "paused"
-        campaign.paused_reason = reason[:200]
-        campaign.updated_at = ctx.clock.now()

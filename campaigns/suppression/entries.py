@@ -25,18 +25,14 @@ from campaigns.errors import InvalidInput
 from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
 from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
-
-REASONS = (
-    "unsubscribe",
-    "objection",
-    "complaint",
-    "hard_bounce",
-    "soft_bounce_limit",
-    "erasure",
-    "manual",
+from campaigns.sending.states import OPEN_DELIVERIES, DeliveryStatus
+from campaigns.suppression.predicate import (
+    LIFTABLE_REASONS,
+    REASONS,
+    SUPPRESSION,
+    active_for,
+    contacts_with_address,
 )
-# Only a plain unsubscribe may be lifted, and only by a completed double opt-in (C22).
-LIFTABLE_REASONS = frozenset({"unsubscribe"})
 
 
 @dataclass(frozen=True)
@@ -84,10 +80,7 @@ async def suppressed_among(
     if not by_hash:
         return set()
     rows = await session.execute(
-        sa.select(col(Suppression.address_hash)).where(
-            among(col(Suppression.address_hash), list(by_hash), session),
-            col(Suppression.lifted_at).is_(None),
-        )
+        sa.select(SUPPRESSION.c.address_hash).where(active_for(by_hash, session))
     )
     return {by_hash[digest] for digest in rows.scalars()}
 
@@ -95,12 +88,11 @@ async def suppressed_among(
 async def active_entries(
     session: AsyncSession, address: str, hasher: AddressHasher
 ) -> Sequence[Suppression]:
+    """The entries that suppress `address` now, oldest first."""
+    hashes = hasher.all_hashes(normalise_address(address))
     rows = await session.execute(
         sa.select(Suppression)
-        .where(
-            col(Suppression.address_hash).in_(hasher.all_hashes(normalise_address(address))),
-            col(Suppression.lifted_at).is_(None),
-        )
+        .where(active_for(hashes, session))
         .order_by(col(Suppression.created_at))
     )
     return rows.scalars().all()
@@ -138,17 +130,14 @@ async def suppress(
     await refresh_suppressed(session, hashes_of_address)
     # Open deliveries to this address stop here; a message being handed to SMTP holds its
     # row, so this waits for it and nothing is handed over after this commits (C13).
-    hashes = ContactHash.__table__  # type: ignore[attr-defined]
     delivery = Delivery.__table__  # type: ignore[attr-defined]
     await session.execute(
         sa.update(delivery)
         .where(
-            delivery.c.status.in_(("queued", "sending")),
-            delivery.c.contact_id.in_(
-                sa.select(hashes.c.contact_id).where(hashes.c.address_hash.in_(hashes_of_address))
-            ),
+            delivery.c.status.in_(OPEN_DELIVERIES),
+            delivery.c.contact_id.in_(contacts_with_address(hashes_of_address)),
         )
-        .values(status="skipped", skip_reason="suppressed")
+        .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
     )
     return entry
 

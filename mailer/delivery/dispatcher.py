@@ -27,15 +27,15 @@ from campaigns.sending.ledger import (
     SmtpOutcome,
     begin_handoff,
     claim_batch,
-    finish_run_if_done,
     mark_handing_over,
-    pause,
     pending_retry_at,
     record_outcomes,
     release,
     run_counts,
     suppress_hard_bounces,
 )
+from campaigns.sending.lifecycle import finish_run_if_done, pause_itself
+from campaigns.sending.states import CampaignStatus
 from mailer.db import Database
 from mailer.delivery.compose import CampaignComposer, Composed, Composers, recipient_of
 from mailer.delivery.pool import SmtpPool
@@ -182,7 +182,7 @@ class Dispatcher:
         self, session: AsyncSession, run: _Run
     ) -> tuple[Claim, list[DeliveryRecipient]] | None:
         """One transaction: the campaign still sending? then claim a batch and read who."""
-        if await _status(session, run.campaign_id) != "sending":
+        if await _status(session, run.campaign_id) != CampaignStatus.SENDING:
             return None
         ctx = self.ctx
         limit = self.policy.batch_size * CLAIMED_BATCHES
@@ -212,7 +212,7 @@ class Dispatcher:
             reason = f"paused: messages cannot be composed ({batch.unsendable[0].detail})"
             await db.transaction(partial(release, ids=batch.ids))
             await db.transaction(
-                partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
+                partial(pause_itself, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
             )
             log.error("campaign paused: composition failed")
             return False
@@ -255,7 +255,7 @@ class Dispatcher:
             )
             log.warning("campaign paused: relay failing")
             await db.transaction(
-                partial(pause, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
+                partial(pause_itself, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
             )
             return False
         return True

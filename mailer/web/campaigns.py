@@ -5,7 +5,6 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
@@ -101,23 +100,15 @@ class CampaignController(Controller):
         self, campaign_id: FromPath[str], data: JSONBody[ScheduleIn], state: State
     ) -> CampaignOut:
         services: Services = state.services
-        if data.timezone is not None:
-            try:
-                ZoneInfo(data.timezone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise InvalidInput(
-                    f"unknown time zone '{data.timezone}'", field="timezone"
-                ) from exc
-        if data.cron is not None:
-            try:
-                cron_trigger(data.cron, data.timezone)
-            except (ValueError, LookupError) as exc:
-                raise InvalidInput(f"cron: {exc}", field="cron") from exc
         return await self._change(
             services,
             campaign_id,
             partial(
-                lifecycle.schedule, send_at=data.send_at, cron=data.cron, timezone=data.timezone
+                lifecycle.schedule,
+                send_at=data.send_at,
+                cron=data.cron,
+                timezone=data.timezone,
+                parse_cron=cron_trigger,
             ),
         )
 

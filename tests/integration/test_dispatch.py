@@ -17,7 +17,8 @@ from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import create_campaign, load_target, materialise
-from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight, start_run
+from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight
+from campaigns.sending.lifecycle import start_run
 from campaigns.suppression.entries import suppress, suppressed_among
 from mailer.delivery.dispatcher import _Run
 from mailer.services import Services

@@ -149,7 +149,8 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     from campaigns.errors import DomainError
     from campaigns.sending.ledger import run_counts
     from campaigns.sending.lifecycle import start_run
-    from campaigns.sending.states import ALLOWED_FROM
+    from campaigns.sending.states import ALLOWED_FROM, OPEN_DELIVERIES
+    from campaigns.sending.states import DeliveryStatus as D
     from mailer.delivery.dispatcher import send_run
     from mailer.services import Services
 
@@ -190,10 +191,10 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
             task = bar.add_task("sending", total=total, sent=0, failed=0, rate=0.0)
 
             async def show(n: dict[str, int]) -> None:
-                done = total - n.get("queued", 0) - n.get("sending", 0)
-                failed = n.get("failed", 0) + n.get("bounced", 0)
-                rate = n.get("sent", 0) / max(time.monotonic() - started, 1e-6)
-                bar.update(task, completed=done, sent=n.get("sent", 0), failed=failed, rate=rate)
+                done = total - sum(n.get(status, 0) for status in OPEN_DELIVERIES)
+                failed = n.get(D.FAILED, 0) + n.get(D.BOUNCED, 0)
+                rate = n.get(D.SENT, 0) / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=done, sent=n.get(D.SENT, 0), failed=failed, rate=rate)
 
             async def refresh() -> None:  # from the database: every process's work counts
                 while True:
@@ -208,10 +209,10 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
             final = await counts()
             await show(final)
         elapsed = time.monotonic() - started
-        sent, failed = final.get("sent", 0), final.get("failed", 0) + final.get("bounced", 0)
+        sent, failed = final.get(D.SENT, 0), final.get(D.FAILED, 0) + final.get(D.BOUNCED, 0)
         print(
-            f"run {run_id}: {sent} sent, {failed} failed, {final.get('skipped', 0)} skipped,"
-            f" {final.get('unknown', 0)} unknown, {final.get('queued', 0)} queued for a retry;"
+            f"run {run_id}: {sent} sent, {failed} failed, {final.get(D.SKIPPED, 0)} skipped,"
+            f" {final.get(D.UNKNOWN, 0)} unknown, {final.get(D.QUEUED, 0)} queued for a retry;"
             f" {elapsed:.1f} s ({sent / max(elapsed, 1e-6):.0f} msg/s)"
         )
         return 0

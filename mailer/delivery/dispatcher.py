@@ -35,7 +35,7 @@ from campaigns.sending.ledger import (
     suppress_hard_bounces,
 )
 from campaigns.sending.lifecycle import finish_run_if_done, pause_itself
-from campaigns.sending.states import CampaignStatus
+from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from mailer.db import Database
 from mailer.delivery.compose import CampaignComposer, Composed, Composers, recipient_of
 from mailer.delivery.pool import SmtpPool
@@ -317,7 +317,7 @@ async def send_run(
 async def _claimable(db: Database, run_id: int) -> bool:
     """Whether the run has queued deliveries: else helpers would only start and stop."""
     counts = await db.transaction(lambda s: run_counts(s, run_id))
-    return counts.get("queued", 0) > 0
+    return counts.get(DeliveryStatus.QUEUED, 0) > 0
 
 
 def _die_with_parent() -> None:

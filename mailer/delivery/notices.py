@@ -105,29 +105,23 @@ class Notices:
     async def confirm_signup(self, signup: Signup) -> None:
         """The double opt-in request (C5): its link confirms this sign-up only."""
         link = f"{self.public_url}/confirm/{self.signer.hex_token(Kind.CONFIRM, signup.id)}"
-        await self.transport.send_quietly(
-            notice(
-                "confirm",
-                to_email=signup.email,
-                to_name=signup.name,
-                locale=signup.locale,
-                sender=self.sender,
-                clock=self.clock,
-                link=link,
-            )
-        )
+        await self._send("confirm", signup.email, signup.name, signup.locale, link)
 
     async def acknowledge(self, addressee: Addressee) -> None:
         """One acknowledgement per opt-out, without advertising (C15), if the shop wants them."""
-        if not self.acknowledge_opt_outs:
-            return
-        await self.transport.send_quietly(
-            notice(
-                "ack",
-                to_email=addressee.email,
-                to_name=addressee.name,
-                locale=addressee.locale,
-                sender=self.sender,
-                clock=self.clock,
-            )
+        if self.acknowledge_opt_outs:
+            await self._send("ack", addressee.email, addressee.name, addressee.locale)
+
+    async def _send(
+        self, kind: str, email: str, name: str | None, locale: str | None, link: str = ""
+    ) -> None:
+        message = notice(
+            kind,
+            to_email=email,
+            to_name=name,
+            locale=locale,
+            sender=self.sender,
+            clock=self.clock,
+            link=link,
         )
+        await self.transport.send_quietly(message)

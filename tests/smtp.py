@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -43,6 +44,17 @@ class RecordingHandler:
     # Advertise PIPELINING (RFC 2920), as Postfix does: the dispatcher then pipelines. aiosmtpd
     # reads commands one after another, so it serves pipelined clients as they are.
     pipelining: bool = True
+
+    def reset(self) -> None:
+        """Every field back to its default, a field added later included: nothing one test
+        set up (an injected reply, a recorded message) is left for the next."""
+        for spec in dataclasses.fields(self):
+            if spec.default_factory is not dataclasses.MISSING:
+                setattr(self, spec.name, spec.default_factory())
+            elif spec.default is not dataclasses.MISSING:
+                setattr(self, spec.name, spec.default)
+            else:
+                raise TypeError(f"RecordingHandler.{spec.name} needs a default to be reset")
 
     async def handle_EHLO(
         self,

@@ -29,6 +29,8 @@ from mailer.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, business_config
 from tests.smtp import RecordingHandler, SmtpServer, free_port
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["pipelining", "lock-step"])
 def relay(request, smtp):  # type: ignore[no-untyped-def]

@@ -140,15 +140,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 @pytest.fixture
 def smtp(smtp_server: SmtpServer) -> RecordingHandler:
     handler = smtp_server.handler
-    handler.received.clear()
-    handler.mail_replies.clear()
-    handler.rcpt_replies.clear()
-    handler.data_replies.clear()
-    handler.drop_data = 0
-    handler.drop_rcpt = 0
-    handler.refuse.clear()
-    handler.kill_on = None
-    handler.pipelining = True
+    handler.reset()
     return handler
 
 

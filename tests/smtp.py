@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -43,6 +44,20 @@ class RecordingHandler:
     # Advertise PIPELINING (RFC 2920), as Postfix does: the dispatcher then pipelines. aiosmtpd
     # reads commands one after another, so it serves pipelined clients as they are.
     pipelining: bool = True
+    # A slow relay: each DATA waits this long before its reply (a long wait stalls it).
+    data_delay: float = 0.0
+    data_started: int = 0  # DATA commands received, answered or not (yet)
+
+    def reset(self) -> None:
+        """Every field back to its default, a field added later included: nothing one test
+        set up (an injected reply, a recorded message) is left for the next."""
+        for spec in dataclasses.fields(self):
+            if spec.default_factory is not dataclasses.MISSING:
+                setattr(self, spec.name, spec.default_factory())
+            elif spec.default is not dataclasses.MISSING:
+                setattr(self, spec.name, spec.default)
+            else:
+                raise TypeError(f"RecordingHandler.{spec.name} needs a default to be reset")
 
     async def handle_EHLO(
         self,
@@ -81,13 +96,17 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.data_started += 1
+        received = self.received  # a message answered after a reset is not the next test's
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)  # cancelled if the client hangs up
         if self.drop_data:
             self.drop_data -= 1
             server.transport.close()  # the client sees the connection drop mid-DATA
             return "421 4.4.2 connection dropped"
         if self.data_replies:
             return self.data_replies.pop(0)
-        self.received.append(
+        received.append(
             Received(
                 str(envelope.mail_from),
                 list(envelope.rcpt_tos),
@@ -95,7 +114,7 @@ class RecordingHandler:
                 time.monotonic(),
             )
         )
-        if self.kill_on is not None and len(self.received) == self.kill_on[0]:
+        if self.kill_on is not None and len(received) == self.kill_on[0]:
             os.kill(self.kill_on[1], signal.SIGKILL)  # the sender dies with this one in flight
         return "250 OK: queued"
 

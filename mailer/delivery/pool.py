@@ -141,6 +141,13 @@ class SmtpPool:
                 if not keep:
                     connection.close()
                     connection = None
+        except asyncio.CancelledError:
+            # Cancelled mid-transaction (a worker's drain ran out): the relay may still owe a
+            # reply on this connection, so it is not reused, nor asked to QUIT by close().
+            if connection is not None:
+                connection.close()
+                connection = None
+            raise
         finally:
             self._idle.put_nowait(connection)
 

@@ -29,6 +29,8 @@ from mailer.settings import Settings
 from tests.conftest import ROOT, TEST_SECRET, business_config
 from tests.smtp import RecordingHandler, SmtpServer, free_port
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["pipelining", "lock-step"])
 def relay(request, smtp):  # type: ignore[no-untyped-def]
@@ -130,6 +132,26 @@ async def test_a_connection_dropped_before_the_content_is_sent_again_once(relay,
     assert Counter(r for m in relay.received for r in m.rcpt_tos) == {
         f"p{i}@example.be": 1 for i in range(3)
     }
+
+
+async def test_a_send_cancelled_mid_transaction_leaves_no_connection_to_reuse(relay, pool_settings):
+    """A worker's drain cancels a handoff the relay stalls on: the connection, still owed a
+    reply, is closed, not put back for the next batch (whose replies it would misread) nor
+    sent a QUIT by close() that the stalled relay would leave unanswered for the timeout."""
+    relay.data_delay = 60
+    pool = SmtpPool(pool_settings, 1)
+    send_all = asyncio.create_task(pool.send_all([message(1)]))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not relay.data_started:  # the server runs in another thread
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    send_all.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await send_all
+    assert pool._idle.qsize() == 1 and pool._idle.get_nowait() is None  # closed, not kept
+    pool._idle.put_nowait(None)
+    await asyncio.wait_for(pool.close(), 2)
+    assert relay.received == []
 
 
 async def test_our_sender_refused_is_the_relays_failure(relay, pool_settings):

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.integration
 INFORMATIONAL = {"NO_RECEIVED", "NO_RELAYS", "HTML_MESSAGE"}  # no points: not objections
 
 

@@ -99,6 +99,9 @@ class Dispatcher:
         try:
             while (batch := await run.ready.get()) is not None:
                 try:
+                    if self.stopping.is_set():  # a worker shutting down: queued again, not sent
+                        await db.transaction(partial(release, ids=batch.ids))
+                        break
                     if not await self._hand_off(run, batch):
                         break
                     if on_batch is not None:

@@ -30,10 +30,9 @@ from campaigns.schemas import (
 from campaigns.tokens import Kind
 from mailer.delivery.notices import notice
 from mailer.services import Services
-from mailer.web.errors import pydantic_errors, responses
+from mailer.web.errors import pydantic_errors, responses, status_of
 
 _STATUS = {"created": 201, "updated": 200}
-_ERROR_STATUS = {"InvalidInput": 422, "Conflict": 409, "NotFound": 404}
 
 
 class ContactController(Controller):
@@ -176,5 +175,6 @@ class ContactController(Controller):
 
 
 def _failure(index: int, error: DomainError) -> BatchItemOut:
-    status = _ERROR_STATUS.get(type(error).__name__, 422)
-    return BatchItemOut(index=index, status=status, detail=error.message, field=error.field)
+    return BatchItemOut(
+        index=index, status=status_of(error), detail=error.message, field=error.field
+    )

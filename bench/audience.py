@@ -56,7 +56,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -478,8 +478,8 @@ async def child_setup(database_url: str) -> dict[str, Any]:
         return {
             "campaign_id": campaign.id,
             "sizes": sizes,
-            "audience": measured.model_dump(),
-            "audience_partner_offers": third_party.model_dump(),
+            "audience": asdict(measured),
+            "audience_partner_offers": asdict(third_party),
         }
     finally:
         await services.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,18 +35,85 @@ from campaigns.models import (
     ShopOrder,
     Suppression,
 )
-from campaigns.schemas import (
-    AudienceOut,
-    CampaignDetailOut,
-    CampaignIn,
-    CampaignOut,
-    DeliveryCountsOut,
-    WhyBasisOut,
-    WhyOut,
-)
+from campaigns.schemas import CampaignIn
 from campaigns.sending.content import CampaignContent
 
 DEFAULT_TEMPLATES = Path("templates/email")
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    """A campaign's deliveries by status, and the unsubscribes it caused."""
+
+    queued: int = 0
+    skipped: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+    unsubscribed: int = 0
+
+
+_COUNTED = frozenset(f.name for f in fields(DeliveryCounts))
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    id: str
+    name: str
+    purpose: str
+    categories: tuple[str, ...]
+    subject: str
+    template: str
+    locale: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    counts: DeliveryCounts
+
+
+@dataclass(frozen=True)
+class AudienceCounts:
+    """Who the campaign may reach now, by basis, and who it may not, by reason."""
+
+    eligible: int
+    by_basis: dict[str, int]
+    excluded: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CampaignDetail(CampaignView):
+    audience: AudienceCounts
+
+
+@dataclass(frozen=True)
+class BasisEvidence:
+    """The evidence for the basis: a consent event, or an order (soft opt-in). Fields that do
+    not apply to the kind are None."""
+
+    kind: Literal["consent", "soft_opt_in"]
+    consent_event_id: str | None = None
+    purpose: str | None = None
+    captured_at: datetime | None = None
+    wording_version: str | None = None
+    channel: str | None = None
+    order_id: str | None = None
+    placed_at: datetime | None = None
+    categories: tuple[str, ...] | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a contact may (or may not) receive a campaign."""
+
+    contact_id: str
+    campaign_id: str
+    eligible: bool
+    reason: str | None  # the exclusion reason when not eligible
+    basis: BasisEvidence | None  # the basis it holds (also when capped by frequency)
+    detail: str
 
 
 def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
@@ -71,7 +139,7 @@ def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
 
 async def create_campaign(
     session: AsyncSession, data: CampaignIn, ctx: Context, templates: Path = DEFAULT_TEMPLATES
-) -> CampaignOut:
+) -> CampaignView:
     check_campaign(data, ctx, templates)
     now = ctx.clock.now()
     campaign = Campaign(
@@ -94,7 +162,7 @@ async def create_campaign(
     return (await _views(session, [campaign]))[0]
 
 
-async def list_campaigns(session: AsyncSession) -> list[CampaignOut]:
+async def list_campaigns(session: AsyncSession) -> list[CampaignView]:
     rows = await session.execute(sa.select(Campaign).order_by(col(Campaign.created_at).desc()))
     return await _views(session, list(rows.scalars()))
 
@@ -108,18 +176,16 @@ async def load_target(session: AsyncSession, campaign_id: str) -> tuple[Campaign
     return campaign, target
 
 
-async def campaign_detail(
-    session: AsyncSession, campaign_id: str, ctx: Context
-) -> CampaignDetailOut:
+async def campaign_detail(session: AsyncSession, campaign_id: str, ctx: Context) -> CampaignDetail:
     campaign, target = await load_target(session, campaign_id)
     (view,) = await _views(session, [campaign])
     audience = await audience_counts(session, target, ctx)
-    return CampaignDetailOut(**view.model_dump(), audience=audience)
+    return CampaignDetail(**vars(view), audience=audience)
 
 
 async def audience_counts(
     session: AsyncSession, target: CampaignTarget, ctx: Context
-) -> AudienceOut:
+) -> AudienceCounts:
     """Counts by basis and by exclusion reason, from the same query that sends."""
     rules = AudienceRules.for_campaign(target, ctx.config, ctx.clock.now())
     audience = audience_query(rules).subquery("audience")
@@ -135,10 +201,12 @@ async def audience_counts(
             by_basis[basis_kind] += n
         else:
             excluded[reason] += n
-    return AudienceOut(eligible=sum(by_basis.values()), by_basis=by_basis, excluded=excluded)
+    return AudienceCounts(eligible=sum(by_basis.values()), by_basis=by_basis, excluded=excluded)
 
 
-async def explain(session: AsyncSession, contact_id: str, campaign_id: str, ctx: Context) -> WhyOut:
+async def explain(
+    session: AsyncSession, contact_id: str, campaign_id: str, ctx: Context
+) -> Explanation:
     """Why this contact may (or may not) receive this campaign, with the evidence."""
     _, target = await load_target(session, campaign_id)
     if await session.get(Contact, contact_id) is None:
@@ -159,7 +227,7 @@ async def explain(session: AsyncSession, contact_id: str, campaign_id: str, ctx:
         session, row.basis_kind, row.consent_event_id, row.order_id, target, ctx
     )
     eligible = row.reason == ELIGIBLE
-    return WhyOut(
+    return Explanation(
         contact_id=contact_id,
         campaign_id=campaign_id,
         eligible=eligible,
@@ -176,11 +244,11 @@ async def _basis_evidence(
     order_id: str | None,
     target: CampaignTarget,
     ctx: Context,
-) -> WhyBasisOut | None:
+) -> BasisEvidence | None:
     if kind == "consent" and consent_event_id is not None:
         event = await session.get(ConsentEvent, consent_event_id)
         assert event is not None
-        return WhyBasisOut(
+        return BasisEvidence(
             kind="consent",
             consent_event_id=str(event.id),
             purpose=event.purpose,
@@ -198,11 +266,11 @@ async def _basis_evidence(
                 .order_by(col(OrderCategory.category))
             )
         ).scalars()
-        return WhyBasisOut(
+        return BasisEvidence(
             kind="soft_opt_in",
             order_id=order.id,
             placed_at=order.placed_at,
-            categories=list(bought),
+            categories=tuple(bought),
             until=add_months(order.placed_at, ctx.config.marketing.soft_opt_in_months),
         )
     return None
@@ -220,7 +288,7 @@ _EXCLUSION_TEXT = {
 }
 
 
-def _sentence(reason: str, basis: WhyBasisOut | None, target: CampaignTarget) -> str:
+def _sentence(reason: str, basis: BasisEvidence | None, target: CampaignTarget) -> str:
     if reason == ELIGIBLE and basis is not None:
         if basis.kind == "consent":
             return (
@@ -292,7 +360,7 @@ async def _categories(session: AsyncSession, ids: Sequence[str]) -> dict[str, li
     return found
 
 
-async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignOut]:
+async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignView]:
     ids = [c.id for c in campaigns]
     categories = await _categories(session, ids)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -303,7 +371,8 @@ async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[C
             .where(delivery.c.campaign_id.in_(ids))
             .group_by(delivery.c.campaign_id, delivery.c.status)
         ):
-            counts[campaign_id][status] = n
+            if status in _COUNTED:  # a status the counts do not show is left out
+                counts[campaign_id][status] = n
         for campaign_id, n in await session.execute(
             sa.select(col(Suppression.campaign_id), sa.func.count())
             .where(col(Suppression.campaign_id).in_(ids))
@@ -311,18 +380,18 @@ async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[C
         ):
             counts[str(campaign_id)]["unsubscribed"] = n
     return [
-        CampaignOut(
+        CampaignView(
             id=c.id,
             name=c.name,
             purpose=c.purpose,
-            categories=categories[c.id],
+            categories=tuple(categories[c.id]),
             subject=c.subject,
             template=c.template,
             locale=c.locale,
             status=c.status,
             created_at=c.created_at,
             updated_at=c.updated_at,
-            counts=DeliveryCountsOut(**counts[c.id]),
+            counts=DeliveryCounts(**counts[c.id]),
         )
         for c in campaigns
     ]

@@ -27,6 +27,8 @@ from campaigns.schemas import (
 )
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
+    AudienceCounts,
+    CampaignDetail,
     audience_counts,
     campaign_detail,
     create_campaign,
@@ -54,9 +56,10 @@ class CampaignController(Controller):
     )
     async def create(self, data: JSONBody[CampaignIn], state: State) -> CampaignOut:
         services: Services = state.services
-        return await services.transaction(
+        view = await services.transaction(
             lambda s: create_campaign(s, data, services.context, services.settings.templates_dir)
         )
+        return CampaignOut.model_validate(view, from_attributes=True)
 
     @get(
         "/campaigns",
@@ -65,7 +68,8 @@ class CampaignController(Controller):
     )
     async def list_all(self, state: State) -> list[CampaignOut]:
         services: Services = state.services
-        return await services.transaction(list_campaigns)
+        views = await services.transaction(list_campaigns)
+        return [CampaignOut.model_validate(view, from_attributes=True) for view in views]
 
     @get(
         "/campaigns/{campaign_id:str}",
@@ -74,9 +78,10 @@ class CampaignController(Controller):
     )
     async def detail(self, campaign_id: FromPath[str], state: State) -> CampaignDetailOut:
         services: Services = state.services
-        return await services.transaction(
+        detail = await services.transaction(
             lambda s: campaign_detail(s, campaign_id, services.context)
         )
+        return CampaignDetailOut.model_validate(detail, from_attributes=True)
 
     @get(
         "/campaigns/{campaign_id:str}/audience",
@@ -86,11 +91,12 @@ class CampaignController(Controller):
     async def audience(self, campaign_id: FromPath[str], state: State) -> AudienceOut:
         services: Services = state.services
 
-        async def work(session) -> AudienceOut:  # type: ignore[no-untyped-def]
+        async def work(session) -> AudienceCounts:  # type: ignore[no-untyped-def]
             _, target = await load_target(session, campaign_id)
             return await audience_counts(session, target, services.context)
 
-        return await services.transaction(work)
+        counts = await services.transaction(work)
+        return AudienceOut.model_validate(counts, from_attributes=True)
 
     @post(
         "/campaigns/{campaign_id:str}/schedule",
@@ -150,12 +156,12 @@ class CampaignController(Controller):
         return await self._change(state.services, campaign_id, lifecycle.cancel)
 
     async def _change(self, services: Services, campaign_id: str, action: Any) -> CampaignOut:
-        async def work(session: AsyncSession) -> CampaignOut:
+        async def work(session: AsyncSession) -> CampaignDetail:
             await action(session, campaign_id, ctx=services.context)
             return await campaign_detail(session, campaign_id, services.context)
 
         detail = await services.transaction(work)
-        return CampaignOut(**detail.model_dump(exclude={"audience"}))
+        return CampaignOut.model_validate(detail, from_attributes=True)
 
     @post(
         "/campaigns/{campaign_id:str}/preview",
@@ -220,6 +226,7 @@ class CampaignController(Controller):
         self, contact_id: FromPath[str], campaign_id: FromQuery[str], state: State
     ) -> WhyOut:
         services: Services = state.services
-        return await services.transaction(
+        why = await services.transaction(
             lambda s: explain(s, contact_id, campaign_id, services.context)
         )
+        return WhyOut.model_validate(why, from_attributes=True)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.errors import DomainError, InvalidInput
 from campaigns.evidence.contacts import IngestResult, check_contact, ingest_contacts
-from campaigns.evidence.profiles import contact_detail, contact_view, record_consent
+from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
 from campaigns.schemas import (
     BatchItemOut,
@@ -54,7 +54,7 @@ class ContactController(Controller):
         ctx = services.context
         check_contact(data, ctx.config, ctx.clock.now())
 
-        async def work(session: AsyncSession) -> tuple[IngestResult, ContactOut]:
+        async def work(session: AsyncSession) -> tuple[IngestResult, ContactView]:
             (outcome,) = await ingest_contacts(session, [(0, data)], ctx)
             if outcome.error is not None:
                 raise outcome.error
@@ -63,7 +63,10 @@ class ContactController(Controller):
             return outcome, view
 
         outcome, view = await services.transaction(work)
-        return Response(view, status_code=_STATUS[outcome.result])
+        return Response(
+            ContactOut.model_validate(view, from_attributes=True),
+            status_code=_STATUS[outcome.result],
+        )
 
     @post(
         "/contacts/batch",
@@ -128,7 +131,10 @@ class ContactController(Controller):
         result, created = await services.transaction(
             lambda session: record_consent(session, data, services.context)
         )
-        return Response(result, status_code=201 if created else 200)
+        return Response(
+            ConsentOut.model_validate(result, from_attributes=True),
+            status_code=201 if created else 200,
+        )
 
     @post(
         "/signups",
@@ -169,9 +175,10 @@ class ContactController(Controller):
     )
     async def get_contact(self, contact_id: FromPath[str], state: State) -> ContactDetailOut:
         services: Services = state.services
-        return await services.transaction(
+        detail = await services.transaction(
             lambda session: contact_detail(session, contact_id, services.context)
         )
+        return ContactDetailOut.model_validate(detail, from_attributes=True)
 
 
 def _failure(index: int, error: DomainError) -> BatchItemOut:

@@ -24,9 +24,10 @@ class SuppressionController(Controller):
     )
     async def lookup(self, email: FromQuery[str], state: State) -> SuppressionStatusOut:
         services: Services = state.services
-        return await services.transaction(
+        status = await services.transaction(
             lambda s: suppression_status(s, email, services.context.hasher)
         )
+        return SuppressionStatusOut.model_validate(status, from_attributes=True)
 
     @post(
         "/",
@@ -37,6 +38,7 @@ class SuppressionController(Controller):
     async def add(self, data: JSONBody[SuppressionIn], state: State) -> SuppressionStatusOut:
         services: Services = state.services
         ctx = services.context
-        return await services.transaction(
+        status = await services.transaction(
             lambda s: record_objection(s, data, clock=ctx.clock, hasher=ctx.hasher)
         )
+        return SuppressionStatusOut.model_validate(status, from_attributes=True)

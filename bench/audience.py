@@ -78,13 +78,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from campaigns.audience.audience import audience_counts, materialise
 from campaigns.audience.eligibility import CampaignTarget
 from campaigns.clock import FixedClock
 from campaigns.config import parse_business_config
 from campaigns.evidence.projections import rebuild_statements
 from campaigns.models import Delivery, metadata
 from campaigns.schemas import CampaignIn
-from campaigns.sending.campaigns import audience_counts, create_campaign, load_target, materialise
+from campaigns.sending.campaigns import create_campaign, load_target
 from campaigns.suppression.entries import AddressHasher
 from mailer.services import Services
 from mailer.settings import Settings

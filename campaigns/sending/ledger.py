@@ -23,12 +23,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import materialise
 from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.db import among, dialect_insert, dialect_name
 from campaigns.evidence.projections import is_suppressed
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
-from campaigns.sending.campaigns import load_target, materialise
+from campaigns.sending.campaigns import load_target
 from campaigns.suppression.entries import suppress
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]

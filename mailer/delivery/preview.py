@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import explain
 from campaigns.errors import Conflict
 from campaigns.models import Contact, Delivery
-from campaigns.sending.campaigns import delivery_recipients, explain, load_target
+from campaigns.sending.campaigns import delivery_recipients, load_target
 from mailer.delivery.compose import Composed, Recipient, recipient_of
 from mailer.delivery.footer import MailBasis
 

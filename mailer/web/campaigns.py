@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import AudienceCounts, audience_counts, explain
 from campaigns.errors import InvalidInput
 from campaigns.schemas import (
     AudienceOut,
@@ -27,12 +28,9 @@ from campaigns.schemas import (
 )
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
-    AudienceCounts,
     CampaignDetail,
-    audience_counts,
     campaign_detail,
     create_campaign,
-    explain,
     list_campaigns,
     load_target,
 )

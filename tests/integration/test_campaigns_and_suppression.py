@@ -7,12 +7,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from campaigns.audience.audience import materialise
 from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.evidence.contacts import ingest_contacts
 from campaigns.models import ContactHash, Delivery
 from campaigns.schemas import ContactIn
-from campaigns.sending.campaigns import load_target, materialise
+from campaigns.sending.campaigns import load_target
 from campaigns.suppression.entries import (
     AddressHasher,
     RetiredSecretError,

@@ -84,8 +84,7 @@ from campaigns.clock import FixedClock
 from campaigns.config import parse_business_config
 from campaigns.evidence.projections import rebuild_statements
 from campaigns.models import Delivery, metadata
-from campaigns.schemas import CampaignIn
-from campaigns.sending.campaigns import create_campaign, load_target
+from campaigns.sending.campaigns import CampaignIn, create_campaign, load_target
 from campaigns.suppression.entries import AddressHasher
 from mailer.services import Services
 from mailer.settings import Settings

@@ -15,9 +15,9 @@ from campaigns.context import Context
 from campaigns.errors import InvalidInput
 from campaigns.evidence.consent import consent_row
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import Contact, Delivery, Signup
-from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
 
 PREFERENCE_WORDING_VERSION = "preferences-1"

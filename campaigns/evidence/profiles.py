@@ -16,9 +16,9 @@ from campaigns.context import Context
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.evidence.consent import consent_row
 from campaigns.evidence.contacts import Refusal
+from campaigns.evidence.inputs import ConsentEvidenceIn, ConsentIn
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
-from campaigns.schemas import ConsentEvidenceIn, ConsentIn
 from campaigns.suppression.entries import suppressed_among
 
 

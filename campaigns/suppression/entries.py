@@ -24,7 +24,7 @@ from campaigns.db import among
 from campaigns.errors import InvalidInput
 from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
-from campaigns.schemas import SuppressionIn
+from campaigns.suppression.inputs import SuppressionIn
 
 REASONS = (
     "unsubscribe",

@@ -14,21 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.audience.audience import AudienceCounts, audience_counts, explain
 from campaigns.errors import InvalidInput
-from campaigns.schemas import (
-    AudienceOut,
-    CampaignDetailOut,
-    CampaignIn,
-    CampaignOut,
-    PreviewIn,
-    PreviewOut,
-    ScheduleIn,
-    TestSendIn,
-    TestSendOut,
-    WhyOut,
-)
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
     CampaignDetail,
+    CampaignIn,
     campaign_detail,
     create_campaign,
     list_campaigns,
@@ -39,6 +28,17 @@ from mailer.delivery.preview import compose_preview, sample_recipient
 from mailer.scheduler import cron_trigger
 from mailer.services import Services
 from mailer.web.errors import responses
+from mailer.web.schemas import (
+    AudienceOut,
+    CampaignDetailOut,
+    CampaignOut,
+    PreviewIn,
+    PreviewOut,
+    ScheduleIn,
+    TestSendIn,
+    TestSendOut,
+    WhyOut,
+)
 
 
 class CampaignController(Controller):

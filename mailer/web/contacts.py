@@ -12,25 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.errors import DomainError, InvalidInput
 from campaigns.evidence.contacts import IngestResult, check_contact, ingest_contacts
+from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
 from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
-from campaigns.schemas import (
-    BatchItemOut,
-    BatchOut,
-    ConsentIn,
-    ConsentOut,
-    ContactBatchIn,
-    ContactDetailOut,
-    ContactIn,
-    ContactOut,
-    RefusedOut,
-    SignupIn,
-    SignupOut,
-)
 from campaigns.tokens import Kind
 from mailer.delivery.notices import notice
 from mailer.services import Services
 from mailer.web.errors import pydantic_errors, responses, status_of
+from mailer.web.schemas import (
+    BatchItemOut,
+    BatchOut,
+    ConsentOut,
+    ContactBatchIn,
+    ContactDetailOut,
+    ContactOut,
+    RefusedOut,
+    SignupOut,
+)
 
 _STATUS = {"created": 201, "updated": 200}
 

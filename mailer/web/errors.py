@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from pydantic import ValidationError
 
 from campaigns.errors import Conflict, DomainError, InvalidInput, NotFound
-from campaigns.schemas import ErrorOut
+from mailer.web.schemas import ErrorOut
 
 log = logging.getLogger("mailer.web")
 

@@ -6,10 +6,11 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody
 
-from campaigns.schemas import SuppressionIn, SuppressionStatusOut
 from campaigns.suppression.entries import record_objection, suppression_status
+from campaigns.suppression.inputs import SuppressionIn
 from mailer.services import Services
 from mailer.web.errors import responses
+from mailer.web.schemas import SuppressionStatusOut
 
 
 class SuppressionController(Controller):

@@ -17,9 +17,9 @@ from campaigns.audience.audience import explain, materialise
 from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.clock import FixedClock, months_before
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery
-from campaigns.schemas import CampaignIn, ContactIn
-from campaigns.sending.campaigns import create_campaign, load_target
+from campaigns.sending.campaigns import CampaignIn, create_campaign, load_target
 from campaigns.suppression.entries import suppress
 from mailer.services import Services
 from mailer.settings import Settings

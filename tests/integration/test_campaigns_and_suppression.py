@@ -11,8 +11,8 @@ from campaigns.audience.audience import materialise
 from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import ContactHash, Delivery
-from campaigns.schemas import ContactIn
 from campaigns.sending.campaigns import load_target
 from campaigns.suppression.entries import (
     AddressHasher,
@@ -270,8 +270,7 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
 
 
 async def load_target_for(session: Any, services: Any, clock: Any) -> Any:
-    from campaigns.schemas import CampaignIn
-    from campaigns.sending.campaigns import create_campaign
+    from campaigns.sending.campaigns import CampaignIn, create_campaign
     from tests.conftest import ROOT
 
     created = await create_campaign(

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from campaigns.audience.audience import materialise
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery, Suppression
-from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending import lifecycle
-from campaigns.sending.campaigns import create_campaign, load_target
+from campaigns.sending.campaigns import CampaignIn, create_campaign, load_target
 from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight, start_run
 from campaigns.suppression.entries import suppress, suppressed_among
 from mailer.delivery.dispatcher import Dispatcher, _Run

@@ -56,7 +56,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,13 +78,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from campaigns.audience.audience import audience_counts, load_target, materialise
 from campaigns.audience.eligibility import CampaignTarget
 from campaigns.clock import FixedClock
 from campaigns.config import parse_business_config
 from campaigns.evidence.projections import rebuild_statements
 from campaigns.models import Delivery, metadata
-from campaigns.schemas import CampaignIn
-from campaigns.sending.campaigns import audience_counts, create_campaign, load_target, materialise
+from campaigns.sending.campaigns import CampaignIn, create_campaign
 from campaigns.suppression.entries import AddressHasher
 from mailer.services import Services
 from mailer.settings import Settings
@@ -478,8 +478,8 @@ async def child_setup(database_url: str) -> dict[str, Any]:
         return {
             "campaign_id": campaign.id,
             "sizes": sizes,
-            "audience": measured.model_dump(),
-            "audience_partner_offers": third_party.model_dump(),
+            "audience": asdict(measured),
+            "audience_partner_offers": asdict(third_party),
         }
     finally:
         await services.close()

@@ -85,9 +85,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.clock import SystemClock
 from campaigns.context import Context
 from campaigns.evidence.contacts import IngestResult, ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign
-from campaigns.schemas import CampaignIn, ContactIn
-from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.campaigns import CampaignIn, create_campaign
 from campaigns.sending.lifecycle import start_run
 from mailer.delivery.compose import Recipient
 from mailer.delivery.dispatcher import send_run

@@ -11,13 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from campaigns.audience.eligibility import consent_for_purpose  # the same predicate as sending
 from campaigns.context import Context
 from campaigns.errors import InvalidInput
 from campaigns.evidence.consent import consent_row
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import Contact, Delivery, Signup
-from campaigns.schemas import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
 from campaigns.suppression.predicate import NEVER_MAILED_AGAIN
 
@@ -113,8 +114,6 @@ async def preferences(session: AsyncSession, contact_id: str, ctx: Context) -> P
     contact = await session.get(Contact, contact_id)
     if contact is None:
         return None
-    from campaigns.audience.eligibility import consent_for_purpose  # the same predicate as sending
-
     state: dict[str, bool] = {}
     for purpose in ctx.config.marketing.purposes:
         consent = consent_for_purpose(purpose, [contact_id])

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from campaigns.schemas import ConsentEvidenceIn
+from campaigns.evidence.inputs import ConsentEvidenceIn
 
 # A web-form sign-up is consent only after our double opt-in (C5): use POST /api/v1/signups.
 WEB_FORM_CHANNELS = frozenset({"web_form", "signup", "signup_form", "newsletter_form", "popup"})

@@ -22,9 +22,9 @@ from campaigns.context import Context
 from campaigns.db import among, dialect_insert, insert_ignoring_duplicates, insert_new_rows
 from campaigns.errors import Conflict, DomainError, InvalidInput
 from campaigns.evidence.consent import consent_row, refusal_reason
+from campaigns.evidence.inputs import ContactIn
 from campaigns.evidence.projections import refresh_evidence
 from campaigns.models import ConsentEvent, Contact, ContactHash, OrderCategory, ShopOrder
-from campaigns.schemas import ContactIn
 from campaigns.suppression.entries import suppressed_among
 
 # Sources that are not direct collection by the shop (C11), whatever `first_party` says.

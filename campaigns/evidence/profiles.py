@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,21 +16,85 @@ from campaigns.context import Context
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.evidence.consent import consent_row
 from campaigns.evidence.contacts import Refusal
+from campaigns.evidence.inputs import ConsentEvidenceIn, ConsentIn
 from campaigns.evidence.projections import append_consent_events
 from campaigns.models import ConsentEvent, Contact, OrderCategory, ShopOrder
-from campaigns.schemas import (
-    BasisOut,
-    ConsentEventOut,
-    ConsentEvidenceIn,
-    ConsentIn,
-    ConsentOut,
-    ContactDetailOut,
-    ContactOut,
-    OrderOut,
-    RefusedOut,
-    SourceOut,
-)
 from campaigns.suppression.entries import suppressed_among
+
+
+@dataclass(frozen=True)
+class ContactSource:
+    """Where the shop collected the address: only first-party collection is stored (C11)."""
+
+    channel: str
+    url: str | None
+    first_party: bool = True
+
+
+@dataclass(frozen=True)
+class ContactView:
+    """A contact with the legal bases it holds now, and what a push gave no basis, and why."""
+
+    id: str
+    email: str
+    external_id: str | None
+    name: str | None
+    locale: str | None
+    source: ContactSource
+    created_at: datetime
+    updated_at: datetime
+    suppressed: bool
+    bases: tuple[Basis, ...]
+    refused: tuple[Refusal, ...]
+
+
+@dataclass(frozen=True)
+class ConsentEventView:
+    """One event of the consent ledger, as captured, with whether it gives a basis."""
+
+    id: str
+    purpose: str
+    granted: bool
+    captured_at: datetime | None
+    wording: str | None
+    wording_version: str | None
+    channel: str | None
+    url: str | None
+    ip: str | None
+    checkbox_prechecked: bool | None
+    capture_method: str
+    valid: bool
+    refused_reason: str | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: str
+    placed_at: datetime
+    status: str
+    categories: tuple[str, ...]
+    marketing_opt_out_offered: bool
+    marketing_opt_out_used: bool
+
+
+@dataclass(frozen=True)
+class ContactDetail(ContactView):
+    """Profile, consent ledger, orders, current bases and suppression status."""
+
+    consents: tuple[ConsentEventView, ...]
+    orders: tuple[OrderView, ...]
+
+
+@dataclass(frozen=True)
+class RecordedConsent:
+    """One consent decision appended to the ledger, and the bases the contact holds after it."""
+
+    contact_id: str
+    consent_event_id: str
+    valid: bool
+    refused_reason: str | None
+    bases: tuple[Basis, ...]
 
 
 async def get_contact(session: AsyncSession, contact_id: str) -> Contact:
@@ -39,12 +106,12 @@ async def get_contact(session: AsyncSession, contact_id: str) -> Contact:
 
 async def contact_view(
     session: AsyncSession, contact_id: str, ctx: Context, refused: list[Refusal] | None = None
-) -> ContactOut:
+) -> ContactView:
     contact = await get_contact(session, contact_id)
-    return ContactOut(**await _summary(session, contact, ctx, refused or []))
+    return ContactView(**await _summary(session, contact, ctx, refused or []))
 
 
-async def contact_detail(session: AsyncSession, contact_id: str, ctx: Context) -> ContactDetailOut:
+async def contact_detail(session: AsyncSession, contact_id: str, ctx: Context) -> ContactDetail:
     contact = await get_contact(session, contact_id)
     events = (
         await session.execute(
@@ -71,31 +138,45 @@ async def contact_detail(session: AsyncSession, contact_id: str, ctx: Context) -
         .order_by(col(OrderCategory.category))
     ):
         categories[order_id].append(category)
-    return ContactDetailOut(
+    return ContactDetail(
         **await _summary(session, contact, ctx, []),
-        consents=[
-            ConsentEventOut(
-                **event.model_dump(exclude={"id", "contact_id", "fingerprint"}), id=str(event.id)
+        consents=tuple(
+            ConsentEventView(
+                id=str(event.id),
+                purpose=event.purpose,
+                granted=event.granted,
+                captured_at=event.captured_at,
+                wording=event.wording,
+                wording_version=event.wording_version,
+                channel=event.channel,
+                url=event.url,
+                ip=event.ip,
+                checkbox_prechecked=event.checkbox_prechecked,
+                capture_method=event.capture_method,
+                valid=event.valid,
+                refused_reason=event.refused_reason,
+                recorded_at=event.recorded_at,
             )
             for event in events
-        ],
-        orders=[
-            OrderOut(
+        ),
+        orders=tuple(
+            OrderView(
                 id=order.id,
                 placed_at=order.placed_at,
                 status=order.status,
-                categories=categories[order.id],
+                categories=tuple(categories[order.id]),
                 marketing_opt_out_offered=order.opt_out_offered,
                 marketing_opt_out_used=order.opt_out_used,
             )
             for order in orders
-        ],
+        ),
     )
 
 
 async def _summary(
     session: AsyncSession, contact: Contact, ctx: Context, refused: list[Refusal]
-) -> dict[str, object]:
+) -> dict[str, Any]:
+    """The fields of a ContactView (a ContactDetail has them too)."""
     bases = await current_bases(
         session,
         [contact.id],
@@ -110,30 +191,18 @@ async def _summary(
         "external_id": contact.external_id,
         "name": contact.name,
         "locale": contact.locale,
-        "source": SourceOut(channel=contact.source_channel, url=contact.source_url),
+        "source": ContactSource(channel=contact.source_channel, url=contact.source_url),
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
         "suppressed": suppressed,
-        "bases": [basis_out(basis) for basis in bases[contact.id]],
-        "refused": [RefusedOut(item=r.item, reason=r.reason) for r in refused],
+        "bases": tuple(bases[contact.id]),
+        "refused": tuple(refused),
     }
-
-
-def basis_out(basis: Basis) -> BasisOut:
-    return BasisOut(
-        kind=basis.kind,
-        purpose=basis.purpose,
-        since=basis.since,
-        categories=list(basis.categories) if basis.categories is not None else None,
-        until=basis.until,
-        consent_event_id=basis.consent_event_id,
-        order_id=basis.order_id,
-    )
 
 
 async def record_consent(
     session: AsyncSession, request: ConsentIn, ctx: Context
-) -> tuple[ConsentOut, bool]:
+) -> tuple[RecordedConsent, bool]:
     """Append one grant or withdrawal to the ledger (C31). Returns (result, newly_stored)."""
     if request.purpose not in ctx.config.marketing.purposes:
         raise InvalidInput(
@@ -163,12 +232,12 @@ async def record_consent(
         session, [contact.id], clock=ctx.clock, policy=ctx.config.marketing, hasher=ctx.hasher
     )
     return (
-        ConsentOut(
+        RecordedConsent(
             contact_id=contact.id,
             consent_event_id=str(event_id),
             valid=row["valid"],
             refused_reason=row["refused_reason"],
-            bases=[basis_out(b) for b in bases[contact.id]],
+            bases=tuple(bases[contact.id]),
         ),
         existing is None,
     )

@@ -23,11 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import load_target
 from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.db import among, dialect_name
 from campaigns.models import Campaign, Contact, Delivery
-from campaigns.sending.campaigns import load_target
 from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from campaigns.suppression.entries import suppress
 from campaigns.suppression.predicate import is_suppressed

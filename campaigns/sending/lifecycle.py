@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import load_target, materialise
 from campaigns.clock import as_utc
 from campaigns.context import Context
 from campaigns.db import dialect_insert, dialect_name
 from campaigns.errors import Conflict, InvalidInput, NotFound
 from campaigns.models import Campaign, CampaignRun, Delivery
-from campaigns.sending.campaigns import load_target, materialise
 from campaigns.sending.states import (
     ALLOWED_FROM,
     OPEN_DELIVERIES,

@@ -24,8 +24,8 @@ from campaigns.db import among
 from campaigns.errors import InvalidInput
 from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
-from campaigns.schemas import SuppressionEntryOut, SuppressionIn, SuppressionStatusOut
 from campaigns.sending.states import OPEN_DELIVERIES, DeliveryStatus
+from campaigns.suppression.inputs import SuppressionIn
 from campaigns.suppression.predicate import (
     LIFTABLE_REASONS,
     REASONS,
@@ -220,9 +220,29 @@ async def sync_contact_hashes(
     return added
 
 
+@dataclass(frozen=True)
+class SuppressionEntry:
+    id: str
+    reason: str
+    channel: str
+    note: str | None
+    created_at: datetime
+    lifted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SuppressionStatus:
+    """Is the address suppressed, since when, and every entry for it (lifted ones too)."""
+
+    email: str
+    suppressed: bool
+    since: datetime | None
+    entries: tuple[SuppressionEntry, ...]
+
+
 async def suppression_status(
     session: AsyncSession, email: str, hasher: AddressHasher
-) -> SuppressionStatusOut:
+) -> SuppressionStatus:
     """Every entry for the address, lifted ones included; suppressed if any is active."""
     try:
         address = normalise_address(email)
@@ -235,12 +255,12 @@ async def suppression_status(
     )
     entries = list(rows.scalars())
     active = [e for e in entries if e.lifted_at is None]
-    return SuppressionStatusOut(
+    return SuppressionStatus(
         email=address,
         suppressed=bool(active),
         since=active[0].created_at if active else None,
-        entries=[
-            SuppressionEntryOut(
+        entries=tuple(
+            SuppressionEntry(
                 id=str(e.id),
                 reason=e.reason,
                 channel=e.channel,
@@ -249,13 +269,13 @@ async def suppression_status(
                 lifted_at=e.lifted_at,
             )
             for e in entries
-        ],
+        ),
     )
 
 
 async def record_objection(
     session: AsyncSession, data: SuppressionIn, *, clock: Clock, hasher: AddressHasher
-) -> SuppressionStatusOut:
+) -> SuppressionStatus:
     """A staff-entered objection or manual suppression (C14, C16). Never commits."""
     await suppress(
         session,

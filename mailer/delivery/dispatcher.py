@@ -18,10 +18,11 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import load_target
 from campaigns.config import DeliveryPolicy
 from campaigns.context import Context
 from campaigns.models import Campaign
-from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients, load_target
+from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients
 from campaigns.sending.ledger import (
     Claim,
     SmtpOutcome,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import explain, load_target
 from campaigns.context import Context
 from campaigns.errors import Conflict
 from campaigns.models import Contact, Delivery
-from campaigns.sending.campaigns import delivery_recipients, explain, load_target
+from campaigns.sending.campaigns import delivery_recipients
 from mailer.delivery.compose import Composed, Composers, Recipient, recipient_of
 from mailer.delivery.footer import MailBasis
 

@@ -11,11 +11,23 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.audience import AudienceCounts, audience_counts, explain, load_target
 from campaigns.errors import InvalidInput
-from campaigns.schemas import (
+from campaigns.sending import lifecycle
+from campaigns.sending.campaigns import (
+    CampaignDetail,
+    CampaignIn,
+    campaign_detail,
+    create_campaign,
+    list_campaigns,
+)
+from mailer.delivery.preview import compose_preview, sample_recipient
+from mailer.scheduler import cron_trigger
+from mailer.services import Services
+from mailer.web.errors import responses
+from mailer.web.schemas import (
     AudienceOut,
     CampaignDetailOut,
-    CampaignIn,
     CampaignOut,
     PreviewIn,
     PreviewOut,
@@ -24,19 +36,6 @@ from campaigns.schemas import (
     TestSendOut,
     WhyOut,
 )
-from campaigns.sending import lifecycle
-from campaigns.sending.campaigns import (
-    audience_counts,
-    campaign_detail,
-    create_campaign,
-    explain,
-    list_campaigns,
-    load_target,
-)
-from mailer.delivery.preview import compose_preview, sample_recipient
-from mailer.scheduler import cron_trigger
-from mailer.services import Services
-from mailer.web.errors import responses
 
 
 class CampaignController(Controller):
@@ -52,9 +51,10 @@ class CampaignController(Controller):
     )
     async def create(self, data: JSONBody[CampaignIn], state: State) -> CampaignOut:
         services: Services = state.services
-        return await services.transaction(
+        view = await services.transaction(
             lambda s: create_campaign(s, data, services.context, services.settings.templates_dir)
         )
+        return CampaignOut.model_validate(view, from_attributes=True)
 
     @get(
         "/campaigns",
@@ -63,7 +63,8 @@ class CampaignController(Controller):
     )
     async def list_all(self, state: State) -> list[CampaignOut]:
         services: Services = state.services
-        return await services.transaction(list_campaigns)
+        views = await services.transaction(list_campaigns)
+        return [CampaignOut.model_validate(view, from_attributes=True) for view in views]
 
     @get(
         "/campaigns/{campaign_id:str}",
@@ -72,9 +73,10 @@ class CampaignController(Controller):
     )
     async def detail(self, campaign_id: FromPath[str], state: State) -> CampaignDetailOut:
         services: Services = state.services
-        return await services.transaction(
+        detail = await services.transaction(
             lambda s: campaign_detail(s, campaign_id, services.context)
         )
+        return CampaignDetailOut.model_validate(detail, from_attributes=True)
 
     @get(
         "/campaigns/{campaign_id:str}/audience",
@@ -84,11 +86,12 @@ class CampaignController(Controller):
     async def audience(self, campaign_id: FromPath[str], state: State) -> AudienceOut:
         services: Services = state.services
 
-        async def work(session) -> AudienceOut:  # type: ignore[no-untyped-def]
+        async def work(session) -> AudienceCounts:  # type: ignore[no-untyped-def]
             _, target = await load_target(session, campaign_id)
             return await audience_counts(session, target, services.context)
 
-        return await services.transaction(work)
+        counts = await services.transaction(work)
+        return AudienceOut.model_validate(counts, from_attributes=True)
 
     @post(
         "/campaigns/{campaign_id:str}/schedule",
@@ -140,12 +143,12 @@ class CampaignController(Controller):
         return await self._change(state.services, campaign_id, lifecycle.cancel)
 
     async def _change(self, services: Services, campaign_id: str, action: Any) -> CampaignOut:
-        async def work(session: AsyncSession) -> CampaignOut:
+        async def work(session: AsyncSession) -> CampaignDetail:
             await action(session, campaign_id, ctx=services.context)
             return await campaign_detail(session, campaign_id, services.context)
 
         detail = await services.transaction(work)
-        return CampaignOut(**detail.model_dump(exclude={"audience"}))
+        return CampaignOut.model_validate(detail, from_attributes=True)
 
     @post(
         "/campaigns/{campaign_id:str}/preview",
@@ -212,6 +215,7 @@ class CampaignController(Controller):
         self, contact_id: FromPath[str], campaign_id: FromQuery[str], state: State
     ) -> WhyOut:
         services: Services = state.services
-        return await services.transaction(
+        why = await services.transaction(
             lambda s: explain(s, contact_id, campaign_id, services.context)
         )
+        return WhyOut.model_validate(why, from_attributes=True)

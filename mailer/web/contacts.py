@@ -12,26 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.errors import DomainError, InvalidInput
 from campaigns.evidence.contacts import IngestResult, check_contact, ingest_contacts
-from campaigns.evidence.profiles import contact_detail, contact_view, record_consent
+from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
+from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
-from campaigns.schemas import (
+from mailer.services import Services
+from mailer.web.errors import pydantic_errors, responses, status_of
+from mailer.web.schemas import (
     BatchItemOut,
     BatchOut,
-    ConsentIn,
     ConsentOut,
     ContactBatchIn,
     ContactDetailOut,
-    ContactIn,
     ContactOut,
     RefusedOut,
-    SignupIn,
     SignupOut,
 )
-from mailer.services import Services
-from mailer.web.errors import pydantic_errors, responses
 
 _STATUS = {"created": 201, "updated": 200}
-_ERROR_STATUS = {"InvalidInput": 422, "Conflict": 409, "NotFound": 404}
 
 
 class ContactController(Controller):
@@ -53,7 +50,7 @@ class ContactController(Controller):
         ctx = services.context
         check_contact(data, ctx.config, ctx.clock.now())
 
-        async def work(session: AsyncSession) -> tuple[IngestResult, ContactOut]:
+        async def work(session: AsyncSession) -> tuple[IngestResult, ContactView]:
             (outcome,) = await ingest_contacts(session, [(0, data)], ctx)
             if outcome.error is not None:
                 raise outcome.error
@@ -62,7 +59,10 @@ class ContactController(Controller):
             return outcome, view
 
         outcome, view = await services.transaction(work)
-        return Response(view, status_code=_STATUS[outcome.result])
+        return Response(
+            ContactOut.model_validate(view, from_attributes=True),
+            status_code=_STATUS[outcome.result],
+        )
 
     @post(
         "/contacts/batch",
@@ -127,7 +127,10 @@ class ContactController(Controller):
         result, created = await services.transaction(
             lambda session: record_consent(session, data, services.context)
         )
-        return Response(result, status_code=201 if created else 200)
+        return Response(
+            ConsentOut.model_validate(result, from_attributes=True),
+            status_code=201 if created else 200,
+        )
 
     @post(
         "/signups",
@@ -155,11 +158,13 @@ class ContactController(Controller):
     )
     async def get_contact(self, contact_id: FromPath[str], state: State) -> ContactDetailOut:
         services: Services = state.services
-        return await services.transaction(
+        detail = await services.transaction(
             lambda session: contact_detail(session, contact_id, services.context)
         )
+        return ContactDetailOut.model_validate(detail, from_attributes=True)
 
 
 def _failure(index: int, error: DomainError) -> BatchItemOut:
-    status = _ERROR_STATUS.get(type(error).__name__, 422)
-    return BatchItemOut(index=index, status=status, detail=error.message, field=error.field)
+    return BatchItemOut(
+        index=index, status=status_of(error), detail=error.message, field=error.field
+    )

@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from pydantic import ValidationError
 
 from campaigns.errors import Conflict, DomainError, InvalidInput, NotFound
-from campaigns.schemas import ErrorOut
+from mailer.web.schemas import ErrorOut
 
 log = logging.getLogger("mailer.web")
 
@@ -21,6 +21,12 @@ _DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
     (Conflict, 409),
     (NotFound, 404),
 ]
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status of a domain error: the one map, for error bodies and batch items alike.
+    Any other refusal of the domain is an unprocessable request."""
+    return next((code for kind, code in _DOMAIN_STATUS if isinstance(error, kind)), 422)
 
 
 def error_response(
@@ -72,9 +78,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
-    status = next(code for kind, code in _DOMAIN_STATUS if isinstance(exc, kind))
     extra = {k: v for k, v in (("field", exc.field), ("reason", exc.reason)) if v is not None}
-    return error_response(status, exc.message, extra)
+    return error_response(status_of(exc), exc.message, extra)
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -6,10 +6,11 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody
 
-from campaigns.schemas import SuppressionIn, SuppressionStatusOut
 from campaigns.suppression.entries import record_objection, suppression_status
+from campaigns.suppression.inputs import SuppressionIn
 from mailer.services import Services
 from mailer.web.errors import responses
+from mailer.web.schemas import SuppressionStatusOut
 
 
 class SuppressionController(Controller):
@@ -24,9 +25,10 @@ class SuppressionController(Controller):
     )
     async def lookup(self, email: FromQuery[str], state: State) -> SuppressionStatusOut:
         services: Services = state.services
-        return await services.transaction(
+        status = await services.transaction(
             lambda s: suppression_status(s, email, services.context.hasher)
         )
+        return SuppressionStatusOut.model_validate(status, from_attributes=True)
 
     @post(
         "/",
@@ -37,6 +39,7 @@ class SuppressionController(Controller):
     async def add(self, data: JSONBody[SuppressionIn], state: State) -> SuppressionStatusOut:
         services: Services = state.services
         ctx = services.context
-        return await services.transaction(
+        status = await services.transaction(
             lambda s: record_objection(s, data, clock=ctx.clock, hasher=ctx.hasher)
         )
+        return SuppressionStatusOut.model_validate(status, from_attributes=True)

@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from campaigns.audience.audience import explain, load_target, materialise
 from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.clock import FixedClock, months_before
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery
-from campaigns.schemas import CampaignIn, ContactIn
-from campaigns.sending.campaigns import create_campaign, explain, load_target, materialise
+from campaigns.sending.campaigns import CampaignIn, create_campaign
 from campaigns.suppression.entries import suppress
 from mailer.services import Services
 from mailer.settings import Settings

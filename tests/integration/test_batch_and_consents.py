@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import ConsentEvent, Contact, ShopOrder
-from campaigns.schemas import ContactIn
 from tests import factories
 from tests.integration.test_contacts_api import count
 

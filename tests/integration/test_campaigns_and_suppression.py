@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from campaigns.audience.audience import load_target, materialise
 from campaigns.audience.eligibility import AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import ContactHash, Delivery
-from campaigns.schemas import ContactIn
-from campaigns.sending.campaigns import load_target, materialise
 from campaigns.suppression.entries import (
     AddressHasher,
     RetiredSecretError,
@@ -269,8 +269,7 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
 
 
 async def load_target_for(session: Any, services: Any, clock: Any) -> Any:
-    from campaigns.schemas import CampaignIn
-    from campaigns.sending.campaigns import create_campaign
+    from campaigns.sending.campaigns import CampaignIn, create_campaign
     from tests.conftest import ROOT
 
     created = await create_campaign(

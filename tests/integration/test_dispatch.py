@@ -12,11 +12,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from campaigns.audience.audience import load_target, materialise
 from campaigns.evidence.contacts import ingest_contacts
+from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery, Suppression
-from campaigns.schemas import CampaignIn, ContactIn
 from campaigns.sending import lifecycle
-from campaigns.sending.campaigns import create_campaign, load_target, materialise
+from campaigns.sending.campaigns import CampaignIn, create_campaign
 from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight
 from campaigns.sending.lifecycle import start_run
 from campaigns.suppression.entries import suppress, suppressed_among

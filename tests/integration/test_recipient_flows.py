@@ -10,8 +10,9 @@ import aiosmtplib
 import pytest
 import sqlalchemy as sa
 
+from campaigns.audience.audience import load_target, materialise
 from campaigns.models import ConsentEvent, Delivery, InboundReview, Suppression
-from campaigns.sending.campaigns import delivery_recipients, load_target, materialise
+from campaigns.sending.campaigns import delivery_recipients
 from campaigns.suppression.entries import suppress, suppressed_among
 from campaigns.tokens import Kind
 from mailer.delivery.compose import CampaignComposer, CampaignInfo, recipient_of

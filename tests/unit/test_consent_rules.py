@@ -9,7 +9,7 @@ import pytest
 from campaigns.addresses import normalise_address
 from campaigns.clock import add_months, months_before
 from campaigns.evidence.consent import consent_row, refusal_reason
-from campaigns.schemas import ConsentEvidenceIn
+from campaigns.evidence.inputs import ConsentEvidenceIn
 from tests import factories
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

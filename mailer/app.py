@@ -20,6 +20,7 @@ from litestar.openapi.spec import (
 
 from campaigns.clock import Clock
 from mailer.inbound import start_listener
+from mailer.scheduler import cron_trigger
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -83,13 +84,17 @@ def create_app(
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
-        state=State({"services": services, "db": services.db, "dev_mode": settings.dev_mode}),
+        state=State({"db": services.db, "dev_mode": settings.dev_mode}),
         dependencies={
             "db": provide(services.db),
             "ctx": provide(services.context),
             "signer": provide(services.signer),
             "notices": provide(services.notices),
             "pages": provide(pages),
+            "composers": provide(services.composers),
+            "transport": provide(services.transport),
+            "templates": provide(settings.templates_dir),
+            "parse_cron": provide(cron_trigger),
         },
         on_startup=[start],
         on_shutdown=[close],

@@ -7,11 +7,7 @@ never the container.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock, SystemClock
 from campaigns.context import Context
@@ -27,8 +23,6 @@ from mailer.delivery.transport import SmtpTransport
 from mailer.inbound import InboundHandler
 from mailer.scheduler import Worker
 from mailer.settings import Settings
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -100,12 +94,6 @@ class Services:
 
     def inbound_handler(self) -> InboundHandler:
         return InboundHandler(self.db, self.context, self.signer, self.notices.acknowledge)
-
-    async def transaction(
-        self, work: Callable[[AsyncSession], Awaitable[T]], *, retry: bool = True
-    ) -> T:
-        # TEMPORARY, until the controllers get their parts injected: remove.
-        return await self.db.transaction(work, retry=retry)
 
     async def close(self) -> None:
         await self.db.close()

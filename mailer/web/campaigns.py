@@ -7,11 +7,11 @@ from functools import partial
 from typing import Any
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.audience.audience import AudienceCounts, audience_counts, explain, load_target
+from campaigns.context import Context
 from campaigns.errors import InvalidInput
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
@@ -21,9 +21,9 @@ from campaigns.sending.campaigns import (
     create_campaign,
     list_campaigns,
 )
+from mailer.db import Database
 from mailer.delivery.preview import compose_preview, sample_recipient
-from mailer.scheduler import cron_trigger
-from mailer.services import Services
+from mailer.web.deps import ComposersDep, CronRules, Ctx, Db, Templates, Transport
 from mailer.web.errors import responses
 from mailer.web.schemas import (
     AudienceOut,
@@ -49,11 +49,10 @@ class CampaignController(Controller):
         summary="Create a campaign (a draft)",
         responses=responses(401, 403, 413, 422),
     )
-    async def create(self, data: JSONBody[CampaignIn], state: State) -> CampaignOut:
-        services: Services = state.services
-        view = await services.transaction(
-            lambda s: create_campaign(s, data, services.context, services.settings.templates_dir)
-        )
+    async def create(
+        self, data: JSONBody[CampaignIn], db: Db, ctx: Ctx, templates: Templates
+    ) -> CampaignOut:
+        view = await db.transaction(lambda s: create_campaign(s, data, ctx, templates))
         return CampaignOut.model_validate(view, from_attributes=True)
 
     @get(
@@ -61,9 +60,8 @@ class CampaignController(Controller):
         summary="All campaigns with their delivery counts",
         responses=responses(401, 403),
     )
-    async def list_all(self, state: State) -> list[CampaignOut]:
-        services: Services = state.services
-        views = await services.transaction(list_campaigns)
+    async def list_all(self, db: Db, ctx: Ctx) -> list[CampaignOut]:
+        views = await db.transaction(list_campaigns)
         return [CampaignOut.model_validate(view, from_attributes=True) for view in views]
 
     @get(
@@ -71,11 +69,8 @@ class CampaignController(Controller):
         summary="A campaign with delivery counts and its audience now",
         responses=responses(401, 403, 404),
     )
-    async def detail(self, campaign_id: FromPath[str], state: State) -> CampaignDetailOut:
-        services: Services = state.services
-        detail = await services.transaction(
-            lambda s: campaign_detail(s, campaign_id, services.context)
-        )
+    async def detail(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignDetailOut:
+        detail = await db.transaction(lambda s: campaign_detail(s, campaign_id, ctx))
         return CampaignDetailOut.model_validate(detail, from_attributes=True)
 
     @get(
@@ -83,14 +78,13 @@ class CampaignController(Controller):
         summary="Eligible contacts by basis, excluded ones by reason",
         responses=responses(401, 403, 404),
     )
-    async def audience(self, campaign_id: FromPath[str], state: State) -> AudienceOut:
-        services: Services = state.services
+    async def audience(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> AudienceOut:
 
         async def work(session) -> AudienceCounts:  # type: ignore[no-untyped-def]
             _, target = await load_target(session, campaign_id)
-            return await audience_counts(session, target, services.context)
+            return await audience_counts(session, target, ctx)
 
-        counts = await services.transaction(work)
+        counts = await db.transaction(work)
         return AudienceOut.model_validate(counts, from_attributes=True)
 
     @post(
@@ -100,18 +94,23 @@ class CampaignController(Controller):
         responses=responses(401, 403, 404, 409, 413, 422),
     )
     async def schedule(
-        self, campaign_id: FromPath[str], data: JSONBody[ScheduleIn], state: State
+        self,
+        campaign_id: FromPath[str],
+        data: JSONBody[ScheduleIn],
+        db: Db,
+        ctx: Ctx,
+        parse_cron: CronRules,
     ) -> CampaignOut:
-        services: Services = state.services
         return await self._change(
-            services,
+            db,
+            ctx,
             campaign_id,
             partial(
                 lifecycle.schedule,
                 send_at=data.send_at,
                 cron=data.cron,
                 timezone=data.timezone,
-                parse_cron=cron_trigger,
+                parse_cron=parse_cron,
             ),
         )
 
@@ -121,8 +120,8 @@ class CampaignController(Controller):
         summary="Pause sending",
         responses=responses(401, 403, 404, 409),
     )
-    async def pause(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
-        return await self._change(state.services, campaign_id, lifecycle.pause)
+    async def pause(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+        return await self._change(db, ctx, campaign_id, lifecycle.pause)
 
     @post(
         "/campaigns/{campaign_id:str}/resume",
@@ -130,8 +129,8 @@ class CampaignController(Controller):
         summary="Resume where it stopped",
         responses=responses(401, 403, 404, 409),
     )
-    async def resume(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
-        return await self._change(state.services, campaign_id, lifecycle.resume)
+    async def resume(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+        return await self._change(db, ctx, campaign_id, lifecycle.resume)
 
     @post(
         "/campaigns/{campaign_id:str}/cancel",
@@ -139,15 +138,17 @@ class CampaignController(Controller):
         summary="Cancel: nothing more is sent",
         responses=responses(401, 403, 404, 409),
     )
-    async def cancel(self, campaign_id: FromPath[str], state: State) -> CampaignOut:
-        return await self._change(state.services, campaign_id, lifecycle.cancel)
+    async def cancel(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+        return await self._change(db, ctx, campaign_id, lifecycle.cancel)
 
-    async def _change(self, services: Services, campaign_id: str, action: Any) -> CampaignOut:
+    async def _change(
+        self, db: Database, ctx: Context, campaign_id: str, action: Any
+    ) -> CampaignOut:
         async def work(session: AsyncSession) -> CampaignDetail:
-            await action(session, campaign_id, ctx=services.context)
-            return await campaign_detail(session, campaign_id, services.context)
+            await action(session, campaign_id, ctx=ctx)
+            return await campaign_detail(session, campaign_id, ctx)
 
-        detail = await services.transaction(work)
+        detail = await db.transaction(work)
         return CampaignOut.model_validate(detail, from_attributes=True)
 
     @post(
@@ -157,13 +158,15 @@ class CampaignController(Controller):
         responses=responses(401, 403, 404, 409, 422),
     )
     async def preview(
-        self, campaign_id: FromPath[str], data: JSONBody[PreviewIn], state: State
+        self,
+        campaign_id: FromPath[str],
+        data: JSONBody[PreviewIn],
+        db: Db,
+        ctx: Ctx,
+        composers: ComposersDep,
     ) -> PreviewOut:
-        services: Services = state.services
-        composed = await services.transaction(
-            lambda s: compose_preview(
-                s, services.composers, services.context, campaign_id, data.contact_id
-            )
+        composed = await db.transaction(
+            lambda s: compose_preview(s, composers, ctx, campaign_id, data.contact_id)
         )
         message = message_from_bytes(composed.data, policy=policy.default)
         html = message.get_body(("html",))
@@ -186,10 +189,15 @@ class CampaignController(Controller):
         responses=responses(401, 403, 404, 413, 422),
     )
     async def test_send(
-        self, campaign_id: FromPath[str], data: JSONBody[TestSendIn], state: State
+        self,
+        campaign_id: FromPath[str],
+        data: JSONBody[TestSendIn],
+        db: Db,
+        ctx: Ctx,
+        composers: ComposersDep,
+        transport: Transport,
     ) -> TestSendOut:
-        services: Services = state.services
-        allowed = set(services.settings.business.marketing.test_addresses)
+        allowed = set(ctx.config.marketing.test_addresses)
         for i, raw in enumerate(data.emails):
             if raw.strip().lower() not in allowed:
                 raise InvalidInput(
@@ -197,12 +205,12 @@ class CampaignController(Controller):
                     field=f"emails[{i}]",
                     reason="not_a_test_address",
                 )
-        campaign, _ = await services.transaction(lambda s: load_target(s, campaign_id))
-        composer = services.composers.for_campaign(campaign)
+        campaign, _ = await db.transaction(lambda s: load_target(s, campaign_id))
+        composer = composers.for_campaign(campaign)
         sent = []
         for raw in data.emails:
             email = raw.strip().lower()
-            await services.transport.send(composer.compose(sample_recipient(email)))
+            await transport.send(composer.compose(sample_recipient(email)))
             sent.append(email)
         return TestSendOut(sent=sent)
 
@@ -212,10 +220,7 @@ class CampaignController(Controller):
         responses=responses(401, 403, 404, 422),
     )
     async def why(
-        self, contact_id: FromPath[str], campaign_id: FromQuery[str], state: State
+        self, contact_id: FromPath[str], campaign_id: FromQuery[str], db: Db, ctx: Ctx
     ) -> WhyOut:
-        services: Services = state.services
-        why = await services.transaction(
-            lambda s: explain(s, contact_id, campaign_id, services.context)
-        )
+        why = await db.transaction(lambda s: explain(s, contact_id, campaign_id, ctx))
         return WhyOut.model_validate(why, from_attributes=True)

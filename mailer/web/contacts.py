@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from pydantic import ValidationError
@@ -15,7 +14,7 @@ from campaigns.evidence.contacts import IngestResult, check_contact, ingest_cont
 from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
 from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
-from mailer.services import Services
+from mailer.web.deps import Ctx, Db, NoticesDep
 from mailer.web.errors import pydantic_errors, responses, status_of
 from mailer.web.schemas import (
     BatchItemOut,
@@ -45,9 +44,9 @@ class ContactController(Controller):
             **responses(401, 403, 409, 413, 422),
         },
     )
-    async def push_contact(self, data: JSONBody[ContactIn], state: State) -> Response[ContactOut]:
-        services: Services = state.services
-        ctx = services.context
+    async def push_contact(
+        self, data: JSONBody[ContactIn], db: Db, ctx: Ctx
+    ) -> Response[ContactOut]:
         check_contact(data, ctx.config, ctx.clock.now())
 
         async def work(session: AsyncSession) -> tuple[IngestResult, ContactView]:
@@ -58,7 +57,7 @@ class ContactController(Controller):
             view = await contact_view(session, outcome.contact_id, ctx, outcome.refused)
             return outcome, view
 
-        outcome, view = await services.transaction(work)
+        outcome, view = await db.transaction(work)
         return Response(
             ContactOut.model_validate(view, from_attributes=True),
             status_code=_STATUS[outcome.result],
@@ -71,9 +70,7 @@ class ContactController(Controller):
         summary="Create or update up to 1,000 contacts; each item succeeds or fails alone",
         responses=responses(401, 403, 413, 422),
     )
-    async def push_batch(self, data: JSONBody[ContactBatchIn], state: State) -> BatchOut:
-        services: Services = state.services
-        ctx = services.context
+    async def push_batch(self, data: JSONBody[ContactBatchIn], db: Db, ctx: Ctx) -> BatchOut:
         now = ctx.clock.now()
         results: dict[int, BatchItemOut] = {}
         accepted: list[tuple[int, ContactIn]] = []
@@ -96,9 +93,7 @@ class ContactController(Controller):
             accepted.append((index, item))
 
         if accepted:
-            outcomes = await services.transaction(
-                lambda session: ingest_contacts(session, accepted, ctx)
-            )
+            outcomes = await db.transaction(lambda session: ingest_contacts(session, accepted, ctx))
             for outcome in outcomes:
                 results[outcome.index] = (
                     _failure(outcome.index, outcome.error)
@@ -122,11 +117,10 @@ class ContactController(Controller):
             **responses(401, 403, 404, 413, 422),
         },
     )
-    async def push_consent(self, data: JSONBody[ConsentIn], state: State) -> Response[ConsentOut]:
-        services: Services = state.services
-        result, created = await services.transaction(
-            lambda session: record_consent(session, data, services.context)
-        )
+    async def push_consent(
+        self, data: JSONBody[ConsentIn], db: Db, ctx: Ctx
+    ) -> Response[ConsentOut]:
+        result, created = await db.transaction(lambda session: record_consent(session, data, ctx))
         return Response(
             ConsentOut.model_validate(result, from_attributes=True),
             status_code=201 if created else 200,
@@ -139,14 +133,13 @@ class ContactController(Controller):
         summary="A web-form sign-up: sends the double opt-in mail; no basis until confirmed",
         responses=responses(401, 403, 413, 422),
     )
-    async def signup(self, data: JSONBody[SignupIn], state: State) -> Response[SignupOut]:
-        services: Services = state.services
-        signup = await services.transaction(
-            lambda session: create_signup(session, data, services.context)
-        )
+    async def signup(
+        self, data: JSONBody[SignupIn], db: Db, ctx: Ctx, notices: NoticesDep
+    ) -> Response[SignupOut]:
+        signup = await db.transaction(lambda session: create_signup(session, data, ctx))
         background = None
         if signup is not None:
-            background = BackgroundTask(services.notices.confirm_signup, signup)
+            background = BackgroundTask(notices.confirm_signup, signup)
         # The same answer whether or not a mail goes out: no address enumeration.
         return Response(SignupOut(), status_code=202, background=background)
 
@@ -156,11 +149,8 @@ class ContactController(Controller):
         summary="A contact: profile, consent ledger, orders, bases and suppression status",
         responses=responses(401, 403, 404),
     )
-    async def get_contact(self, contact_id: FromPath[str], state: State) -> ContactDetailOut:
-        services: Services = state.services
-        detail = await services.transaction(
-            lambda session: contact_detail(session, contact_id, services.context)
-        )
+    async def get_contact(self, contact_id: FromPath[str], db: Db, ctx: Ctx) -> ContactDetailOut:
+        detail = await db.transaction(lambda session: contact_detail(session, contact_id, ctx))
         return ContactDetailOut.model_validate(detail, from_attributes=True)
 
 

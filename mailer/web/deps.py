@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TypeAlias
 
 from litestar.di import NamedDependency
 
 from campaigns.context import Context
+from campaigns.sending.lifecycle import CronParser
 from campaigns.tokens import TokenSigner
 from mailer.db import Database
+from mailer.delivery.compose import Composers
 from mailer.delivery.notices import Notices
+from mailer.delivery.transport import SmtpTransport
 from mailer.web.pages_env import Pages
 
 Db: TypeAlias = NamedDependency[Database]  # parameter `db`
@@ -17,3 +21,7 @@ Ctx: TypeAlias = NamedDependency[Context]  # parameter `ctx`
 Signer: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
 NoticesDep: TypeAlias = NamedDependency[Notices]  # parameter `notices`
 PagesDep: TypeAlias = NamedDependency[Pages]  # parameter `pages`
+ComposersDep: TypeAlias = NamedDependency[Composers]  # parameter `composers`
+Transport: TypeAlias = NamedDependency[SmtpTransport]  # parameter `transport`
+Templates: TypeAlias = NamedDependency[Path]  # parameter `templates`: templates/email/
+CronRules: TypeAlias = NamedDependency[CronParser]  # parameter `parse_cron`

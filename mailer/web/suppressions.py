@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody
 
 from campaigns.suppression.entries import record_objection, suppression_status
 from campaigns.suppression.inputs import SuppressionIn
-from mailer.services import Services
+from mailer.web.deps import Ctx, Db
 from mailer.web.errors import responses
 from mailer.web.schemas import SuppressionStatusOut
 
@@ -23,11 +22,8 @@ class SuppressionController(Controller):
         summary="Is this address suppressed, why, since when",
         responses=responses(401, 403, 422),
     )
-    async def lookup(self, email: FromQuery[str], state: State) -> SuppressionStatusOut:
-        services: Services = state.services
-        status = await services.transaction(
-            lambda s: suppression_status(s, email, services.context.hasher)
-        )
+    async def lookup(self, email: FromQuery[str], db: Db, ctx: Ctx) -> SuppressionStatusOut:
+        status = await db.transaction(lambda s: suppression_status(s, email, ctx.hasher))
         return SuppressionStatusOut.model_validate(status, from_attributes=True)
 
     @post(
@@ -36,10 +32,8 @@ class SuppressionController(Controller):
         summary="Suppress an address (objection or manual entry); takes effect at once",
         responses=responses(401, 403, 413, 422),
     )
-    async def add(self, data: JSONBody[SuppressionIn], state: State) -> SuppressionStatusOut:
-        services: Services = state.services
-        ctx = services.context
-        status = await services.transaction(
+    async def add(self, data: JSONBody[SuppressionIn], db: Db, ctx: Ctx) -> SuppressionStatusOut:
+        status = await db.transaction(
             lambda s: record_objection(s, data, clock=ctx.clock, hasher=ctx.hasher)
         )
         return SuppressionStatusOut.model_validate(status, from_attributes=True)

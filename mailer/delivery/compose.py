@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, Template, nodes
 from markupsafe import Markup, escape
@@ -36,11 +36,9 @@ from campaigns.sending.content import (
     self_contained_tree,
 )
 from campaigns.tokens import Kind, TokenSigner
+from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.footer import TEXT, MailBasis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text
-
-if TYPE_CHECKING:
-    from mailer.delivery.dkim import DkimSigner
 
 
 class CompositionError(Exception):

@@ -132,6 +132,11 @@ def as_epoch_us(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
+def from_epoch_us(us: int) -> datetime:
+    """The moment for which `epoch_us` gave this number."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

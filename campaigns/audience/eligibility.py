@@ -2,8 +2,8 @@
 
 Each basis is one predicate over the projections of the evidence (projections.py: the current
 consent per purpose, what the orders cover, and the per-contact marketing profile made of
-them), composed into a campaign's audience query; nothing here loops over contacts in Python to
-decide a basis.
+them), composed into a campaign's audience query and listed per contact by `current_bases`;
+nothing here loops over contacts in Python to decide a basis.
 """
 
 from __future__ import annotations
@@ -20,16 +20,112 @@ from sqlmodel import col
 
 from campaigns.clock import Clock, add_months, months_before
 from campaigns.config import BusinessConfig, MarketingPolicy
-from campaigns.db import as_epoch_us, greatest
-from campaigns.models import (
-    Contact,
-    CurrentConsent,
-    Delivery,
-    MarketingProfile,
-    PurchaseCoverage,
-    PurchaseStanding,
-)
+from campaigns.db import as_epoch_us, from_epoch_us, greatest
+from campaigns.models import ConsentEvent, Contact, Delivery, MarketingProfile
 from campaigns.suppression.entries import AddressHasher, suppressed_among
+
+# ---- the bases, one definition each ------------------------------------------------------
+#
+# Each basis, and what stands against one, is an expression over a contact's marketing profile
+# (projections.py: one row per contact, derived from the evidence). The audience query composes
+# them for a campaign (counts, "why", materialising, the dispatcher's claim); `current_bases`
+# lists what they give a contact (the contact detail API); the preference page asks the consent
+# one. None of them reads the evidence a second way.
+
+PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
+CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
+
+# The contacts a query is about: all (None), a list, or a SELECT of their ids (the claim's way:
+# one array parameter instead of a batch of ids in every subquery).
+ContactIds = Sequence[str] | sa.Select[Any] | None
+
+
+def _only(column: Any, contact_ids: ContactIds) -> list[Any]:
+    return [] if contact_ids is None else [column.in_(contact_ids)]
+
+
+# An objection ends every basis (C16, C21-C22).
+SUPPRESSED = PROFILE.c.suppressed.is_(True)
+# The opt-out offered at collection was used for the contact's address: no soft opt-in (C7).
+OPTED_OUT = PROFILE.c.opted_out_order_id.is_not(None)
+
+
+def consent_event(purpose: str) -> Any:
+    """Basis 1, explicit consent (C2-C4, C31): the id of the consent event of the contact's
+    current grant for the purpose (its latest valid event, if a grant), NULL without one."""
+    return sa.cast(PROFILE.c.consents[purpose].as_string(), sa.BigInteger)
+
+
+def covering_order(category: str) -> Any:
+    """The id of the latest qualifying order with this category (C6)."""
+    return PROFILE.c.covered_by[category].as_string()
+
+
+def soft_opt_in_window_start(now: datetime, policy: MarketingPolicy) -> datetime:
+    """C10: an order placed after this still gives a soft-opt-in basis."""
+    return months_before(now, policy.soft_opt_in_months)
+
+
+@dataclass(frozen=True)
+class PurchaseWindow:
+    """Basis 2, the customer exception (soft opt-in), per category bought, at one moment."""
+
+    now: datetime
+    start: datetime  # C10
+
+    def placed(self, category: str) -> Any:
+        """C6: when the latest qualifying order with this category was placed (microseconds
+        since the epoch), if by now. (A latest order stamped a few minutes ahead of our clock
+        hides an older one until then: the contact is left out meanwhile, never let in
+        wrongly.)"""
+        at = sa.cast(PROFILE.c.covered_at[category].as_string(), sa.BigInteger)
+        return sa.case((at <= as_epoch_us(self.now), at))
+
+    def holds(self, placed: Any) -> Any:
+        """C10: an order placed then is recent enough."""
+        return placed > as_epoch_us(self.start)
+
+    def covers(self, category: str, contact_ids: ContactIds = None) -> sa.Select[Any]:
+        """The contacts this category gives a soft-opt-in basis (C6, C7, C10), whatever a
+        campaign is about: contact_id, category, order_id, placed (microseconds)."""
+        placed = self.placed(category)
+        return sa.select(
+            PROFILE.c.contact_id,
+            sa.literal(category, sa.String).label("category"),
+            covering_order(category).label("order_id"),
+            placed.label("placed"),
+        ).where(~OPTED_OUT, self.holds(placed), *_only(PROFILE.c.contact_id, contact_ids))
+
+
+def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subquery:
+    """The contacts with consent for the purpose (`consent_event`): contact_id,
+    consent_event_id, captured_at (of that event)."""
+    event_id = consent_event(purpose)
+    return (
+        sa.select(
+            PROFILE.c.contact_id, CONSENT.c.id.label("consent_event_id"), CONSENT.c.captured_at
+        )
+        .select_from(
+            PROFILE.join(
+                CONSENT,
+                sa.and_(CONSENT.c.id == event_id, CONSENT.c.contact_id == PROFILE.c.contact_id),
+            )
+        )
+        .where(*_only(PROFILE.c.contact_id, contact_ids))
+        .subquery("consent")
+    )
+
+
+def _granted(purpose: str, contact_ids: ContactIds) -> sa.Select[Any]:
+    """`consent_for_purpose`, naming the purpose: contact_id, purpose, captured_at,
+    consent_event_id."""
+    consent = consent_for_purpose(purpose, contact_ids)
+    return sa.select(
+        consent.c.contact_id,
+        sa.literal(purpose, sa.String).label("purpose"),
+        consent.c.captured_at,
+        consent.c.consent_event_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,7 +147,9 @@ async def current_bases(
     policy: MarketingPolicy,
     hasher: AddressHasher,
 ) -> dict[str, list[Basis]]:
-    """The bases each contact holds now. A suppressed address holds none (C22)."""
+    """The bases each contact holds now, read with the expressions the audience query is made
+    of: per purpose, consent; per order, the categories it gives a soft-opt-in basis (the
+    latest qualifying order of each, in the window). A suppressed address holds none (C22)."""
     now = clock.now()
     bases: dict[str, list[Basis]] = {contact_id: [] for contact_id in contact_ids}
     if not contact_ids:
@@ -70,56 +168,43 @@ async def current_bases(
     if not allowed:
         return bases
 
-    consent = CurrentConsent.__table__  # type: ignore[attr-defined]
-    consent_rows = await session.execute(
-        sa.select(
-            consent.c.contact_id,
-            consent.c.purpose,
-            consent.c.captured_at,
-            consent.c.consent_event_id,
+    # The purposes and categories to ask about: those the profiles name. Whether they give a
+    # basis is for the expressions to say.
+    profiles = (
+        await session.execute(
+            sa.select(PROFILE.c.contact_id, PROFILE.c.consents, PROFILE.c.covered_at).where(
+                PROFILE.c.contact_id.in_(allowed), ~SUPPRESSED
+            )
         )
-        .where(consent.c.contact_id.in_(allowed), consent.c.granted.is_(True))
-        .order_by(consent.c.contact_id, consent.c.purpose)
-    )
-    for contact_id, purpose, since, event_id in consent_rows:
-        bases[contact_id].append(
-            Basis("consent", purpose=purpose, since=since, consent_event_id=str(event_id))
-        )
+    ).all()
+    held = [contact_id for contact_id, _, _ in profiles]
+    purposes = sorted({p for _, consents, _ in profiles for p in consents or {}})
+    categories = sorted({c for _, _, covered in profiles for c in covered or {}})
 
-    # The same projections as the audience query: per category the latest qualifying order
-    # with the contact's current address (C6), in the window (C10), unless the opt-out was
-    # used for that address (C7).
-    coverage = PurchaseCoverage.__table__  # type: ignore[attr-defined]
-    standing = PurchaseStanding.__table__  # type: ignore[attr-defined]
-    order_rows = await session.execute(
-        sa.select(
-            coverage.c.contact_id, coverage.c.category, coverage.c.order_id, coverage.c.placed_at
-        )
-        .select_from(coverage.outerjoin(standing, standing.c.contact_id == coverage.c.contact_id))
-        .where(
-            coverage.c.contact_id.in_(allowed),
-            standing.c.opted_out_order_id.is_(None),
-            coverage.c.placed_at > months_before(now, policy.soft_opt_in_months),
-            coverage.c.placed_at <= now,
-        )
-        .order_by(coverage.c.placed_at, coverage.c.order_id)
-    )
+    if purposes:
+        granted = sa.union_all(*(_granted(p, held) for p in purposes))
+        for contact_id, purpose, since, event_id in sorted(
+            map(tuple, await session.execute(granted))
+        ):
+            bases[contact_id].append(
+                Basis("consent", purpose=purpose, since=since, consent_event_id=str(event_id))
+            )
+
     # Each category is covered by its latest qualifying order; group categories by that order.
-    latest: dict[tuple[str, str], tuple[str, datetime]] = {}
-    for contact_id, category, order_id, placed_at in order_rows:
-        latest[(contact_id, category)] = (order_id, placed_at)
-    grouped: dict[tuple[str, str, datetime], list[str]] = defaultdict(list)
-    for (contact_id, category), (order_id, placed_at) in latest.items():
-        grouped[(contact_id, order_id, placed_at)].append(category)
-    for (contact_id, order_id, placed_at), categories in sorted(
-        grouped.items(), key=lambda item: (item[0][0], item[0][2])
-    ):
+    grouped: dict[tuple[str, int, str], list[str]] = defaultdict(list)
+    if categories:
+        window = PurchaseWindow(now, soft_opt_in_window_start(now, policy))
+        covered = sa.union_all(*(window.covers(c, held) for c in categories))
+        for contact_id, category, order_id, placed in await session.execute(covered):
+            grouped[(contact_id, placed, order_id)].append(category)
+    for (contact_id, placed, order_id), bought in sorted(grouped.items()):
+        since = from_epoch_us(placed)
         bases[contact_id].append(
             Basis(
                 "soft_opt_in",
-                categories=tuple(sorted(categories)),
-                since=placed_at,
-                until=add_months(placed_at, policy.soft_opt_in_months),
+                categories=tuple(sorted(bought)),
+                since=since,
+                until=add_months(since, policy.soft_opt_in_months),
                 order_id=order_id,
             )
         )
@@ -177,35 +262,10 @@ class AudienceRules:
             consent_purpose=campaign.purpose,
             soft_opt_in_allowed=campaign.purpose not in marketing.third_party_purposes,
             similar=tuple(config.categories.similar_to(c) for c in campaign.categories),
-            window_start=months_before(now, marketing.soft_opt_in_months),
+            window_start=soft_opt_in_window_start(now, marketing),
             cap_max=marketing.frequency_cap.max,
             cap_since=now - timedelta(days=marketing.frequency_cap.days),
         )
-
-
-# The contacts a query is about: all (None), a list, or a SELECT of their ids (the claim's way:
-# one array parameter instead of a batch of ids in every subquery).
-ContactIds = Sequence[str] | sa.Select[Any] | None
-
-
-def _only(column: Any, contact_ids: ContactIds) -> list[Any]:
-    return [] if contact_ids is None else [column.in_(contact_ids)]
-
-
-def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subquery:
-    """Basis 1, explicit consent (C2-C4, C31): the contact's current consent for the purpose
-    (its latest valid event, kept in `current_consent`) is a grant. Columns: contact_id,
-    consent_event_id, captured_at."""
-    current = CurrentConsent.__table__  # type: ignore[attr-defined]
-    return (
-        sa.select(current.c.contact_id, current.c.consent_event_id, current.c.captured_at)
-        .where(
-            current.c.purpose == purpose,
-            current.c.granted.is_(True),
-            *_only(current.c.contact_id, contact_ids),
-        )
-        .subquery("consent")
-    )
 
 
 def recent_sends(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.Subquery:
@@ -246,36 +306,25 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
     One pass over the marketing profiles (one row per contact, projections.py), joined only to
     the recent sends: the consent for the purpose and the coverage per category are read from
     the profile's JSON objects by key."""
-    profile = MarketingProfile.__table__  # type: ignore[attr-defined]
+    profile = PROFILE
     recent = recent_sends(rules, contact_ids)
-    now_us = as_epoch_us(rules.now)
-    window_start_us = as_epoch_us(rules.window_start)  # C10
+    window = PurchaseWindow(rules.now, rules.window_start)
 
-    def covered_at(category: str) -> Any:
-        """C6: when the latest qualifying order with this category was placed, if by now.
-        (A latest order stamped a few minutes ahead of our clock hides an older one until
-        then: the contact is left out meanwhile, never let in wrongly.)"""
-        at = sa.cast(profile.c.covered_at[category].as_string(), sa.BigInteger)
-        return sa.case((at <= now_us, at))
-
-    consent_event_id = sa.cast(profile.c.consents[rules.consent_purpose].as_string(), sa.BigInteger)
+    consent_event_id = consent_event(rules.consent_purpose)
     has_consent = consent_event_id.is_not(None)  # C2-C4, C31
     # Soft opt-in never covers a third-party purpose (C9): no need to look at categories.
     similar = rules.similar if rules.soft_opt_in_allowed else ()
-    bought = {c: covered_at(c) for c in sorted(set().union(*similar))}
+    bought = {c: window.placed(c) for c in sorted(set().union(*similar))}
     if similar:
         # C8: campaign category i is covered by the latest order with a similar category.
         covers = [_latest([bought[c] for c in sorted(s)]) for s in similar]
-        covered_in_window = sa.and_(*(at > window_start_us for at in covers))  # C10
+        covered_in_window = sa.and_(*(window.holds(at) for at in covers))  # C10
         covered_ever = sa.and_(*(at.is_not(None) for at in covers))
         # The evidence: the latest order in the window with any similar category; among
         # orders placed at the same moment, the greatest id.
-        in_window = {c: sa.case((at > window_start_us, at)) for c, at in bought.items()}
+        in_window = {c: sa.case((window.holds(at), at)) for c, at in bought.items()}
         evidence_at = _latest(list(in_window.values()))
-        ids = [
-            sa.case((at == evidence_at, profile.c.covered_by[c].as_string()))
-            for c, at in in_window.items()
-        ]
+        ids = [sa.case((at == evidence_at, covering_order(c))) for c, at in in_window.items()]
         order_id: Any = (
             ids[0]
             if len(ids) == 1
@@ -284,11 +333,11 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
     else:  # a campaign about no product category is not "about similar products"
         covered_in_window = covered_ever = sa.false()
         order_id = sa.null()
-    opted_out = profile.c.opted_out_order_id.is_not(None)  # C7
+    opted_out = OPTED_OUT  # C7
     soft_opt_in = sa.and_(~opted_out, covered_in_window)
     has_basis = sa.or_(has_consent, soft_opt_in)
     no_order = sa.or_(profile.c.first_order_at.is_(None), profile.c.first_order_at > rules.now)
-    suppressed = profile.c.suppressed.is_(True)
+    suppressed = SUPPRESSED
     reason = sa.case(
         (suppressed, "suppressed"),
         (

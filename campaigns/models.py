@@ -14,6 +14,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from campaigns.sending.states import CampaignStatus, RunStatus
+
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Timezone-aware UTC in Python, on SQLite (which has no zones) and PostgreSQL alike."""
@@ -177,7 +179,7 @@ class Campaign(SQLModel, table=True):
     template: str = Field(max_length=200)
     locale: str | None = Field(default=None, max_length=8)
     # draft | scheduled | sending | paused | done | cancelled
-    status: str = Field(default="draft", max_length=16)
+    status: str = Field(default=CampaignStatus.DRAFT, max_length=16)
     send_at: datetime | None = _utc(nullable=True)  # a one-off send
     cron: str | None = Field(default=None, max_length=100)  # a recurring one
     timezone: str | None = Field(default=None, max_length=64)
@@ -202,7 +204,7 @@ class CampaignRun(SQLModel, table=True):
         )
     )
     scheduled_for: datetime = _utc()
-    status: str = Field(default="sending", max_length=16)  # sending | done | cancelled
+    status: str = Field(default=RunStatus.SENDING, max_length=16)
     started_at: datetime = _utc()
     finished_at: datetime | None = _utc(nullable=True)
 

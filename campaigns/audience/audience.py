@@ -32,6 +32,7 @@ from campaigns.models import (
     OrderCategory,
     ShopOrder,
 )
+from campaigns.sending.states import DeliveryStatus
 
 
 async def load_target(session: AsyncSession, campaign_id: str) -> tuple[Campaign, CampaignTarget]:
@@ -231,7 +232,7 @@ async def materialise(
         sa.literal(target.id, sa.String),
         sa.literal(run, sa.Integer),
         audience.c.contact_id,
-        sa.case((capped, "skipped"), else_="queued"),
+        sa.case((capped, DeliveryStatus.SKIPPED), else_=DeliveryStatus.QUEUED),
         sa.case((capped, "frequency_cap"), else_=sa.null()),
         audience.c.basis_kind,
         sa.case((audience.c.basis_kind == "consent", audience.c.consent_event_id)),

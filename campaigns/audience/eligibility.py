@@ -22,6 +22,7 @@ from campaigns.clock import Clock, add_months, months_before
 from campaigns.config import BusinessConfig, MarketingPolicy
 from campaigns.db import as_epoch_us, from_epoch_us, greatest
 from campaigns.models import ConsentEvent, Contact, Delivery, MarketingProfile
+from campaigns.sending.states import DeliveryStatus
 from campaigns.suppression.entries import AddressHasher, suppressed_among
 
 # ---- the bases, one definition each ------------------------------------------------------
@@ -228,7 +229,7 @@ EXCLUSION_REASONS = (
     "frequency_cap",
 )
 # Deliveries that count against the frequency cap (C12): handed to SMTP, or possibly so.
-CAPPED_STATUSES = ("sending", "sent", "unknown")
+CAPPED_STATUSES = (DeliveryStatus.SENDING, DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)

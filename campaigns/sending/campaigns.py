@@ -35,6 +35,7 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.sending.content import CampaignContent
+from campaigns.sending.states import CampaignStatus
 from campaigns.validation import StrictInput, normal_locale, single_line
 
 DEFAULT_TEMPLATES = Path("templates/email")
@@ -127,7 +128,7 @@ async def create_campaign(
         subject=data.subject,
         template=data.template,
         locale=data.locale,
-        status="draft",
+        status=CampaignStatus.DRAFT,
         created_at=now,
         updated_at=now,
     )

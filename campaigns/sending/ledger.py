@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,7 +182,7 @@ class SmtpOutcome:
     """What SMTP said about one message, normalised: sent, temporary or permanent."""
 
     delivery_id: int
-    kind: str  # sent | temporary | permanent
+    kind: Literal["sent", "temporary", "permanent"]
     detail: str = ""
     hard_bounce: bool = False  # a 5.1.x address failure, or 550 at RCPT (C17)
     relay_failure: bool = False  # the relay itself failed (counts against the error budget)

@@ -12,8 +12,9 @@ What is measured, per backend (PostgreSQL, then SQLite):
   the contacts used the opt-out), categories from mailer.example.toml, 2% suppressed (plus
   lifted entries and entries of erased contacts), 5% mailed in the last 7 days (3% twice,
   which is the frequency cap) and 30% mailed three weeks ago. The evidence goes in behind the
-  service's back, so the projections the audience query reads (campaigns/projections.py) are
-  then filled from it with the migration's own statements. Then ANALYZE.
+  service's back, so the projections the audience query reads
+  (campaigns/evidence/projections.py) are then filled from it with the migration's own
+  statements. Then ANALYZE.
 * Each run is a fresh Python process (so its peak RSS is that of the measurement only, not of
   the loading) with the service's own engine (`Services.build`) and a FixedClock at NOW, the
   moment the generated data is relative to. On one session it times, in this order:
@@ -84,8 +85,9 @@ from campaigns.clock import FixedClock
 from campaigns.config import parse_business_config
 from campaigns.evidence.projections import rebuild_statements
 from campaigns.models import Delivery, metadata
-from campaigns.sending.campaigns import CampaignIn, create_campaign
-from campaigns.suppression.entries import AddressHasher
+from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.inputs import CampaignIn
+from campaigns.suppression.hashing import AddressHasher
 from mailer.services import Services
 from mailer.settings import Settings
 

@@ -87,7 +87,8 @@ from campaigns.context import Context
 from campaigns.evidence.contacts import IngestResult, ingest_contacts
 from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign
-from campaigns.sending.campaigns import CampaignIn, create_campaign
+from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.lifecycle import start_run
 from mailer.delivery.compose import Recipient
 from mailer.delivery.dispatcher import send_run

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from campaigns.clock import Clock
 from campaigns.config import BusinessConfig
-from campaigns.suppression.entries import AddressHasher
+from campaigns.suppression.hashing import AddressHasher
 
 
 @dataclass(frozen=True)

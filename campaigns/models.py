@@ -295,7 +295,7 @@ class InboundReview(SQLModel, table=True):
 # ---- projections of the evidence ---------------------------------------------------------------
 #
 # Current state derived from the append-only evidence (consent events, orders), kept in the same
-# transaction by every path that writes that evidence (campaigns/projections.py), so that the
+# transaction by every path that writes that evidence (evidence/projections.py), so that the
 # audience query joins small indexed tables instead of ranking and aggregating the evidence for
 # every contact each time. They hold facts, not policy: the purpose asked, the category map, the
 # soft-opt-in window and the moment are applied by the query.
@@ -357,8 +357,8 @@ class MarketingProfile(SQLModel, table=True):
     """One row per contact with everything the audience query needs about it, derived from the
     projections above and the suppression list, so that an audience is one pass over this
     table (plus recent sends) instead of a join per purpose and category. Rebuilt per contact
-    with them (projections.py); `suppressed` also when an entry is added or lifted, or the
-    contact's hashes change (suppression.py)."""
+    with them (evidence/projections.py); `suppressed` also when an entry is added or lifted, or
+    the contact's hashes change (suppression/entries.py)."""
 
     __tablename__ = "marketing_profile"
 

@@ -149,7 +149,7 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     from campaigns.errors import DomainError
     from campaigns.sending.ledger import run_counts
     from campaigns.sending.lifecycle import start_run
-    from campaigns.sending.states import ALLOWED_FROM, OPEN_DELIVERIES
+    from campaigns.sending.states import ALLOWED_FROM, OPEN_DELIVERIES, Action
     from campaigns.sending.states import DeliveryStatus as D
     from mailer.delivery.dispatcher import send_run
     from mailer.services import Services
@@ -157,11 +157,12 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     services = Services.build(settings)
     dispatcher = services.dispatcher()
     try:
+        await services.start()
         now = datetime.now(UTC).replace(microsecond=0)
         try:
             run_id = await services.db.transaction(
                 lambda s: start_run(
-                    s, campaign_id, now, services.context, allowed=ALLOWED_FROM["start_now"]
+                    s, campaign_id, now, services.context, allowed=ALLOWED_FROM[Action.START_NOW]
                 )
             )
         except DomainError as exc:

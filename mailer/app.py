@@ -20,7 +20,6 @@ from litestar.openapi.spec import (
 
 from campaigns.clock import Clock
 from mailer.inbound import start_listener
-from mailer.scheduler import cron_trigger
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -28,7 +27,6 @@ from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.pages import RecipientPages
-from mailer.web.pages_env import Pages
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -44,11 +42,10 @@ async def healthz() -> dict[str, str]:
 def create_app(
     settings: Settings, *, clock: Clock | None = None, with_worker: bool = False
 ) -> Litestar:
-    """The web app over the objects `Services.build` wires; the controllers get the parts they
-    use (database, domain context, signer, notices, pages) injected by name."""
+    """The web app over the objects `Services.build` wires; each controller gets the parts it
+    uses injected by parameter name (mailer/web/deps.py)."""
     services = Services.build(settings, clock)
     worker = services.worker() if with_worker else None
-    pages = Pages(settings.templates_dir, settings.business.sender)
     listener: list[asyncio.Server] = []
 
     async def start() -> None:
@@ -84,17 +81,18 @@ def create_app(
         guards=[require_scope],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
+        # Guards and exception handlers take no dependencies: they read these.
         state=State({"db": services.db, "dev_mode": settings.dev_mode}),
         dependencies={
             "db": provide(services.db),
             "ctx": provide(services.context),
             "signer": provide(services.signer),
             "notices": provide(services.notices),
-            "pages": provide(pages),
+            "pages": provide(services.pages),
             "composers": provide(services.composers),
             "transport": provide(services.transport),
             "templates": provide(settings.templates_dir),
-            "parse_cron": provide(cron_trigger),
+            "parse_cron": provide(services.parse_cron),
         },
         on_startup=[start],
         on_shutdown=[close],

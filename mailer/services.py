@@ -1,6 +1,7 @@
-"""The one composition root: every object of the service is built here, once per process, from
-the settings. The web app (`mailer/app.py`) and every command (`mailer/__main__.py`) start from
-`Services.build`; nothing else imports this module. The layers below get only the narrow parts
+"""The one composition root: the service's objects are built here, once per process, from the
+settings. The web app (`mailer/app.py`, which only maps them to the names controllers ask for)
+and every command (`mailer/__main__.py`) start from `Services.build`; nothing else imports
+this module. The layers below get only the narrow parts
 they use (the database, the domain context, a composer factory, an SMTP pool, the notices),
 never the container.
 """
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 
 from campaigns.clock import Clock, SystemClock
 from campaigns.context import Context
-from campaigns.suppression.entries import AddressHasher, sync_contact_hashes
+from campaigns.sending.lifecycle import CronParser
+from campaigns.suppression.entries import sync_contact_hashes
+from campaigns.suppression.hashing import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import Database
 from mailer.delivery.compose import Composers
@@ -21,8 +24,9 @@ from mailer.delivery.notices import Notices
 from mailer.delivery.pool import SmtpPool
 from mailer.delivery.transport import SmtpTransport
 from mailer.inbound import InboundHandler
-from mailer.scheduler import Worker
+from mailer.scheduler import Worker, cron_trigger
 from mailer.settings import Settings
+from mailer.web.pages_env import Pages
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Services:
     transport: SmtpTransport
     composers: Composers
     notices: Notices
+    pages: Pages  # the recipient pages' templates and words
+    parse_cron: CronParser  # the scheduler's parser, for the lifecycle's schedule checks
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock | None = None) -> Services:
@@ -72,11 +78,14 @@ class Services:
                 transport=transport,
                 acknowledge_opt_outs=business.marketing.acknowledge_opt_outs,
             ),
+            pages=Pages(settings.templates_dir, business.sender),
+            parse_cron=cron_trigger,
         )
 
     async def start(self) -> None:
-        """Once per process, before serving or sending: after a secret was added, hash every
-        address under it too, so suppression lookups under the new secret match."""
+        """Once, at the start of a process that serves or sends on its own (`serve`, `worker`,
+        `campaigns send --now`; not the helpers such a process starts): after a secret was
+        added, hash every address under it too, so suppression lookups under it match."""
         hasher = self.context.hasher
         await self.db.transaction(lambda session: sync_contact_hashes(session, hasher))
 

@@ -255,6 +255,6 @@ async def materialise(
     # Contacts that have a delivery of this run already are left out by the select, not by
     # ON CONFLICT, whose speculative insertion cost a fifth of the time. Two materialisations
     # of one run never race: the run is claimed once, under the campaign's row lock
-    # (dispatch.start_run); if they did, the unique key would fail one, never duplicate.
+    # (lifecycle.start_run); if they did, the unique key would fail one, never duplicate.
     result = await session.execute(delivery.insert().from_select(columns, rows))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -23,7 +23,8 @@ from campaigns.config import BusinessConfig, MarketingPolicy
 from campaigns.db import as_epoch_us, from_epoch_us, greatest
 from campaigns.models import ConsentEvent, Contact, Delivery, MarketingProfile
 from campaigns.sending.states import DeliveryStatus
-from campaigns.suppression.entries import AddressHasher, suppressed_among
+from campaigns.suppression.entries import suppressed_among
+from campaigns.suppression.hashing import AddressHasher
 
 # ---- the bases, one definition each ------------------------------------------------------
 #

@@ -13,9 +13,9 @@ the old one (C6).
 
 Every writer of consent events, orders or a contact's address calls `refresh_evidence` for
 the contacts it touched (directly or through `append_consent_events`), before its transaction
-commits: contact ingest (campaigns/contacts.py, all paths), single consent decisions
-(campaigns/profiles.py) and the recipient flows (campaigns/recipients.py). Adding or lifting a
-suppression entry, and a change of secrets, call `refresh_suppressed` (campaigns/suppression.py).
+commits: contact ingest (evidence/contacts.py, all paths), single consent decisions
+(evidence/profiles.py) and the recipient flows (campaigns/recipients.py). Adding or lifting a
+suppression entry, and a change of secrets, call `refresh_suppressed` (suppression/entries.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -35,27 +34,10 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.sending.content import CampaignContent
+from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.states import CampaignStatus
-from campaigns.validation import StrictInput, normal_locale, single_line
 
 DEFAULT_TEMPLATES = Path("templates/email")
-
-
-# A draft as the marketer sends it; check_campaign checks it against the configuration.
-class CampaignIn(StrictInput):
-    name: str = Field(min_length=1, max_length=200)
-    purpose: str = Field(min_length=1, max_length=64)
-    categories: list[str] = Field(default_factory=list, max_length=20)
-    subject: str = Field(min_length=1, max_length=300)
-    template: str = Field(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9_-]*\.html$")
-    locale: str | None = Field(default=None, max_length=16)
-
-    _normal_locale = field_validator("locale")(normal_locale)
-
-    @field_validator("subject", "name")
-    @classmethod
-    def _one_line_text(cls, value: str) -> str:
-        return single_line(value, "this field") or value
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from campaigns.models import Campaign, CampaignRun, Delivery
 from campaigns.sending.states import (
     ALLOWED_FROM,
     OPEN_DELIVERIES,
+    Action,
     CampaignStatus,
     DeliveryStatus,
     RunStatus,
@@ -57,7 +58,7 @@ async def open_run_id(session: AsyncSession, campaign_id: str) -> int | None:
                 RUN.c.campaign_id == campaign_id, RUN.c.status == RunStatus.SENDING
             )
         )
-    ).scalar_one_or_none()
+    ).scalar()
 
 
 def check_schedule(
@@ -92,10 +93,10 @@ async def schedule(
     ctx: Context,
 ) -> Campaign:
     """Schedule once (`send_at`) or recurring (`cron` in `timezone`)."""
-    now = ctx.clock.now()
     check_schedule(send_at, cron, timezone, parse_cron=parse_cron)
     campaign = await _campaign(session, campaign_id)
-    require(campaign.status, "schedule")
+    require(campaign.status, Action.SCHEDULE)
+    now = ctx.clock.now()
     if (send_at is None) == (cron is None):
         raise InvalidInput("give either send_at or cron", field="send_at")
     if send_at is not None and as_utc(send_at) < now - SEND_AT_SLACK:
@@ -122,7 +123,7 @@ async def start_run(
     scheduled_for: datetime,
     ctx: Context,
     *,
-    allowed: Collection[str] = ALLOWED_FROM["start"],
+    allowed: Collection[str] = ALLOWED_FROM[Action.START],
 ) -> int | None:
     """Claim one firing of a campaign and materialise its audience. Returns the run id, or
     None when this firing was already claimed (it is sent once), the campaign is not in one
@@ -183,7 +184,7 @@ async def finish_run_if_done(
         .values(status=RunStatus.DONE, finished_at=now)
     )
     campaign = await session.get(Campaign, campaign_id)
-    if campaign is not None and may(campaign.status, "finish"):
+    if campaign is not None and may(campaign.status, Action.FINISH):
         campaign.status = CampaignStatus.SCHEDULED if campaign.cron else CampaignStatus.DONE
         campaign.updated_at = now
     return True
@@ -192,7 +193,7 @@ async def finish_run_if_done(
 async def pause(session: AsyncSession, campaign_id: str, ctx: Context) -> Campaign:
     """A marketer's pause: refused where it is no transition."""
     campaign = await _campaign(session, campaign_id)
-    require(campaign.status, "pause")
+    require(campaign.status, Action.PAUSE)
     _paused(campaign, MARKETER_PAUSE, ctx)
     await session.flush()
     return campaign
@@ -202,7 +203,7 @@ async def pause_itself(session: AsyncSession, campaign_id: str, reason: str, ctx
     """The dispatcher's own pause (the relay failing, nothing composes), with why; a campaign
     paused or cancelled meanwhile is left as it is."""
     campaign = await _campaign(session, campaign_id)
-    if may(campaign.status, "pause"):
+    if may(campaign.status, Action.PAUSE):
         _paused(campaign, reason, ctx)
 
 
@@ -215,7 +216,7 @@ def _paused(campaign: Campaign, reason: str, ctx: Context) -> None:
 async def resume(session: AsyncSession, campaign_id: str, ctx: Context) -> Campaign:
     """Continue where it stopped: `sending` if a run is open, else back to `scheduled`."""
     campaign = await _campaign(session, campaign_id)
-    require(campaign.status, "resume")
+    require(campaign.status, Action.RESUME)
     open_run = await open_run_id(session, campaign_id) is not None
     now = ctx.clock.now()
     campaign.status = CampaignStatus.SENDING if open_run else CampaignStatus.SCHEDULED
@@ -229,7 +230,7 @@ async def resume(session: AsyncSession, campaign_id: str, ctx: Context) -> Campa
 
 async def cancel(session: AsyncSession, campaign_id: str, ctx: Context) -> Campaign:
     campaign = await _campaign(session, campaign_id)
-    require(campaign.status, "cancel")
+    require(campaign.status, Action.CANCEL)
     campaign.status = CampaignStatus.CANCELLED
     campaign.updated_at = ctx.clock.now()
     await session.execute(

@@ -1,12 +1,11 @@
 """The states of a campaign, of one of its runs and of one delivery, and the campaign's
 transitions: the state machine `lifecycle.py` moves campaigns through.
 
-    draft --schedule--> scheduled --start--> sending --finish--> done (scheduled again if cron)
-                            ^   \\                |
-                  schedule  |    pause         pause         cancel: from any state but
-                            |      \\             v           done and cancelled
-                          paused <--------------+
-                            \\--resume--> sending (a run is open) | scheduled (none is)
+    draft | scheduled | paused --schedule--> scheduled
+    scheduled --start--> sending --finish--> done (one-off) | scheduled (recurring)
+    draft | scheduled --start_now--> sending               (`campaigns send --now`)
+    scheduled | sending --pause--> paused --resume--> sending (a run is open) | scheduled
+    any but done and cancelled --cancel--> cancelled
 
 A leaf module (enums and a table): every other module may import it.
 """
@@ -51,40 +50,43 @@ class DeliveryStatus(StrEnum):
 # Deliveries that are still to be sent, or being sent.
 OPEN_DELIVERIES = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
 
+
+class Action(StrEnum):
+    """What moves a campaign; the value is how an error message says it was done to one."""
+
+    SCHEDULE = "scheduled"
+    START = "started"  # a scheduled firing
+    START_NOW = "started now"  # `campaigns send --now`
+    PAUSE = "paused"
+    RESUME = "resumed"
+    CANCEL = "cancelled"
+    FINISH = "finished"
+
+
 _C = CampaignStatus
-# action -> the states it is allowed from. Where an action leads is the action's own business
+# The states each action is allowed from. Where an action leads is the action's own business
 # (resume and finish depend on the campaign), so the table says only what may happen when.
-ALLOWED_FROM: dict[str, frozenset[CampaignStatus]] = {
-    "schedule": frozenset({_C.DRAFT, _C.SCHEDULED, _C.PAUSED}),
-    "start": frozenset({_C.SCHEDULED}),
-    "start_now": frozenset({_C.DRAFT, _C.SCHEDULED}),  # `campaigns send --now`
-    "pause": frozenset({_C.SCHEDULED, _C.SENDING}),
-    "resume": frozenset({_C.PAUSED}),
-    "cancel": frozenset(set(_C) - {_C.DONE, _C.CANCELLED}),
-    "finish": frozenset({_C.SENDING}),
-}
-
-# How an action is said in an error message ("a done campaign cannot be paused").
-_PAST = {
-    "schedule": "scheduled",
-    "start": "started",
-    "start_now": "started",
-    "pause": "paused",
-    "resume": "resumed",
-    "cancel": "cancelled",
-    "finish": "finished",
+ALLOWED_FROM: dict[Action, frozenset[CampaignStatus]] = {
+    Action.SCHEDULE: frozenset({_C.DRAFT, _C.SCHEDULED, _C.PAUSED}),
+    Action.START: frozenset({_C.SCHEDULED}),
+    Action.START_NOW: frozenset({_C.DRAFT, _C.SCHEDULED}),
+    Action.PAUSE: frozenset({_C.SCHEDULED, _C.SENDING}),
+    Action.RESUME: frozenset({_C.PAUSED}),
+    Action.CANCEL: frozenset(set(_C) - {_C.DONE, _C.CANCELLED}),
+    Action.FINISH: frozenset({_C.SENDING}),
 }
 
 
-def may(status: str, action: str) -> bool:
+def may(status: str, action: Action) -> bool:
     return status in ALLOWED_FROM[action]
 
 
-def require(status: str, action: str) -> None:
-    """Raise the API's `invalid_transition` conflict unless `action` is allowed from `status`."""
+def require(status: str, action: Action) -> None:
+    """Raise the API's `invalid_transition` conflict unless `action` is allowed from `status`
+    ("a done campaign cannot be paused")."""
     if not may(status, action):
         raise Conflict(
-            f"a {status} campaign cannot be {_PAST[action]}",
+            f"a {status} campaign cannot be {action.value}",
             field="status",
             reason="invalid_transition",
         )

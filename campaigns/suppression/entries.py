@@ -7,12 +7,9 @@ try them all, so a secret can be rotated without losing the list.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,48 +22,16 @@ from campaigns.errors import InvalidInput
 from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
 from campaigns.sending.states import OPEN_DELIVERIES, DeliveryStatus
+from campaigns.suppression.hashing import AddressHasher, address_hmac
 from campaigns.suppression.inputs import SuppressionIn
 from campaigns.suppression.predicate import (
+    ACTIVE,
     LIFTABLE_REASONS,
     REASONS,
     SUPPRESSION,
     active_for,
     contacts_with_address,
 )
-
-
-@dataclass(frozen=True)
-class AddressHasher:
-    keys: tuple[bytes, ...]
-
-    def __post_init__(self) -> None:
-        if not self.keys:
-            raise ValueError("at least one secret key is needed to hash addresses")
-
-    @staticmethod
-    @cache
-    def key_id(key: bytes) -> str:
-        return hashlib.sha256(b"mailer-key-id:" + key).hexdigest()[:12]
-
-    def primary(self, address: str) -> tuple[str, str]:
-        """(hash, key id) for a new entry, made with the first (signing) key."""
-        key = self.keys[0]
-        return _hmac(key, address), self.key_id(key)
-
-    def all_hashes(self, address: str) -> list[str]:
-        return [_hmac(key, address) for key in self.keys]
-
-    def keyed_hashes(self, address: str) -> list[tuple[str, str]]:
-        """(key id, hash) under every configured key."""
-        return [(self.key_id(key), _hmac(key, address)) for key in self.keys]
-
-    @property
-    def key_ids(self) -> list[str]:
-        return [self.key_id(key) for key in self.keys]
-
-
-def _hmac(key: bytes, address: str) -> str:
-    return hmac.digest(key, address.encode(), "sha256").hex()
 
 
 async def suppressed_among(
@@ -180,7 +145,7 @@ async def sync_contact_hashes(
         await session.execute(
             sa.select(sa.func.count())
             .select_from(entries)
-            .where(entries.c.key_id.not_in(hasher.key_ids), entries.c.lifted_at.is_(None))
+            .where(entries.c.key_id.not_in(hasher.key_ids), ACTIVE)
         )
     ).scalar_one()
     if orphaned:
@@ -210,7 +175,11 @@ async def sync_contact_hashes(
             await session.execute(
                 sa.insert(table),
                 [
-                    {"contact_id": contact_id, "key_id": key_id, "address_hash": _hmac(key, email)}
+                    {
+                        "contact_id": contact_id,
+                        "key_id": key_id,
+                        "address_hash": address_hmac(key, email),
+                    }
                     for contact_id, email in rows
                 ],
             )

@@ -4,6 +4,7 @@ shop API and the inbound listener all go through it."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -18,6 +19,8 @@ from mailer.delivery.compose import Composed
 from mailer.delivery.footer import language
 from mailer.delivery.mime import address, alternative, header_text
 from mailer.delivery.transport import SmtpTransport
+
+log = logging.getLogger("mailer.delivery")
 
 TEXT = {
     "nl": {
@@ -115,13 +118,17 @@ class Notices:
     async def _send(
         self, kind: str, email: str, name: str | None, locale: str | None, link: str = ""
     ) -> None:
-        message = notice(
-            kind,
-            to_email=email,
-            to_name=name,
-            locale=locale,
-            sender=self.sender,
-            clock=self.clock,
-            link=link,
-        )
+        try:
+            message = notice(
+                kind,
+                to_email=email,
+                to_name=name,
+                locale=locale,
+                sender=self.sender,
+                clock=self.clock,
+                link=link,
+            )
+        except Exception as exc:  # an odd name or address: the objection stands regardless
+            log.warning("service mail not composed: %s", type(exc).__name__)
+            return
         await self.transport.send_quietly(message)

@@ -16,14 +16,14 @@ from campaigns.errors import InvalidInput
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
     CampaignDetail,
-    CampaignIn,
     campaign_detail,
     create_campaign,
     list_campaigns,
 )
+from campaigns.sending.inputs import CampaignIn
 from mailer.db import Database
 from mailer.delivery.preview import compose_preview, sample_recipient
-from mailer.web.deps import ComposersDep, CronRules, Ctx, Db, Templates, Transport
+from mailer.web.deps import ComposersDep, CronParserDep, CtxDep, DbDep, TemplatesDep, TransportDep
 from mailer.web.errors import responses
 from mailer.web.schemas import (
     AudienceOut,
@@ -50,7 +50,7 @@ class CampaignController(Controller):
         responses=responses(401, 403, 413, 422),
     )
     async def create(
-        self, data: JSONBody[CampaignIn], db: Db, ctx: Ctx, templates: Templates
+        self, data: JSONBody[CampaignIn], db: DbDep, ctx: CtxDep, templates: TemplatesDep
     ) -> CampaignOut:
         view = await db.transaction(lambda s: create_campaign(s, data, ctx, templates))
         return CampaignOut.model_validate(view, from_attributes=True)
@@ -60,7 +60,7 @@ class CampaignController(Controller):
         summary="All campaigns with their delivery counts",
         responses=responses(401, 403),
     )
-    async def list_all(self, db: Db, ctx: Ctx) -> list[CampaignOut]:
+    async def list_all(self, db: DbDep) -> list[CampaignOut]:
         views = await db.transaction(list_campaigns)
         return [CampaignOut.model_validate(view, from_attributes=True) for view in views]
 
@@ -69,7 +69,7 @@ class CampaignController(Controller):
         summary="A campaign with delivery counts and its audience now",
         responses=responses(401, 403, 404),
     )
-    async def detail(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignDetailOut:
+    async def detail(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> CampaignDetailOut:
         detail = await db.transaction(lambda s: campaign_detail(s, campaign_id, ctx))
         return CampaignDetailOut.model_validate(detail, from_attributes=True)
 
@@ -78,7 +78,7 @@ class CampaignController(Controller):
         summary="Eligible contacts by basis, excluded ones by reason",
         responses=responses(401, 403, 404),
     )
-    async def audience(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> AudienceOut:
+    async def audience(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> AudienceOut:
 
         async def work(session) -> AudienceCounts:  # type: ignore[no-untyped-def]
             _, target = await load_target(session, campaign_id)
@@ -97,9 +97,9 @@ class CampaignController(Controller):
         self,
         campaign_id: FromPath[str],
         data: JSONBody[ScheduleIn],
-        db: Db,
-        ctx: Ctx,
-        parse_cron: CronRules,
+        db: DbDep,
+        ctx: CtxDep,
+        parse_cron: CronParserDep,
     ) -> CampaignOut:
         return await self._change(
             db,
@@ -120,7 +120,7 @@ class CampaignController(Controller):
         summary="Pause sending",
         responses=responses(401, 403, 404, 409),
     )
-    async def pause(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+    async def pause(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> CampaignOut:
         return await self._change(db, ctx, campaign_id, lifecycle.pause)
 
     @post(
@@ -129,7 +129,7 @@ class CampaignController(Controller):
         summary="Resume where it stopped",
         responses=responses(401, 403, 404, 409),
     )
-    async def resume(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+    async def resume(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> CampaignOut:
         return await self._change(db, ctx, campaign_id, lifecycle.resume)
 
     @post(
@@ -138,7 +138,7 @@ class CampaignController(Controller):
         summary="Cancel: nothing more is sent",
         responses=responses(401, 403, 404, 409),
     )
-    async def cancel(self, campaign_id: FromPath[str], db: Db, ctx: Ctx) -> CampaignOut:
+    async def cancel(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> CampaignOut:
         return await self._change(db, ctx, campaign_id, lifecycle.cancel)
 
     async def _change(
@@ -161,8 +161,8 @@ class CampaignController(Controller):
         self,
         campaign_id: FromPath[str],
         data: JSONBody[PreviewIn],
-        db: Db,
-        ctx: Ctx,
+        db: DbDep,
+        ctx: CtxDep,
         composers: ComposersDep,
     ) -> PreviewOut:
         composed = await db.transaction(
@@ -192,10 +192,10 @@ class CampaignController(Controller):
         self,
         campaign_id: FromPath[str],
         data: JSONBody[TestSendIn],
-        db: Db,
-        ctx: Ctx,
+        db: DbDep,
+        ctx: CtxDep,
         composers: ComposersDep,
-        transport: Transport,
+        transport: TransportDep,
     ) -> TestSendOut:
         allowed = set(ctx.config.marketing.test_addresses)
         for i, raw in enumerate(data.emails):
@@ -220,7 +220,7 @@ class CampaignController(Controller):
         responses=responses(401, 403, 404, 422),
     )
     async def why(
-        self, contact_id: FromPath[str], campaign_id: FromQuery[str], db: Db, ctx: Ctx
+        self, contact_id: FromPath[str], campaign_id: FromQuery[str], db: DbDep, ctx: CtxDep
     ) -> WhyOut:
         why = await db.transaction(lambda s: explain(s, contact_id, campaign_id, ctx))
         return WhyOut.model_validate(why, from_attributes=True)

@@ -14,7 +14,7 @@ from campaigns.evidence.contacts import IngestResult, check_contact, ingest_cont
 from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
 from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
-from mailer.web.deps import Ctx, Db, NoticesDep
+from mailer.web.deps import CtxDep, DbDep, NoticesDep
 from mailer.web.errors import pydantic_errors, responses, status_of
 from mailer.web.schemas import (
     BatchItemOut,
@@ -45,7 +45,7 @@ class ContactController(Controller):
         },
     )
     async def push_contact(
-        self, data: JSONBody[ContactIn], db: Db, ctx: Ctx
+        self, data: JSONBody[ContactIn], db: DbDep, ctx: CtxDep
     ) -> Response[ContactOut]:
         check_contact(data, ctx.config, ctx.clock.now())
 
@@ -70,7 +70,7 @@ class ContactController(Controller):
         summary="Create or update up to 1,000 contacts; each item succeeds or fails alone",
         responses=responses(401, 403, 413, 422),
     )
-    async def push_batch(self, data: JSONBody[ContactBatchIn], db: Db, ctx: Ctx) -> BatchOut:
+    async def push_batch(self, data: JSONBody[ContactBatchIn], db: DbDep, ctx: CtxDep) -> BatchOut:
         now = ctx.clock.now()
         results: dict[int, BatchItemOut] = {}
         accepted: list[tuple[int, ContactIn]] = []
@@ -118,7 +118,7 @@ class ContactController(Controller):
         },
     )
     async def push_consent(
-        self, data: JSONBody[ConsentIn], db: Db, ctx: Ctx
+        self, data: JSONBody[ConsentIn], db: DbDep, ctx: CtxDep
     ) -> Response[ConsentOut]:
         result, created = await db.transaction(lambda session: record_consent(session, data, ctx))
         return Response(
@@ -134,7 +134,7 @@ class ContactController(Controller):
         responses=responses(401, 403, 413, 422),
     )
     async def signup(
-        self, data: JSONBody[SignupIn], db: Db, ctx: Ctx, notices: NoticesDep
+        self, data: JSONBody[SignupIn], db: DbDep, ctx: CtxDep, notices: NoticesDep
     ) -> Response[SignupOut]:
         signup = await db.transaction(lambda session: create_signup(session, data, ctx))
         background = None
@@ -149,7 +149,9 @@ class ContactController(Controller):
         summary="A contact: profile, consent ledger, orders, bases and suppression status",
         responses=responses(401, 403, 404),
     )
-    async def get_contact(self, contact_id: FromPath[str], db: Db, ctx: Ctx) -> ContactDetailOut:
+    async def get_contact(
+        self, contact_id: FromPath[str], db: DbDep, ctx: CtxDep
+    ) -> ContactDetailOut:
         detail = await db.transaction(lambda session: contact_detail(session, contact_id, ctx))
         return ContactDetailOut.model_validate(detail, from_attributes=True)
 

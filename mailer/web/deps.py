@@ -16,12 +16,12 @@ from mailer.delivery.notices import Notices
 from mailer.delivery.transport import SmtpTransport
 from mailer.web.pages_env import Pages
 
-Db: TypeAlias = NamedDependency[Database]  # parameter `db`
-Ctx: TypeAlias = NamedDependency[Context]  # parameter `ctx`
-Signer: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
+DbDep: TypeAlias = NamedDependency[Database]  # parameter `db`
+CtxDep: TypeAlias = NamedDependency[Context]  # parameter `ctx`
+SignerDep: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
 NoticesDep: TypeAlias = NamedDependency[Notices]  # parameter `notices`
 PagesDep: TypeAlias = NamedDependency[Pages]  # parameter `pages`
 ComposersDep: TypeAlias = NamedDependency[Composers]  # parameter `composers`
-Transport: TypeAlias = NamedDependency[SmtpTransport]  # parameter `transport`
-Templates: TypeAlias = NamedDependency[Path]  # parameter `templates`: templates/email/
-CronRules: TypeAlias = NamedDependency[CronParser]  # parameter `parse_cron`
+TransportDep: TypeAlias = NamedDependency[SmtpTransport]  # parameter `transport`
+TemplatesDep: TypeAlias = NamedDependency[Path]  # parameter `templates`: templates/email/
+CronParserDep: TypeAlias = NamedDependency[CronParser]  # parameter `parse_cron`

@@ -26,7 +26,7 @@ from campaigns.recipients import (
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
 from mailer.delivery.notices import Notices
-from mailer.web.deps import Ctx, Db, NoticesDep, PagesDep, Signer
+from mailer.web.deps import CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
 from mailer.web.pages_env import Pages
 
 
@@ -42,10 +42,8 @@ class RecipientPages(Controller):
     async def unsubscribe_page(
         self,
         token: FromPath[str],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
-        notices: NoticesDep,
+        db: DbDep,
+        signer: SignerDep,
         pages: PagesDep,
     ) -> Response[str]:
         delivery_id = signer.read_delivery(Kind.UNSUBSCRIBE, token)
@@ -73,9 +71,9 @@ class RecipientPages(Controller):
         self,
         token: FromPath[str],
         request: Request[Any, Any, Any],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
         notices: NoticesDep,
         pages: PagesDep,
     ) -> Response[str]:
@@ -104,10 +102,9 @@ class RecipientPages(Controller):
     async def preferences_page(
         self,
         token: FromPath[str],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
-        notices: NoticesDep,
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
         pages: PagesDep,
     ) -> Response[str]:
         return await self._preferences(db, ctx, signer, pages, token, saved=False)
@@ -117,9 +114,9 @@ class RecipientPages(Controller):
         self,
         token: FromPath[str],
         request: Request[Any, Any, Any],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
         notices: NoticesDep,
         pages: PagesDep,
     ) -> Response[str]:
@@ -188,10 +185,8 @@ class RecipientPages(Controller):
     async def confirm_page(
         self,
         token: FromPath[str],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
-        notices: NoticesDep,
+        db: DbDep,
+        signer: SignerDep,
         pages: PagesDep,
     ) -> Response[str]:
         signup_id = signer.read_hex(Kind.CONFIRM, token)
@@ -215,10 +210,9 @@ class RecipientPages(Controller):
     async def confirm(
         self,
         token: FromPath[str],
-        db: Db,
-        ctx: Ctx,
-        signer: Signer,
-        notices: NoticesDep,
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
         pages: PagesDep,
     ) -> Response[str]:
         signup_id = signer.read_hex(Kind.CONFIRM, token)

@@ -32,7 +32,8 @@ from campaigns.clock import FixedClock, months_before
 from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery
-from campaigns.sending.campaigns import CampaignIn, create_campaign
+from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.inputs import CampaignIn
 from campaigns.suppression.entries import suppress
 from mailer.services import Services
 from mailer.settings import Settings

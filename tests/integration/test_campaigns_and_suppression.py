@@ -269,7 +269,8 @@ async def test_c21_suppression_survives_secret_rotation(services, clock):
 
 
 async def load_target_for(session: Any, services: Any, clock: Any) -> Any:
-    from campaigns.sending.campaigns import CampaignIn, create_campaign
+    from campaigns.sending.campaigns import create_campaign
+    from campaigns.sending.inputs import CampaignIn
     from tests.conftest import ROOT
 
     created = await create_campaign(

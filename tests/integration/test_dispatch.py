@@ -17,7 +17,8 @@ from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ContactIn
 from campaigns.models import Campaign, Delivery, Suppression
 from campaigns.sending import lifecycle
-from campaigns.sending.campaigns import CampaignIn, create_campaign
+from campaigns.sending.campaigns import create_campaign
+from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight
 from campaigns.sending.lifecycle import start_run
 from campaigns.suppression.entries import suppress, suppressed_among

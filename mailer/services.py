@@ -9,6 +9,7 @@ never the container.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from campaigns.clock import Clock, SystemClock
 from campaigns.context import Context
@@ -23,10 +24,12 @@ from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.notices import Notices
 from mailer.delivery.pool import SmtpPool
 from mailer.delivery.transport import SmtpTransport
-from mailer.inbound import InboundHandler
-from mailer.scheduler import Worker, cron_trigger
 from mailer.settings import Settings
 from mailer.web.pages_env import Pages
+
+if TYPE_CHECKING:  # built only by the processes that run them (APScheduler, aiosmtpd)
+    from mailer.inbound import InboundHandler
+    from mailer.scheduler import Worker
 
 
 @dataclass
@@ -79,7 +82,7 @@ class Services:
                 acknowledge_opt_outs=business.marketing.acknowledge_opt_outs,
             ),
             pages=Pages(settings.templates_dir, business.sender),
-            parse_cron=cron_trigger,
+            parse_cron=parse_cron,
         )
 
     async def start(self) -> None:
@@ -99,10 +102,21 @@ class Services:
         return Dispatcher(self.db, self.context, self.composers, pool or self.pool(), owns_pool=own)
 
     def worker(self) -> Worker:
+        from mailer.scheduler import Worker
+
         return Worker(self.db, self.context, self.pool(), self.dispatcher)
 
     def inbound_handler(self) -> InboundHandler:
+        from mailer.inbound import InboundHandler
+
         return InboundHandler(self.db, self.context, self.signer, self.notices.acknowledge)
 
     async def close(self) -> None:
         await self.db.close()
+
+
+def parse_cron(expression: str, timezone: str) -> object:
+    """The scheduler's crontab parser, loaded when a schedule is first checked."""
+    from mailer.scheduler import cron_trigger
+
+    return cron_trigger(expression, timezone)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath
 
@@ -28,6 +28,18 @@ from mailer.db import Database
 from mailer.delivery.notices import Notices
 from mailer.web.deps import CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
 from mailer.web.pages_env import Pages
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+def render(pages: Pages, locale: str | None, **context: Any) -> Response[str]:
+    html = pages.html(locale, **context)
+    return Response(html, media_type=MediaType.HTML, status_code=200, headers=HEADERS)
 
 
 def acknowledge(notices: Notices, addressee: Addressee | None) -> BackgroundTask | None:
@@ -51,7 +63,8 @@ class RecipientPages(Controller):
         if delivery_id is not None:
             locale = await db.transaction(lambda s: locale_of_delivery(s, delivery_id))
         w = pages.words(locale)
-        return pages.render(
+        return render(
+            pages,
             locale,
             title=w["unsubscribe_title"],
             paragraphs=[w["unsubscribe_ask"]],
@@ -92,8 +105,8 @@ class RecipientPages(Controller):
             )
         locale = addressee.locale if addressee else None
         w = pages.words(locale)
-        response = pages.render(
-            locale, title=w["unsubscribed_title"], paragraphs=[w["unsubscribed_text"]]
+        response = render(
+            pages, locale, title=w["unsubscribed_title"], paragraphs=[w["unsubscribed_text"]]
         )
         response.background = acknowledge(notices, addressee)
         return response
@@ -158,15 +171,17 @@ class RecipientPages(Controller):
             current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
         if current is None:
             w = pages.words(None)
-            return pages.render(None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+            return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
         w = pages.words(current.locale)
         if current.suppressed:
-            return pages.render(
+            return render(
+                pages,
                 current.locale,
                 title=w["preferences_title"],
                 paragraphs=[w["preferences_suppressed"]],
             )
-        return pages.render(
+        return render(
+            pages,
             current.locale,
             title=w["preferences_title"],
             paragraphs=[w["preferences_saved"] if saved else w["preferences_text"]],
@@ -196,8 +211,9 @@ class RecipientPages(Controller):
         locale = addressee.locale if addressee else None
         w = pages.words(locale)
         if addressee is None:
-            return pages.render(None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
-        return pages.render(
+            return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+        return render(
+            pages,
             locale,
             title=w["confirm_title"],
             paragraphs=[w["confirm_ask"]],
@@ -224,5 +240,5 @@ class RecipientPages(Controller):
         locale = addressee.locale if addressee else None
         w = pages.words(locale)
         if contact_id is None:
-            return pages.render(None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
-        return pages.render(locale, title=w["confirmed_title"], paragraphs=[w["confirmed_text"]])
+            return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+        return render(pages, locale, title=w["confirmed_title"], paragraphs=[w["confirmed_text"]])

@@ -1,5 +1,6 @@
 """How a recipient page is drawn: the Jinja2 environment of templates/pages/ (autoescaped), the
-shop's identity under every page, and the page words in the recipient's language."""
+shop's identity under every page, and the page words in the recipient's language. No web
+framework here: the composition root builds it for every process."""
 
 from __future__ import annotations
 
@@ -7,18 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import MediaType, Response
 
 from campaigns.config import SenderIdentity
 from mailer.delivery.footer import language
 from mailer.web.page_text import PAGES
-
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
 
 
 def page_environment(templates_dir: Path) -> Environment:
@@ -37,13 +30,12 @@ class Pages:
     def words(self, locale: str | None) -> dict[str, str]:
         return PAGES[language(locale, self.sender.default_locale)]
 
-    def render(self, locale: str | None, **context: Any) -> Response[str]:
+    def html(self, locale: str | None, **context: Any) -> str:
         sender = self.sender
-        html = self.env.get_template("page.html").render(
+        return self.env.get_template("page.html").render(
             locale=language(locale, sender.default_locale),
             shop=sender.from_name,
             shop_identity=f"{sender.legal_name} · {sender.address} · {sender.enterprise_number}"
             f" · {sender.contact_email}",
             **context,
         )
-        return Response(html, media_type=MediaType.HTML, status_code=200, headers=HEADERS)

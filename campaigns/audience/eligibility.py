@@ -16,15 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from campaigns.clock import Clock, add_months, months_before
 from campaigns.config import BusinessConfig, MarketingPolicy
 from campaigns.db import as_epoch_us, from_epoch_us, greatest
-from campaigns.models import ConsentEvent, Contact, Delivery, MarketingProfile
+from campaigns.models import ConsentEvent, Delivery, MarketingProfile
 from campaigns.sending.states import DeliveryStatus
-from campaigns.suppression.entries import suppressed_among
-from campaigns.suppression.hashing import AddressHasher
 
 # ---- the bases, one definition each ------------------------------------------------------
 #
@@ -147,27 +144,14 @@ async def current_bases(
     *,
     clock: Clock,
     policy: MarketingPolicy,
-    hasher: AddressHasher,
 ) -> dict[str, list[Basis]]:
     """The bases each contact holds now, read with the expressions the audience query is made
     of: per purpose, consent; per order, the categories it gives a soft-opt-in basis (the
-    latest qualifying order of each, in the window). A suppressed address holds none (C22)."""
+    latest qualifying order of each, in the window). A suppressed address holds none (C22):
+    the profile's flag, the suppression predicate stored per contact, as the audience reads it."""
     now = clock.now()
     bases: dict[str, list[Basis]] = {contact_id: [] for contact_id in contact_ids}
     if not contact_ids:
-        return bases
-    emails = dict(
-        (
-            await session.execute(
-                sa.select(col(Contact.id), col(Contact.email)).where(
-                    col(Contact.id).in_(contact_ids)
-                )
-            )
-        ).all()
-    )
-    suppressed = await suppressed_among(session, emails.values(), hasher)
-    allowed = [cid for cid, email in emails.items() if email not in suppressed]
-    if not allowed:
         return bases
 
     # The purposes and categories to ask about: those the profiles name. Whether they give a
@@ -175,7 +159,7 @@ async def current_bases(
     profiles = (
         await session.execute(
             sa.select(PROFILE.c.contact_id, PROFILE.c.consents, PROFILE.c.covered_at).where(
-                PROFILE.c.contact_id.in_(allowed), ~SUPPRESSED
+                PROFILE.c.contact_id.in_(contact_ids), ~SUPPRESSED
             )
         )
     ).all()

@@ -182,7 +182,6 @@ async def _summary(
         [contact.id],
         clock=ctx.clock,
         policy=ctx.config.marketing,
-        hasher=ctx.hasher,
     )
     suppressed = bool(await suppressed_among(session, [contact.email], ctx.hasher))
     return {
@@ -228,9 +227,7 @@ async def record_consent(
     if existing is None:
         await append_consent_events(session, [row])
     event_id = existing or await _event_id(session, contact.id, row["fingerprint"])
-    bases = await current_bases(
-        session, [contact.id], clock=ctx.clock, policy=ctx.config.marketing, hasher=ctx.hasher
-    )
+    bases = await current_bases(session, [contact.id], clock=ctx.clock, policy=ctx.config.marketing)
     return (
         RecordedConsent(
             contact_id=contact.id,

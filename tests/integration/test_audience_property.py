@@ -273,9 +273,7 @@ async def check(
             reasons = {
                 row.contact_id: row.reason for row in await session.execute(audience_query(rules))
             }
-            held = await current_bases(
-                session, ids, clock=clock, policy=ctx.config.marketing, hasher=ctx.hasher
-            )
+            held = await current_bases(session, ids, clock=clock, policy=ctx.config.marketing)
             for p, cs in CHECKED_CAMPAIGNS:
                 checked = CampaignTarget("x" * 32, p, tuple(cs))
                 audience = audience_query(AudienceRules.for_campaign(checked, ctx.config, NOW))

@@ -85,12 +85,23 @@ class DeliveryPolicy:
 
 
 @dataclass(frozen=True)
+class ReputationPolicy:
+    """When a run pauses itself to protect the sender (C37)."""
+
+    complaint_rate: float = 0.003  # complaints per delivered message, over the whole run
+    min_delivered: int = 1000  # ... once this many were delivered
+    domain_block_rate: float = 0.05  # sender-level refusals per message to one receiving domain
+    min_domain_messages: int = 100  # ... once that domain was sent this many
+
+
+@dataclass(frozen=True)
 class BusinessConfig:
     sender: SenderIdentity
     marketing: MarketingPolicy = field(default_factory=MarketingPolicy)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     categories: CategoryMap = field(default_factory=CategoryMap)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    reputation: ReputationPolicy = field(default_factory=ReputationPolicy)
 
 
 class ConfigError(Exception):
@@ -111,7 +122,7 @@ _SENDER_KEYS = (
     "privacy_url",
     "mail_domain",
 )
-_SECTIONS = ("sender", "marketing", "retention", "categories", "delivery")
+_SECTIONS = ("sender", "marketing", "retention", "categories", "delivery", "reputation")
 
 
 def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
@@ -125,9 +136,10 @@ def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
     retention = _parse_retention(_section(data, "retention", problems), problems)
     categories = _parse_categories(_section(data, "categories", problems), problems)
     delivery = _parse_delivery(_section(data, "delivery", problems), problems)
+    reputation = _parse_reputation(_section(data, "reputation", problems), problems)
     if problems or sender is None:
         raise ConfigError(problems or ["[sender] is incomplete"])
-    return BusinessConfig(sender, marketing, retention, categories, delivery)
+    return BusinessConfig(sender, marketing, retention, categories, delivery, reputation)
 
 
 def _parse_delivery(table: Mapping[str, Any], problems: list[str]) -> DeliveryPolicy:
@@ -145,6 +157,30 @@ def _parse_delivery(table: Mapping[str, Any], problems: list[str]) -> DeliveryPo
     if values["processes"] > values["connections"]:
         problems.append("[delivery] processes must not exceed connections (one or more each)")
     return DeliveryPolicy(**values)
+
+
+def _parse_reputation(table: Mapping[str, Any], problems: list[str]) -> ReputationPolicy:
+    defaults = ReputationPolicy()
+    problems.extend(_unknown_keys("reputation", table, tuple(defaults.__dataclass_fields__)))
+
+    def rate(name: str) -> float:
+        value = table.get(name, getattr(defaults, name))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            problems.append(f"[reputation] {name} must be a fraction between 0 and 1 (0.003: 0.3%)")
+            return float(getattr(defaults, name))
+        return float(value)
+
+    def count(name: str) -> int:
+        return _positive_int(
+            table.get(name, getattr(defaults, name)), f"[reputation] {name}", problems
+        )
+
+    return ReputationPolicy(
+        complaint_rate=rate("complaint_rate"),
+        min_delivered=count("min_delivered"),
+        domain_block_rate=rate("domain_block_rate"),
+        min_domain_messages=count("min_domain_messages"),
+    )
 
 
 def _section(data: Mapping[str, Any], name: str, problems: list[str]) -> Mapping[str, Any]:

@@ -207,6 +207,9 @@ class CampaignRun(SQLModel, table=True):
     status: str = Field(default=RunStatus.SENDING, max_length=16)
     started_at: datetime = _utc()
     finished_at: datetime | None = _utc(nullable=True)
+    # The reputation limits this run passed and paused for (C37), comma-separated: a marketer
+    # who resumes accepts them, so the same limit does not pause the run again.
+    guard_tripped: str | None = Field(default=None, max_length=500)
 
 
 class CampaignCategory(SQLModel, table=True):
@@ -279,17 +282,51 @@ class Signup(SQLModel, table=True):
     confirmed_at: datetime | None = _utc(nullable=True)
 
 
-class InboundReview(SQLModel, table=True):
-    """Inbound mail the service could not map to a delivery: kept for a person to look at,
-    never acted on by guessing (C20)."""
+class InboundMessage(SQLModel, table=True):
+    """Everything that comes back: mail the inbound listener received (bounces, complaints,
+    auto-replies, unmapped mail) and relay events. Stored raw first, decided after (C20): a
+    crash in between loses nothing, and the report stays here until reviewed or past its
+    retention. `state` is pending -> decided, or review -> resolved | dismissed."""
 
-    __tablename__ = "inbound_review"
+    __tablename__ = "inbound_message"
+    __table_args__ = (sa.Index("ix_inbound_message_state", "state", "id"),)
 
     id: int | None = _id()
     received_at: datetime = _utc()
-    recipient: str = Field(max_length=320)
-    reason: str = Field(max_length=64)
-    message: str = Field(sa_type=sa.Text)  # the first 64 KiB
+    channel: str = Field(max_length=16)  # smtp | relay
+    recipient: str = Field(max_length=320)  # our address it came to (with its token)
+    raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # size-capped
+    truncated: bool = Field(default=False)
+    state: str = Field(max_length=16)
+    verdict: str | None = Field(default=None, max_length=16)  # returns.table.Verdict
+    rule: str | None = Field(default=None, max_length=100)  # the row that decided, or why review
+    form: str | None = Field(default=None, max_length=16)  # dsn | arf | prose | relay ...
+    status_code: str | None = Field(default=None, max_length=16)
+    diagnostic: str | None = Field(default=None, max_length=300)  # addresses masked
+    feedback_type: str | None = Field(default=None, max_length=32)
+    reported_recipient: str | None = Field(default=None, max_length=320)  # recorded, not trusted
+    # No foreign key, like the deliveries themselves: erasure (C33) deletes both.
+    delivery_id: int | None = Field(
+        default=None, sa_column=sa.Column(BigId, nullable=True, index=True)
+    )
+    event_key: str | None = Field(default=None, max_length=200, unique=True)  # relay idempotency
+    decided_at: datetime | None = _utc(nullable=True)
+    note: str | None = Field(default=None, max_length=500)  # a reviewer's
+
+
+class RunDomainCount(SQLModel, table=True):
+    """What one run met at one receiving domain: the counts the reputation guard reads (C37)."""
+
+    __tablename__ = "run_domain_count"
+
+    run_id: int = Field(sa_column=sa.Column(BigId, primary_key=True))
+    domain: str = Field(primary_key=True, max_length=253)
+    messages: int = Field(default=0)  # handed to the relay
+    delivered: int = Field(default=0)  # accepted by the relay and not bounced back
+    hard_bounces: int = Field(default=0)
+    soft_bounces: int = Field(default=0)
+    blocks: int = Field(default=0)  # sender-level refusals (C17), at send time or reported
+    complaints: int = Field(default=0)
 
 
 # ---- projections of the evidence ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from functools import cached_property
 class Kind(Enum):
     UNSUBSCRIBE = b"u"  # bound to a delivery
     BOUNCE = b"b"  # bound to a delivery (VERP envelope sender)
+    MESSAGE = b"m"  # bound to a delivery (the Message-ID: a complaint quoting it finds it)
     PREFERENCES = b"p"  # bound to a contact
     CONFIRM = b"c"  # bound to a pending sign-up
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
@@ -19,7 +18,7 @@ from litestar.openapi.spec import (
 )
 
 from campaigns.clock import Clock
-from mailer.inbound import start_listener
+from mailer.inbound import Listener, start_listener
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -46,7 +45,7 @@ def create_app(
     uses injected by parameter name (mailer/web/deps.py)."""
     services = Services.build(settings, clock)
     worker = services.worker() if with_worker else None
-    listener: list[asyncio.Server] = []
+    listener: list[Listener] = []
 
     async def start() -> None:
         await services.start()
@@ -63,8 +62,7 @@ def create_app(
         if worker is not None:
             await worker.stop()
         for server in listener:
-            server.close()
-            await server.wait_closed()
+            await server.close()
         await services.close()
 
     def provide(value: object) -> Provide:

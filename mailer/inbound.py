@@ -1,24 +1,36 @@
-"""The inbound SMTP listener (aiosmtpd), run inside `serve`: mail to
-`unsubscribe+<token>@<mail_domain>` unsubscribes like a one-click (C14); anything it cannot map
-is kept for review, never acted on by guessing (C20)."""
+"""The inbound SMTP listener (aiosmtpd), run inside `serve`.
+
+- `unsubscribe+<token>@<mail_domain>` unsubscribes like a one-click, before the 250 (C14).
+- `bounces+<token>@<mail_domain>` (the VERP envelope sender) and plain `bounces@` (where
+  feedback loops send complaints) take reports: each is stored raw and committed, answered
+  250, and decided right after by a processor task (campaigns/returns/intake.py). Reports
+  still pending after a crash are decided when the listener starts again (C20).
+- Anything else for our domain is kept for review, never acted on by guessing (C20).
+
+Every message is answered 250, whatever it looks like: a refusal makes the remote MTA bounce
+the bounce. Lines of any length and 8-bit bytes are accepted.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from campaigns.context import Context
-from campaigns.models import InboundReview
 from campaigns.recipients import Addressee, unsubscribe_delivery
+from campaigns.returns.intake import State, decide_report, pending_reports, store_report
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
 
 log = logging.getLogger("mailer.inbound")
-REVIEW_LIMIT = 64 * 1024
+MAX_MESSAGE = 32 * 1024 * 1024  # advertised as SIZE; what is kept of a report is capped lower
+REPORTS = "bounces"  # the local part reports come to, with or without a token
 
 
 class InboundHandler:
@@ -34,6 +46,29 @@ class InboundHandler:
         self.signer = signer
         self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
+        self._stored: asyncio.Queue[int] = asyncio.Queue()
+        self._processor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Decide what an earlier process stored and did not decide, then what comes."""
+        for report_id in await self.db.transaction(pending_reports):
+            self._stored.put_nowait(report_id)
+        self._processor = asyncio.create_task(self._decide_stored(), name="inbound-reports")
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Decide what was stored (for a while), then stop; what is still pending stays
+        stored for the next start."""
+        if self._processor is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stored.join(), grace_seconds)
+            self._processor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._processor
+            self._processor = None
+
+    async def idle(self) -> None:
+        """Wait until every stored report is decided (tests and the benchmark)."""
+        await self._stored.join()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -45,16 +80,24 @@ class InboundHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        content = envelope.original_content or b""
+        if not isinstance(content, bytes):
+            content = bytes(content)
         try:
+            stored = []
             for recipient in envelope.rcpt_tos:
-                await self._deliver(recipient, content)
+                report_id = await self._take(recipient, content)
+                if report_id is not None:
+                    stored.append(report_id)
         except Exception:
-            log.exception("inbound mail not processed")
+            log.exception("inbound mail not stored")
             return "451 4.3.0 temporary failure, try again later"
+        for report_id in stored:  # decided after the 250, not before: stored is what counts
+            self._stored.put_nowait(report_id)
         return "250 OK: received"
 
-    async def _deliver(self, recipient: str, content: bytes) -> None:
+    async def _take(self, recipient: str, content: bytes) -> int | None:
+        """Act on an unsubscribe at once; store anything else. Returns a report to decide."""
         local = recipient.rpartition("@")[0].lower()
         tag, _, token = local.partition("+")
         if tag == "unsubscribe":
@@ -65,40 +108,82 @@ class InboundHandler:
                 )
                 if addressee is not None:
                     await self.acknowledge(addressee)
-                return
-            reason = "unknown_unsubscribe_token"
-        elif tag == "bounces":
-            reason = "bounce"  # DSN and ARF processing: kept for review until it lands
-        else:
-            reason = "unknown_mailbox"
-        await self._review(recipient, reason, content)
-
-    async def _review(self, recipient: str, reason: str, content: bytes) -> None:
-        async def store(session: Any) -> None:
-            session.add(
-                InboundReview(
-                    received_at=self.ctx.clock.now(),
-                    recipient=recipient[:320],
-                    reason=reason,
-                    message=content[:REVIEW_LIMIT].decode("utf-8", "replace"),
-                )
+                return None
+            await self._keep_for_review(recipient, content, "unknown unsubscribe token")
+            return None
+        if tag == REPORTS:
+            return await self.db.transaction(
+                lambda s: store_report(s, recipient=recipient, raw=content, ctx=self.ctx)
             )
+        await self._keep_for_review(recipient, content, "unknown mailbox")
+        return None
 
-        await self.db.transaction(store)
-        log.info("inbound mail kept for review: %s", reason)
+    async def _keep_for_review(self, recipient: str, content: bytes, why: str) -> None:
+        await self.db.transaction(
+            lambda s: store_report(
+                s, recipient=recipient, raw=content, ctx=self.ctx, state=State.REVIEW, rule=why
+            )
+        )
+        log.info("inbound mail kept for review: %s", why)
+
+    async def _decide_stored(self) -> None:
+        while True:
+            report_id = await self._stored.get()
+            try:
+                outcome = await self.db.transaction(
+                    partial(decide_report, report_id=report_id, ctx=self.ctx, signer=self.signer)
+                )
+                if outcome is not None:
+                    log.info(
+                        "report %s: %s (%s)%s",
+                        report_id,
+                        outcome.verdict,
+                        outcome.rule,
+                        f"; campaign {outcome.paused}" if outcome.paused else "",
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Stays pending: decided again when the listener next starts.
+                log.exception("report %s not decided", report_id)
+            finally:
+                self._stored.task_done()
 
 
-async def start_listener(handler: InboundHandler, host: str, port: int) -> asyncio.Server:
+class ReportServer(SMTP):
+    """aiosmtpd with no line limit worth the name: RFC 5321 allows 1,000 characters, real
+    reports (Amazon SES, GMX) send longer lines, and a 500 would bounce the bounce."""
+
+    line_length_limit = 1024 * 1024
+
+
+class Listener:
+    """The SMTP server and the task that decides what it stored."""
+
+    def __init__(self, server: asyncio.Server, handler: InboundHandler) -> None:
+        self.server = server
+        self.handler = handler
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        await self.handler.stop()
+
+
+async def start_listener(handler: InboundHandler, host: str, port: int) -> Listener:
     """Listen on MAILER_INBOUND_HOST:PORT in the running loop. SO_REUSEPORT lets several
     `serve` workers share the port."""
+    await handler.start()
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: SMTP(
+    server = await loop.create_server(
+        lambda: ReportServer(
             handler,
             hostname=handler.ctx.config.sender.mail_domain,
-            data_size_limit=10 * 1024 * 1024,
+            data_size_limit=MAX_MESSAGE,
+            enable_SMTPUTF8=True,
         ),
         host=host,
         port=port,
         reuse_port=True,
     )
+    return Listener(server, handler)

@@ -13,7 +13,6 @@ campaign's own templates are rendered per message, sandboxed.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -351,8 +350,9 @@ class CampaignComposer:
                 locale, self.campaign.subject, words, html_body, text_body
             )
 
-        # Unique and stable per delivery, but not a credential: relays log Message-IDs.
-        message_id = f"<{hashlib.sha256(unsubscribe.encode()).hexdigest()[:32]}@{domain}>"
+        # Signed, so a complaint or a relay event that quotes it names the delivery (C19), but
+        # not a credential: its own kind, it unsubscribes nobody (relays log Message-IDs).
+        message_id = f"<{self.signer.delivery_token(Kind.MESSAGE, recipient.delivery_id)}@{domain}>"
         headers = [
             ("From", self._from),
             ("Reply-To", self._reply_to),

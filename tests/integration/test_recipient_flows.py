@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.audience.audience import load_target, materialise
-from campaigns.models import ConsentEvent, Delivery, InboundReview, Suppression
+from campaigns.models import ConsentEvent, Delivery, InboundMessage, Suppression
 from campaigns.sending.campaigns import delivery_recipients
 from campaigns.suppression.entries import suppress, suppressed_among
 from campaigns.tokens import Kind
@@ -321,8 +321,11 @@ async def test_c14_c20_mailto_unsubscribe_and_review_queue(
                 port=port,
             )
     async with services.db.sessions() as session:
-        reasons = sorted((await session.execute(sa.select(InboundReview.reason))).scalars())
-    assert reasons == ["bounce", "unknown_unsubscribe_token"]
+        kept = (await session.execute(sa.select(InboundMessage.state, InboundMessage.rule))).all()
+    assert sorted(kept) == [
+        ("review", "forged or unknown token"),
+        ("review", "unknown unsubscribe token"),
+    ]
 
 
 async def test_c22_c31_a_fresh_opt_in_restores_only_what_it_confirms(

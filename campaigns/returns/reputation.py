@@ -1,0 +1,148 @@
+"""The reputation guard (C37): what each run met at each receiving domain, and the pause when
+complaints or one domain's refusals pass the limits of `[reputation]`.
+
+The counts are kept as they happen (the dispatcher adds what SMTP said after each handoff; a
+decided report adds what it says), so the guard reads a few rows, not the run's deliveries.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.context import Context
+from campaigns.db import dialect_insert
+from campaigns.models import CampaignRun, RunDomainCount
+from campaigns.returns.table import Verdict
+from campaigns.sending.lifecycle import open_run_id, pause_itself
+
+COUNTS = RunDomainCount.__table__  # type: ignore[attr-defined]
+RUN = CampaignRun.__table__  # type: ignore[attr-defined]
+FIELDS = ("messages", "delivered", "hard_bounces", "soft_bounces", "blocks", "complaints")
+
+# What a verdict on a delivered message changes: a hard bounce or a block after the relay took
+# the message means it was not delivered after all.
+_REPORTED: Mapping[Verdict, Mapping[str, int]] = {
+    Verdict.HARD: {"hard_bounces": 1, "delivered": -1},
+    Verdict.BLOCK: {"blocks": 1, "delivered": -1},
+    Verdict.SOFT: {"soft_bounces": 1},
+    Verdict.COMPLAINT: {"complaints": 1},
+}
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()[:253]
+
+
+@dataclass
+class Tally:
+    """Counts to add for one run, per receiving domain."""
+
+    by_domain: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, domain: str, **counts: int) -> None:
+        self.by_domain.setdefault(domain, Counter()).update(counts)
+
+    def add_verdict(self, domain: str, verdict: Verdict) -> None:
+        change = _REPORTED.get(verdict)
+        if change:
+            self.add(domain, **change)
+
+
+async def add_counts(session: AsyncSession, run_id: int, tally: Tally) -> None:
+    """Add to the run's counts, one upsert per domain. Never commits."""
+    rows = [
+        {"run_id": run_id, "domain": domain, **{f: counts.get(f, 0) for f in FIELDS}}
+        for domain, counts in sorted(tally.by_domain.items())
+        if any(counts.values())
+    ]
+    if not rows:
+        return
+    insert = dialect_insert(session, COUNTS)
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["run_id", "domain"],
+            set_={f: getattr(COUNTS.c, f) + getattr(insert.excluded, f) for f in FIELDS},
+        ),
+        rows,
+    )
+
+
+@dataclass(frozen=True)
+class DomainCounts:
+    domain: str
+    messages: int
+    delivered: int
+    hard_bounces: int
+    soft_bounces: int
+    blocks: int
+    complaints: int
+
+
+@dataclass(frozen=True)
+class Reputation:
+    """A run's counts, overall and per receiving domain (busiest first)."""
+
+    run_id: int | None
+    overall: DomainCounts
+    domains: tuple[DomainCounts, ...]
+
+
+async def run_reputation(session: AsyncSession, run_id: int | None) -> Reputation:
+    rows = []
+    if run_id is not None:
+        result = await session.execute(
+            sa.select(COUNTS.c.domain, *(getattr(COUNTS.c, f) for f in FIELDS))
+            .where(COUNTS.c.run_id == run_id)
+            .order_by(COUNTS.c.messages.desc(), COUNTS.c.domain)
+        )
+        rows = [DomainCounts(*row) for row in result.all()]
+    total = DomainCounts("*", *(sum(getattr(r, f) for r in rows) for f in FIELDS))
+    return Reputation(run_id, total, tuple(rows))
+
+
+async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
+    """Pause the run's campaign when it passed a limit it has not passed before (C37).
+    Returns the reason when it paused. Never commits."""
+    policy = ctx.config.reputation
+    run = (
+        await session.execute(
+            sa.select(RUN.c.campaign_id, RUN.c.guard_tripped).where(RUN.c.id == run_id)
+        )
+    ).one_or_none()
+    if run is None or await open_run_id(session, run.campaign_id) != run_id:
+        return None  # a finished run: counted, nothing left to pause
+    accepted = set(filter(None, (run.guard_tripped or "").split(",")))
+    reputation = await run_reputation(session, run_id)
+    overall = reputation.overall
+    reasons: dict[str, str] = {}
+    if overall.delivered >= policy.min_delivered and overall.complaints > (
+        policy.complaint_rate * overall.delivered
+    ):
+        reasons["complaints"] = (
+            f"paused: complaints at {overall.complaints / overall.delivered:.2%} of delivered"
+            f" mail (limit {policy.complaint_rate:.2%})"
+        )
+    for counts in reputation.domains:
+        if counts.messages >= policy.min_domain_messages and counts.blocks > (
+            policy.domain_block_rate * counts.messages
+        ):
+            reasons[f"blocks:{counts.domain}"] = (
+                f"paused: {counts.domain} refused {counts.blocks / counts.messages:.1%} of its"
+                f" messages as sender-level blocks (limit {policy.domain_block_rate:.0%})"
+            )
+    new = {key: text for key, text in reasons.items() if key not in accepted}
+    if not new:
+        return None
+    reason = next(iter(new.values()))
+    await session.execute(
+        sa.update(RUN)
+        .where(RUN.c.id == run_id)
+        .values(guard_tripped=",".join(sorted(accepted | set(new)))[:500])
+    )
+    await pause_itself(session, run.campaign_id, reason, ctx)
+    return reason

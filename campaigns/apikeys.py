@@ -15,7 +15,7 @@ from campaigns.clock import Clock
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import ApiKey
 
-SCOPES = ("shop", "marketer", "admin")
+SCOPES = ("shop", "marketer", "relay", "admin")  # relay: bounce and complaint events
 PREFIX = "mk"
 
 

@@ -26,6 +26,7 @@ from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.pages import RecipientPages
+from mailer.web.returns import RelayEvents, ReviewQueue
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -73,6 +74,8 @@ def create_app(
             ContactController,
             CampaignController,
             SuppressionController,
+            RelayEvents,
+            ReviewQueue,
             RecipientPages,
             healthz,
         ],

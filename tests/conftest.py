@@ -192,7 +192,7 @@ async def app_client(
 async def keys(services: Services, clock: FixedClock) -> dict[str, dict[str, str]]:
     """Authorization headers per scope."""
     headers = {}
-    for scope in ("shop", "marketer", "admin"):
+    for scope in ("shop", "marketer", "relay", "admin"):
         key, _ = await services.db.transaction(
             lambda s, scope=scope: create_key(s, scope=scope, name=f"test {scope}", clock=clock)
         )

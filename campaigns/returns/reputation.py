@@ -47,6 +47,9 @@ class Tally:
     def add(self, domain: str, **counts: int) -> None:
         self.by_domain.setdefault(domain, Counter()).update(counts)
 
+    def has(self, name: str) -> bool:
+        return any(counts[name] for counts in self.by_domain.values())
+
     def add_verdict(self, domain: str, verdict: Verdict) -> None:
         change = _REPORTED.get(verdict)
         if change:

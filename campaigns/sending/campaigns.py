@@ -26,6 +26,7 @@ from campaigns.errors import InvalidInput
 from campaigns.models import (
     Campaign,
     CampaignCategory,
+    CampaignRun,
     ConsentEvent,
     Contact,
     Delivery,
@@ -33,6 +34,7 @@ from campaigns.models import (
     ShopOrder,
     Suppression,
 )
+from campaigns.returns.reputation import Reputation, run_reputation
 from campaigns.sending.content import CampaignContent
 from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.states import CampaignStatus
@@ -75,6 +77,8 @@ class CampaignView:
 @dataclass(frozen=True)
 class CampaignDetail(CampaignView):
     audience: AudienceCounts
+    paused_reason: str | None
+    reputation: Reputation  # of the latest run (C37)
 
 
 def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
@@ -132,7 +136,18 @@ async def campaign_detail(session: AsyncSession, campaign_id: str, ctx: Context)
     campaign, target = await load_target(session, campaign_id)
     (view,) = await _views(session, [campaign])
     audience = await audience_counts(session, target, ctx)
-    return CampaignDetail(**vars(view), audience=audience)
+    run = CampaignRun.__table__  # type: ignore[attr-defined]
+    latest = (
+        await session.execute(
+            sa.select(sa.func.max(run.c.id)).where(run.c.campaign_id == campaign_id)
+        )
+    ).scalar_one_or_none()
+    return CampaignDetail(
+        **vars(view),
+        audience=audience,
+        paused_reason=campaign.paused_reason,
+        reputation=await run_reputation(session, latest),
+    )
 
 
 async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignView]:
@@ -150,7 +165,7 @@ async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[C
                 counts[campaign_id][status] = n
         for campaign_id, n in await session.execute(
             sa.select(col(Suppression.campaign_id), sa.func.count())
-            .where(col(Suppression.campaign_id).in_(ids))
+            .where(col(Suppression.campaign_id).in_(ids), col(Suppression.reason) == "unsubscribe")
             .group_by(col(Suppression.campaign_id))
         ):
             counts[str(campaign_id)]["unsubscribed"] = n

@@ -184,7 +184,8 @@ class SmtpOutcome:
     delivery_id: int
     kind: Literal["sent", "temporary", "permanent"]
     detail: str = ""
-    hard_bounce: bool = False  # a 5.1.x address failure, or 550 at RCPT (C17)
+    hard_bounce: bool = False  # about the address: the decision table's "hard" (C17)
+    block: bool = False  # about the sender or the message: counted against the run (C17, C37)
     relay_failure: bool = False  # the relay itself failed (counts against the error budget)
 
 

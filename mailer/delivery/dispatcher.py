@@ -12,7 +12,8 @@ import ctypes
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -22,6 +23,7 @@ from campaigns.audience.audience import load_target
 from campaigns.config import DeliveryPolicy
 from campaigns.context import Context
 from campaigns.models import Campaign
+from campaigns.returns.reputation import Tally, add_counts, domain_of, guard
 from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients
 from campaigns.sending.ledger import (
     Claim,
@@ -55,6 +57,54 @@ class Progress:
     skipped: int = 0
 
 
+Outcomes = list[SmtpOutcome]
+HANDOFF_SECONDS = 0.25  # relay time one handoff transaction may take (see HandoffPace)
+
+
+class HandoffPace:
+    """How many messages one handoff transaction hands to SMTP. The transaction holds the
+    messages' rows, and on SQLite the database's one write lock, while the relay takes them,
+    so a report or an unsubscribe that arrives meanwhile waits for it: each is kept to about
+    `HANDOFF_SECONDS` of relay time, whatever the relay's speed. A fast relay takes the whole
+    batch in one."""
+
+    def __init__(self, most: int, seconds: float = HANDOFF_SECONDS) -> None:
+        self.most = most
+        self.seconds = seconds
+        self.size = min(most, 100)  # until the relay's speed is known
+
+    def chunks(self, ids: list[int]) -> Iterator[list[int]]:
+        start = 0
+        while start < len(ids):
+            size = self.size
+            yield ids[start : start + size]
+            start += size
+
+    def observe(self, count: int, elapsed: float) -> None:
+        if count and elapsed > 0:
+            self.size = max(10, min(self.most, int(self.seconds * count / elapsed)))
+
+
+def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
+    """What SMTP said, per receiving domain, for the reputation counts (C37)."""
+    tally = Tally()
+    for outcome in outcomes:
+        message = messages.get(outcome.delivery_id)
+        if message is None or outcome.kind == "temporary":
+            continue  # not composed, or tried again later: counted when it ends
+        domain = domain_of(message.recipient)
+        if outcome.kind == "sent":
+            tally.add(domain, messages=1, delivered=1)
+        else:
+            tally.add(
+                domain,
+                messages=1,
+                hard_bounces=int(outcome.hard_bounce),
+                blocks=int(outcome.block),
+            )
+    return tally
+
+
 class Dispatcher:
     """Talks to a small store (the database's transactions over the send ledger), a composer
     factory and an SMTP pool; never to the service container."""
@@ -76,6 +126,7 @@ class Dispatcher:
         # not per run; a dispatcher on its own owns (and closes) its pool.
         self.owns_pool = owns_pool
         self.pool = pool
+        self.pace = HandoffPace(self.policy.batch_size)
         self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
 
     async def run(
@@ -227,8 +278,8 @@ class Dispatcher:
         if claimed is None:  # paused or cancelled since the claim: released, not sent
             return False
 
-        async def handoff(session):  # type: ignore[no-untyped-def]
-            live = await begin_handoff(session, claimed)
+        async def handoff(session: AsyncSession, ids: list[int]) -> tuple[list[int], Outcomes]:
+            live = await begin_handoff(session, ids)
             outcomes = await self.pool.send_all(
                 [(i, batch.messages[i]) for i in live if i in batch.messages]
             )
@@ -236,10 +287,24 @@ class Dispatcher:
             await record_outcomes(session, outcomes, ctx)
             return live, outcomes
 
-        # Never retried: the messages may already be with the relay.
-        live, outcomes = await db.transaction(handoff, retry=False)
-        if any(o.hard_bounce for o in outcomes):
-            await db.transaction(partial(suppress_hard_bounces, outcomes=outcomes, ctx=ctx))
+        live: list[int] = []
+        outcomes: Outcomes = []
+        for chunk in self.pace.chunks(claimed):
+            started = time.monotonic()
+            # Never retried: the messages may already be with the relay.
+            handed, said = await db.transaction(partial(handoff, ids=chunk), retry=False)
+            self.pace.observe(len(handed), time.monotonic() - started)
+            live += handed
+            outcomes += said
+        tally = _tally(outcomes, batch.messages)
+
+        async def afterwards(session: AsyncSession) -> str | None:
+            if any(o.hard_bounce for o in outcomes):
+                await suppress_hard_bounces(session, outcomes=outcomes, ctx=ctx)
+            await add_counts(session, run.run_id, tally)
+            return await guard(session, run.run_id, ctx) if tally.has("blocks") else None
+
+        guarded = await db.transaction(afterwards)
         progress.skipped += len(claimed) - len(live)
         for outcome in outcomes:
             if outcome.kind == "sent":
@@ -253,6 +318,9 @@ class Dispatcher:
             run.failures_in_a_row = 0
         else:
             run.failures_in_a_row += len(outcomes)
+        if guarded is not None:
+            log.warning("campaign paused: %s", guarded)
+            return False
         if run.failures_in_a_row >= self.policy.error_budget:
             reason = (
                 f"paused after {run.failures_in_a_row} failures in a row: {outcomes[-1].detail}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -15,13 +14,13 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from campaigns.returns.table import Verdict, decide, status_in
 from campaigns.sending.ledger import SmtpOutcome
 from mailer.delivery.compose import Composed
 from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
 from mailer.settings import Settings
 
 log = logging.getLogger("mailer.smtp")
-_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 class RelayError(Exception):
@@ -52,21 +51,23 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
-def classify(delivery_id: int, code: int, message: str, stage: str) -> SmtpOutcome:
-    """One SMTP reply as an outcome. Only an address failure is a hard bounce (C17): an
-    enhanced status 5.1.x, or a plain 550 to RCPT without one. A 5.7.x (policy, relaying
-    denied) fails the message but says nothing about the address."""
+def classify(delivery_id: int, code: int, message: str) -> SmtpOutcome:
+    """One SMTP reply as an outcome. A permanent refusal is read by the same decision table as
+    bounce reports (C17): about the address (5.1.1, "no such user"), a hard bounce; about the
+    sender or the message (5.7.x, "spam", "policy"), a block that says nothing against it."""
     text = f"{code} {message}".strip()
     if 200 <= code < 300:
         return SmtpOutcome(delivery_id, "sent")
     if 400 <= code < 500:
         return SmtpOutcome(delivery_id, "temporary", text)
-    enhanced = _ENHANCED.search(message)
-    if enhanced is not None:
-        hard = enhanced.group(1) == "5" and enhanced.group(2) == "1"
-    else:
-        hard = stage == "rcpt" and code == 550
-    return SmtpOutcome(delivery_id, "permanent", text, hard_bounce=hard)
+    verdict = decide(status_in(text), text).verdict
+    return SmtpOutcome(
+        delivery_id,
+        "permanent",
+        text,
+        hard_bounce=verdict == Verdict.HARD,
+        block=verdict == Verdict.BLOCK,
+    )
 
 
 class SmtpPool:
@@ -333,12 +334,12 @@ def _verdict(
         detail = f"relay refused our sender: {mail.code} {mail.text}"
         return SmtpOutcome(delivery_id, "temporary", detail, relay_failure=True)
     if not rcpt.ok:
-        return classify(delivery_id, rcpt.code, rcpt.text, "rcpt")
+        return classify(delivery_id, rcpt.code, rcpt.text)
     if data.code != 354:
-        return classify(delivery_id, data.code, data.text, "data")
+        return classify(delivery_id, data.code, data.text)
     if final is None:
         return SmtpOutcome(delivery_id, "temporary", "connection lost before the relay replied")
-    return classify(delivery_id, final.code, final.text, "data")
+    return classify(delivery_id, final.code, final.text)
 
 
 async def _write_or_lose(connection: PipeliningConnection, data: bytes) -> None:

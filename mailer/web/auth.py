@@ -34,3 +34,4 @@ async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         )
     if not scope_allows(key.scope, needed):
         raise PermissionDeniedException(f"this key's scope '{key.scope}' cannot do this")
+    connection.state.actor = f"key {key.id}"  # who did it, for the logs of decisions

@@ -190,8 +190,60 @@ class CampaignOut(BaseModel):
     counts: DeliveryCountsOut
 
 
+class DomainCountsOut(BaseModel):
+    """What a run met at a receiving domain ("*": all of them), C37."""
+
+    domain: str
+    messages: int
+    delivered: int
+    hard_bounces: int
+    soft_bounces: int
+    blocks: int
+    complaints: int
+
+
+class ReputationOut(BaseModel):
+    run_id: int | None
+    overall: DomainCountsOut
+    domains: list[DomainCountsOut]
+
+
 class CampaignDetailOut(CampaignOut):
     audience: AudienceOut
+    paused_reason: str | None
+    reputation: ReputationOut
+
+
+# ---- the return channel -------------------------------------------------------------------
+
+
+class RelayEventOut(BaseModel):
+    accepted: bool
+    duplicate: bool  # the same event came before: nothing changed
+    verdict: str | None
+    suppressed: str | None
+
+
+class ReviewItemOut(BaseModel):
+    id: int
+    kind: str
+    state: str
+    received_at: datetime
+    channel: str
+    why: str
+    status_code: str | None
+    diagnostic: str | None
+    feedback_type: str | None
+    delivery_id: int | None
+    reported_recipient: str | None
+    note: str | None
+    decided_at: datetime | None
+    raw: str
+
+
+class ReviewDecisionIn(StrictInput):
+    action: Literal["suppress_hard", "suppress_complaint", "dismiss"]
+    note: str | None = Field(default=None, max_length=500)
 
 
 class WhyBasisOut(_WithoutNulls):

@@ -46,7 +46,7 @@ async def test_keys_are_stored_hashed(app_client, keys, services):
     async with services.db.sessions() as session:
         stored = (await session.execute(sa.select(ApiKey.key_hash))).scalars().all()
     secrets = [h["Authorization"].split("_", 2)[2] for h in keys.values()]
-    assert len(stored) == 3
+    assert len(stored) == len(keys) == 4
     assert not any(secret in digest for secret in secrets for digest in stored)
 
 
@@ -57,6 +57,9 @@ async def test_keys_are_stored_hashed(app_client, keys, services):
         ("post", "/api/v1/contacts/batch", {"shop", "admin"}),
         ("post", "/api/v1/consents", {"shop", "admin"}),
         ("get", "/api/v1/contacts/some-id", {"marketer", "admin"}),
+        ("post", "/api/v1/bounces", {"relay", "admin"}),
+        ("get", "/api/v1/review", {"admin"}),
+        ("post", "/api/v1/review/1", {"admin"}),
     ],
 )
 async def test_wrong_scope_is_403(app_client, keys, method, path, allowed):

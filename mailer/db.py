@@ -4,7 +4,11 @@ transaction every unit of work runs in."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,9 +65,14 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.waiting_room = _waiting_room(url)
 
     async def transaction(
-        self, work: Callable[[AsyncSession], Awaitable[T]], *, retry: bool = True
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        retry: bool = True,
+        urgent: bool = False,
     ) -> T:
         """Run `work` in one transaction and commit: a request changes everything or nothing.
 
@@ -72,6 +81,10 @@ class Database:
         talks to the outside world (an SMTP handoff) passes `retry=False`: running it again
         would send again.
         """
+        with self._waiting() if urgent else contextlib.nullcontext():
+            return await self._transaction(work, retry)
+
+    async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]], retry: bool) -> T:
         attempts = ATTEMPTS if retry else 1
         for attempt in range(1, attempts + 1):
             async with self.sessions() as session:
@@ -90,8 +103,57 @@ class Database:
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
 
+    async def make_way(self, most_seconds: float = 1.0) -> None:
+        """Between the transactions of a long writer (the dispatcher's handoffs): while an
+        urgent transaction waits for SQLite's one write lock (an unsubscribe, a report),
+        let it go first. SQLite's own wait is no queue: a waiter polls, up to 100 ms apart,
+        and a writer that takes the lock back at once can keep it out for seconds. Nothing
+        to do on PostgreSQL, where writers of different rows do not wait for each other."""
+        if self.waiting_room is None:
+            return
+        deadline = time.monotonic() + most_seconds
+        while self._someone_waiting() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)  # the waiter is another process: nothing to await
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """A ticket in the waiting room (a file: the waiter and the writer may be different
+        processes) for as long as the urgent transaction runs."""
+        if self.waiting_room is None:
+            yield
+            return
+        self.waiting_room.mkdir(exist_ok=True)
+        ticket = self.waiting_room / f"{os.getpid()}-{next(_tickets)}"
+        ticket.touch()
+        try:
+            yield
+        finally:
+            ticket.unlink(missing_ok=True)
+
+    def _someone_waiting(self) -> bool:
+        assert self.waiting_room is not None
+        stale = time.time() - STALE_TICKET_SECONDS  # left by a process that was killed
+        try:
+            with os.scandir(self.waiting_room) as tickets:
+                return any(t.stat().st_mtime > stale for t in tickets)
+        except FileNotFoundError:
+            return False
+
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+STALE_TICKET_SECONDS = 30
+_tickets = itertools.count()
+
+
+def _waiting_room(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return Path(f"{parsed.database}-waiting")
 
 
 def _is_transient(exc: DBAPIError) -> bool:

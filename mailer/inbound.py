@@ -24,7 +24,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from campaigns.context import Context
 from campaigns.recipients import Addressee, unsubscribe_delivery
-from campaigns.returns.intake import State, decide_report, pending_reports, store_report
+from campaigns.returns.intake import (
+    State,
+    decide_report,
+    pending_reports,
+    set_aside,
+    store_report,
+)
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
 
@@ -104,7 +110,8 @@ class InboundHandler:
             delivery_id = self.signer.read_delivery(Kind.UNSUBSCRIBE, token)
             if delivery_id is not None:
                 addressee = await self.db.transaction(
-                    lambda s: unsubscribe_delivery(s, delivery_id, channel="mailto", ctx=self.ctx)
+                    lambda s: unsubscribe_delivery(s, delivery_id, channel="mailto", ctx=self.ctx),
+                    urgent=True,
                 )
                 if addressee is not None:
                     await self.acknowledge(addressee)
@@ -113,7 +120,8 @@ class InboundHandler:
             return None
         if tag == REPORTS:
             return await self.db.transaction(
-                lambda s: store_report(s, recipient=recipient, raw=content, ctx=self.ctx)
+                lambda s: store_report(s, recipient=recipient, raw=content, ctx=self.ctx),
+                urgent=True,
             )
         await self._keep_for_review(recipient, content, "unknown mailbox")
         return None
@@ -131,7 +139,8 @@ class InboundHandler:
             report_id = await self._stored.get()
             try:
                 outcome = await self.db.transaction(
-                    partial(decide_report, report_id=report_id, ctx=self.ctx, signer=self.signer)
+                    partial(decide_report, report_id=report_id, ctx=self.ctx, signer=self.signer),
+                    urgent=True,
                 )
                 if outcome is not None:
                     log.info(
@@ -143,9 +152,14 @@ class InboundHandler:
                     )
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # Stays pending: decided again when the listener next starts.
+            except Exception as exc:
                 log.exception("report %s not decided", report_id)
+                with contextlib.suppress(Exception):  # else it stays pending, for the next start
+                    await self.db.transaction(
+                        partial(
+                            set_aside, report_id=report_id, why=f"not decided: {type(exc).__name__}"
+                        )
+                    )
             finally:
                 self._stored.task_done()
 

@@ -72,6 +72,15 @@ async def store_report(
     return int(result.scalar_one())
 
 
+async def set_aside(session: AsyncSession, report_id: int, why: str) -> None:
+    """A report whose decision failed goes to review rather than waiting for a restart."""
+    await session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.id == report_id, MESSAGE.c.state == State.PENDING)
+        .values(state=State.REVIEW, rule=why[:100])
+    )
+
+
 async def pending_reports(session: AsyncSession, limit: int = 10_000) -> list[int]:
     """Reports stored but not decided: what a listener resumes with after a crash."""
     rows = await session.execute(
@@ -310,7 +319,7 @@ async def _record(
             status_code=reading.status,
             diagnostic=mask_addresses(reading.diagnostic)[:300] or None,
             feedback_type=reading.feedback_type,
-            reported_recipient=reading.reported_recipient,
+            reported_recipient=_CONTROL.sub("", reading.reported_recipient or "")[:320] or None,
         )
     await session.execute(sa.update(MESSAGE).where(MESSAGE.c.id == report_id).values(**values))
 
@@ -319,8 +328,13 @@ _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 def mask_addresses(text: str) -> str:
-    """Text without anyone's address: for the stored diagnostic, the review and the logs."""
+    """Text without anyone's address, on one line and without control characters (PostgreSQL
+    text holds no NUL): for the stored diagnostic, the review and the logs."""
+    text = _CONTROL.sub(" ", text)
     return _ADDRESS.sub("<address>", re.sub(r"\s+", " ", text)).strip()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 # ---- relay events ------------------------------------------------------------------------

@@ -47,9 +47,6 @@ class Tally:
     def add(self, domain: str, **counts: int) -> None:
         self.by_domain.setdefault(domain, Counter()).update(counts)
 
-    def has(self, name: str) -> bool:
-        return any(counts[name] for counts in self.by_domain.values())
-
     def add_verdict(self, domain: str, verdict: Verdict) -> None:
         change = _REPORTED.get(verdict)
         if change:
@@ -109,8 +106,9 @@ async def run_reputation(session: AsyncSession, run_id: int | None) -> Reputatio
 
 
 async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
-    """Pause the run's campaign when it passed a limit it has not passed before (C37).
-    Returns the reason when it paused. Never commits."""
+    """Pause the run's campaign when it passed a limit it has not passed before (C37): after
+    every handoff and every decided complaint or block. Two small reads: the run's totals and
+    the domains that blocked it. Returns the reason when it paused. Never commits."""
     policy = ctx.config.reputation
     run = (
         await session.execute(
@@ -120,23 +118,34 @@ async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
     if run is None or await open_run_id(session, run.campaign_id) != run_id:
         return None  # a finished run: counted, nothing left to pause
     accepted = set(filter(None, (run.guard_tripped or "").split(",")))
-    reputation = await run_reputation(session, run_id)
-    overall = reputation.overall
     reasons: dict[str, str] = {}
-    if overall.delivered >= policy.min_delivered and overall.complaints > (
-        policy.complaint_rate * overall.delivered
-    ):
-        reasons["complaints"] = (
-            f"paused: complaints at {overall.complaints / overall.delivered:.2%} of delivered"
-            f" mail (limit {policy.complaint_rate:.2%})"
+    delivered, complaints = (
+        await session.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(COUNTS.c.delivered), 0),
+                sa.func.coalesce(sa.func.sum(COUNTS.c.complaints), 0),
+            ).where(COUNTS.c.run_id == run_id)
         )
-    for counts in reputation.domains:
-        if counts.messages >= policy.min_domain_messages and counts.blocks > (
-            policy.domain_block_rate * counts.messages
-        ):
-            reasons[f"blocks:{counts.domain}"] = (
-                f"paused: {counts.domain} refused {counts.blocks / counts.messages:.1%} of its"
-                f" messages as sender-level blocks (limit {policy.domain_block_rate:.0%})"
+    ).one()
+    if delivered >= policy.min_delivered and complaints > policy.complaint_rate * delivered:
+        reasons["complaints"] = (
+            f"paused: complaints at {complaints / delivered:.2%} of delivered mail"
+            f" (limit {policy.complaint_rate:.2%})"
+        )
+    blocking = await session.execute(
+        sa.select(COUNTS.c.domain, COUNTS.c.messages, COUNTS.c.blocks)
+        .where(
+            COUNTS.c.run_id == run_id,
+            COUNTS.c.blocks > 0,
+            COUNTS.c.messages >= policy.min_domain_messages,
+        )
+        .order_by(COUNTS.c.domain)
+    )
+    for domain, messages, blocks in blocking.all():
+        if blocks > policy.domain_block_rate * messages:
+            reasons[f"blocks:{domain}"] = (
+                f"paused: {domain} refused {blocks / messages:.1%} of its messages as"
+                f" sender-level blocks (limit {policy.domain_block_rate:.0%})"
             )
     new = {key: text for key, text in reasons.items() if key not in accepted}
     if not new:

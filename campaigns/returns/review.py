@@ -77,7 +77,7 @@ async def review_items(
         .limit(limit)
     )
     if kind is not None:
-        query = query.where(kind == _KIND)
+        query = query.where(_KIND == kind)  # noqa: SIM300
     rows = (await session.execute(query)).mappings().all()
     return [_item(row) for row in rows]
 

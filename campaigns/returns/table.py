@@ -67,7 +67,8 @@ MAILBOX_FULL = (
     r"|box (is )?full|space not enough"
 )
 SENDER_LEVEL = (
-    r"spam|black ?list|block ?list|\bblocked\b|\brbl\b|spamhaus|spamcop|barracuda|reputation"
+    r"\bspam\b|black ?list|block ?list|\bblocked\b|\brbl\b|spamhaus|spamcop|\bbarracuda\b"
+    r"|reputation"
     r"|\bpolicy\b|dmarc|\bspf\b|dkim|authenticat|unauthenticated|not authori[sz]ed"
     r"|relay(ing)? (access )?(denied|not permitted|prohibited)|unable to relay|we do not relay"
     r"|rate limit|too many (messages|connections|recipients)|message (size |is )?too (big|large)"
@@ -81,15 +82,17 @@ ADDRESS_GONE = (
     r"|does not exist|doesn't exist|isn't a valid|not a valid (user|recipient|mailbox|address)"
     r"|invalid (recipient|mailbox|address|user|destination)|unknown (recipient|mailbox|address|"
     r"local[- ]part|alias)|recipient (address )?(rejected|unknown|not found|invalid)"
-    r"|address rejected|mailbox (unavailable|not found|disabled|inactive|unknown|not available"
-    r"|does not|has been disabled)|no mailbox|account (has been |is )?(disabled|deactivated|"
-    r"closed|suspended|expired|inactive|terminated|deleted)|unrouteable|no such domain"
+    r"|address rejected|mailbox (is )?(unavailable|not found|disabled|inactive|unknown"
+    r"|not available|does not|has been disabled)|no mailbox"
+    r"|account (has been |is )?(disabled|deactivated|closed|suspended|expired|inactive"
+    r"|terminated|deleted)|unrouteable|no such domain"
     r"|domain (not found|does not exist|unknown)|host (or domain name )?not found|host unknown"
     r"|unknown host|name service error|no mx |null mx|not our customer|user not found"
     r"|addressee unknown|no longer (valid|available|active|in use)|bad destination"
     r"|not listed in|no valid recipients|mail receiving disabled|can't create user output file"
     r"|user doesn't have .* account|email account that you tried to reach (is disabled|does not)"
-    r"|not recogni[sz]ed|unknown recipient|user not known|not known|invalid .*userid"
+    r"|(recipient|name) is not recogni[sz]ed|unknown recipient|user not known|not known"
+    r"|invalid .*userid|nxdomain|domain name not found"
     r"|final (e-?mail )?delivery point|no matches to nameserver query|did not (exactly )?match"
     r"|n'existe pas|existiert nicht|bestaat niet|unbekannt|inconnu|no existe"
 )
@@ -102,9 +105,18 @@ TEMPORARY = (
     r"|maximum delivery attempts|not been collected"
 )
 
+# About our own sending whatever code comes with it: the receiving MTA checked our envelope
+# sender (a callout names our VERP address with its own "5.1.1"), or our quota ran out.
+OUR_SIDE = (
+    r"sender (address )?(rejected|verify|verification)|verification failed for"
+    r"|sender verify failed|sender domain|invalid dns (mx|a)|sending quota|message quota"
+    r"|sending limit"
+)
+
 TABLE: tuple[Row, ...] = (
-    # 1. status codes that say what happened
+    # 1. what is about our side whatever the code; then status codes that say what happened
     Row("greylisting: a first attempt refused for a while", S, phrase=r"gr[ae]y ?list"),
+    Row("our sender address or quota refused", B, phrase=OUR_SIDE),
     Row("success", D, status="2."),
     Row("the sender's address refused", B, status="5.1.7"),
     Row("the sender's system refused", B, status="5.1.8"),
@@ -113,20 +125,20 @@ TABLE: tuple[Row, ...] = (
     Row("bad destination mailbox address syntax", H, status="5.1.3"),
     Row("ambiguous destination mailbox", H, status="5.1.4"),
     Row("mailbox moved, no forwarding address", H, status="5.1.6"),
-    Row("the domain accepts no mail (null MX)", H, status="5.1.10"),
-    Row("mailbox full", S, status="5.2.2"),  # C18: temporary, whatever the class says
-    Row("mailbox full", S, phrase=MAILBOX_FULL),
+    Row("no such recipient, or a null MX (5.1.10)", H, status="5.1.10"),
+    Row("mailbox full (5.2.2)", S, status="5.2.2"),  # C18: temporary, whatever the class says
     Row("mailbox disabled", H, status="5.2.1"),
     Row("message too big for the mailbox", B, status="5.2.3"),
     Row("message too big for the system", B, status="5.3.4"),
     Row("no route to the domain", H, status="5.4.4"),
-    Row("the address loops back: it cannot receive mail", H, status="5.4.6"),
+    Row("a routing loop (5.4.6): the address cannot receive mail", H, status="5.4.6"),
     Row("delivery time expired", S, status="5.4.7"),
     Row("the content was refused", B, status="5.6."),
     Row("security or policy", B, status="5.7."),
     Row("refused for a while for policy or rate", B, status="4.7."),
     Row("temporary failure", S, status="4."),
     # 2. what MTAs write when the code is generic or missing
+    Row("mailbox full", S, phrase=MAILBOX_FULL),
     Row("a name lookup that failed for a while", S, phrase=r"not found, try again"),
     Row("refused for the sender or the message", B, phrase=SENDER_LEVEL),
     Row("the address does not exist", H, phrase=ADDRESS_GONE),
@@ -149,6 +161,7 @@ def decide(status: str | None, text: str) -> Decision:
     are taken out of the text first (`spam@...` says nothing about spam), and line breaks,
     which MTAs put anywhere in a phrase."""
     text = _ADDRESS.sub(" <address> ", text)
+    text = _HOST.sub(" host <host> ", text)
     text = _SPACE.sub(" ", text)
     for row in TABLE:
         if row.matches(status, text):
@@ -156,20 +169,33 @@ def decide(status: str | None, text: str) -> Decision:
     raise AssertionError("the last row matches everything")
 
 
-_ADDRESS = re.compile(r"\S+@\S+")
-_SPACE = re.compile(r"\s+")
-_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_CODE = r"([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)"  # "5.1.1" and "5.1.1." but not "5.1.1.2"
+_PAIRED = re.compile(r"(?<![\d.])[245]\d\d[ -]" + _CODE)  # "550 5.1.1", "550-5.1.1"
+_QMAIL = re.compile(r"\(#" + _CODE + r"\)")  # "(#5.1.1)"
+_ENHANCED = re.compile(r"(?<![\d.])" + _CODE)
 _BASIC = re.compile(r"(?<![\d.])([245])[0-5]\d(?=[ -]|$)", re.MULTILINE)
 
 
+_ADDRESS = re.compile(r"\S+@\S+")
+# The MX a Postfix or Exim report names ("host spam.example.net[192.0.2.5] said: ..."): its
+# name is not what it said. Other host names stay: "listed at zen.spamhaus.org" is the reason.
+_HOST = re.compile(r"\bhost\s+[\w-]+(?:\.[\w-]+)+(?:\[[^\]]*\])?", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
 def status_in(text: str, *, success: bool = True) -> str | None:
-    """The first RFC 3463 code in a reply or diagnostic ("550 5.1.1 ..." -> "5.1.1"); without
-    one, the class of a basic SMTP code ("550 ..." -> "5.0.0"). `success=False` skips 2.x.x
-    codes, for free text where "2.11.3" may be a version number."""
-    for match in _ENHANCED.finditer(text):
-        if success or match.group(1) != "2":
+    """The RFC 3463 code of a reply or diagnostic: one that follows an SMTP reply code
+    ("550 5.1.1 ...") or qmail's "(#5.1.1)" first; then a lone one, if it agrees with the
+    class of the reply code when there is one ("(Exim 4.94.2) ... 550 User unknown": 4.94.2
+    is a version, "vom 4.7.24" a date); then the class of the reply code alone ("550 ..." ->
+    "5.0.0"). `success=False` skips 2.x.x codes, for free text where "250 2.1.0 Sender ok"
+    is a step of the transcript, not the outcome."""
+    basic = next((m.group(1) for m in _BASIC.finditer(text) if success or m.group(1) != "2"), None)
+    for pattern in (_PAIRED, _QMAIL, _ENHANCED):
+        for match in pattern.finditer(text):
+            if not success and match.group(1) == "2":
+                continue
+            if pattern is _ENHANCED and basic is not None and match.group(1) != basic:
+                continue
             return ".".join(match.groups())
-    basic = _BASIC.search(text)
-    if basic is not None and (success or basic.group(1) != "2"):
-        return f"{basic.group(1)}.0.0"
-    return None
+    return f"{basic}.0.0" if basic is not None else None

@@ -71,7 +71,7 @@ class HandoffPace:
     def __init__(self, most: int, seconds: float = HANDOFF_SECONDS) -> None:
         self.most = most
         self.seconds = seconds
-        self.size = min(most, 100)  # until the relay's speed is known
+        self.size = min(most, 20)  # until the relay's speed is known
 
     def chunks(self, ids: list[int]) -> Iterator[list[int]]:
         start = 0
@@ -294,6 +294,7 @@ class Dispatcher:
             # Never retried: the messages may already be with the relay.
             handed, said = await db.transaction(partial(handoff, ids=chunk), retry=False)
             self.pace.observe(len(handed), time.monotonic() - started)
+            await db.make_way()  # an unsubscribe or a report waiting for the lock goes first
             live += handed
             outcomes += said
         tally = _tally(outcomes, batch.messages)
@@ -302,7 +303,7 @@ class Dispatcher:
             if any(o.hard_bounce for o in outcomes):
                 await suppress_hard_bounces(session, outcomes=outcomes, ctx=ctx)
             await add_counts(session, run.run_id, tally)
-            return await guard(session, run.run_id, ctx) if tally.has("blocks") else None
+            return await guard(session, run.run_id, ctx)
 
         guarded = await db.transaction(afterwards)
         progress.skipped += len(claimed) - len(live)

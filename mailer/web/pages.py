@@ -101,7 +101,8 @@ class RecipientPages(Controller):
         addressee = None
         if delivery_id is not None:
             addressee = await db.transaction(
-                lambda s: unsubscribe_delivery(s, delivery_id, channel=channel, ctx=ctx)
+                lambda s: unsubscribe_delivery(s, delivery_id, channel=channel, ctx=ctx),
+                urgent=True,  # before the answer, also while a campaign is sending (C13)
             )
         locale = addressee.locale if addressee else None
         w = pages.words(locale)

@@ -32,7 +32,7 @@ class RelayEvents(Controller):
         self, data: JSONBody[RelayEventIn], db: DbDep, ctx: CtxDep, signer: SignerDep
     ) -> RelayEventOut:
         outcome = await db.transaction(
-            lambda s: record_relay_event(s, data, ctx=ctx, signer=signer)
+            lambda s: record_relay_event(s, data, ctx=ctx, signer=signer), urgent=True
         )
         if outcome is None:
             return RelayEventOut(accepted=True, duplicate=True, verdict=None, suppressed=None)

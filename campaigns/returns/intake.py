@@ -170,11 +170,7 @@ def _delivery_named(
         delivery_id = signer.read_delivery(Kind.BOUNCE, token)
         return delivery_id, "forged or unknown token"
     for reference in references:
-        for pattern, kind in (
-            (_VERP, Kind.BOUNCE),
-            (_MESSAGE_ID, Kind.MESSAGE),
-            (_UNSUBSCRIBE, Kind.UNSUBSCRIBE),
-        ):
+        for pattern, kind in _REFERENCES:
             for match in pattern.finditer(reference):
                 delivery_id = signer.read_delivery(kind, match.group(1))
                 if delivery_id is not None:
@@ -195,11 +191,7 @@ async def _apply(
     state, the run's counts and the guard (C17-C19, C37)."""
     verdict = decision.verdict
     target = None
-    if delivery_id is not None and verdict not in (
-        Verdict.REVIEW,
-        Verdict.AUTO_REPLY,
-        Verdict.FEEDBACK,
-    ):
+    if delivery_id is not None and verdict not in _NO_CONSEQUENCE:
         target = (
             await session.execute(
                 sa.select(
@@ -243,9 +235,7 @@ async def _apply(
                 note=decision.rule[:200],
                 campaign_id=target.campaign_id,
             )
-    new_status = {Verdict.HARD: DeliveryStatus.BOUNCED, Verdict.BLOCK: DeliveryStatus.FAILED}.get(
-        verdict
-    )
+    new_status = _NEW_STATUS.get(verdict)
     counted = target.status == DeliveryStatus.SENT
     if new_status is not None and counted:
         await session.execute(

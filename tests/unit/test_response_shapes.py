@@ -20,6 +20,8 @@ from campaigns.evidence.profiles import (
     OrderView,
     RecordedConsent,
 )
+from campaigns.returns.reputation import DomainCounts, Reputation
+from campaigns.returns.review import ReviewItem
 from campaigns.sending.campaigns import CampaignDetail, CampaignView, DeliveryCounts
 from campaigns.suppression.entries import SuppressionEntry, SuppressionStatus
 from mailer.web import schemas
@@ -41,6 +43,9 @@ PAIRS: list[tuple[type[BaseModel], type]] = [
     (schemas.WhyOut, Explanation),
     (schemas.SuppressionEntryOut, SuppressionEntry),
     (schemas.SuppressionStatusOut, SuppressionStatus),
+    (schemas.DomainCountsOut, DomainCounts),
+    (schemas.ReputationOut, Reputation),
+    (schemas.ReviewItemOut, ReviewItem),
 ]
 
 

@@ -19,8 +19,10 @@ class OutboxHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
+        # What a delivering MTA adds (RFC 5321 4.4): the envelope sender, where a bounce goes.
+        return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode()
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-        (self.directory / name).write_bytes(content)
+        (self.directory / name).write_bytes(return_path + content)
         return "250 OK: stored in the outbox"
 
 

@@ -65,12 +65,14 @@ def test_sink_stores_each_message_as_its_own_eml_file_with_the_same_bytes(sink):
     assert len(files) == 2
     assert all(NAME.fullmatch(f.name) for f in files), [f.name for f in files]
     stored = {f.read_bytes() for f in files}
-    assert stored == {data for _, data in sent}  # byte for byte: CRLF, dot-stuffing undone
+    # byte for byte (CRLF, dot-stuffing undone), after the Return-Path a delivering MTA adds
+    return_path = b"Return-Path: <bounces@ollekebolleke.be>\r\n"
+    assert stored == {return_path + data for _, data in sent}
     originals = {m["Message-ID"]: m for m in (parse(data) for _, data in sent)}
     for data in stored:
         message = parse(data)
         original = originals.pop(message["Message-ID"])
-        assert message.items() == original.items()
+        assert message.items() == [("Return-Path", "<bounces@ollekebolleke.be>"), *original.items()]
         assert [p.get_content() for p in message.iter_parts()] == [
             p.get_content() for p in original.iter_parts()
         ]
@@ -86,7 +88,7 @@ def test_sink_answers_250_and_keeps_a_line_starting_with_a_dot(sink):
         client.rcpt("b@example.be")
         assert client.data(data) == (250, b"OK: stored in the outbox")
     (stored,) = outbox.iterdir()
-    assert stored.read_bytes() == data
+    assert stored.read_bytes() == b"Return-Path: <a@example.be>\r\n" + data
 
 
 def test_sink_accepts_any_recipient_and_stores_instead_of_relaying(sink):
@@ -97,7 +99,8 @@ def test_sink_accepts_any_recipient_and_stores_instead_of_relaying(sink):
         refused = client.sendmail("a@example.be", outside, b"Subject: out\r\n\r\nHello\r\n")
     assert refused == {}
     (stored,) = outbox.iterdir()
-    assert stored.read_bytes() == b"Subject: out\r\n\r\nHello\r\n"  # one file for the message
+    # one file for the message, with where a bounce would go
+    assert stored.read_bytes() == b"Return-Path: <a@example.be>\r\nSubject: out\r\n\r\nHello\r\n"
 
 
 def test_sink_makes_its_directory_and_keeps_what_is_there(tmp_path):

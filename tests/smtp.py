@@ -23,6 +23,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     at: float = 0.0  # time.monotonic() when the server accepted it
+    mail_options: list[str] = field(default_factory=list)  # MAIL parameters, upper case
 
     @property
     def message(self) -> EmailMessage:
@@ -44,6 +45,10 @@ class RecordingHandler:
     # Advertise PIPELINING (RFC 2920), as Postfix does: the dispatcher then pipelines. aiosmtpd
     # reads commands one after another, so it serves pipelined clients as they are.
     pipelining: bool = True
+    # Advertise SMTPUTF8 (RFC 6531) and take UTF-8 in commands, as aiosmtpd's Controller does
+    # by default. False: a relay without it, whose commands are strict ASCII (read when a
+    # connection is accepted). Either way a UTF-8 address without SMTPUTF8 on MAIL is refused.
+    smtputf8: bool = True
     # A slow relay: each DATA waits this long before its reply (a long wait stalls it).
     data_delay: float = 0.0
     data_started: int = 0  # DATA commands received, answered or not (yet)
@@ -77,6 +82,8 @@ class RecordingHandler:
     ) -> str:
         if self.mail_replies:
             return self.mail_replies.pop(0)
+        if not address.isascii() and "SMTPUTF8" not in options:
+            return NEEDS_SMTPUTF8
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -86,6 +93,8 @@ class RecordingHandler:
     ) -> str:
         if address in self.refuse:
             return self.refuse[address]
+        if not address.isascii() and "SMTPUTF8" not in envelope.mail_options:
+            return NEEDS_SMTPUTF8
         if self.drop_rcpt:
             self.drop_rcpt -= 1
             server.transport.close()
@@ -112,6 +121,7 @@ class RecordingHandler:
                 list(envelope.rcpt_tos),
                 bytes(envelope.content),
                 time.monotonic(),
+                list(envelope.mail_options),
             )
         )
         if self.kill_on is not None and len(received) == self.kill_on[0]:
@@ -127,6 +137,21 @@ class RecordingHandler:
         return self.received
 
 
+# The answer to a UTF-8 address in a transaction that did not ask for SMTPUTF8 (553 with
+# RFC 6531's enhanced code 5.6.7, "non-ASCII addresses not permitted").
+NEEDS_SMTPUTF8 = "553 5.6.7 SMTPUTF8 is required for a non-ASCII address"
+
+
+class _Controller(Controller):
+    """Each connection's server takes UTF-8 in commands and advertises SMTPUTF8 only when the
+    handler says so at the moment the connection is accepted."""
+
+    def factory(self) -> SMTP:
+        handler = self.handler
+        enabled = handler.smtputf8 if isinstance(handler, RecordingHandler) else True
+        return SMTP(handler, **{**self.SMTP_kwargs, "enable_SMTPUTF8": enabled})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,7 +162,7 @@ class SmtpServer:
     def __init__(self, port: int | None = None) -> None:
         self.handler = RecordingHandler()
         self.port = port or free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

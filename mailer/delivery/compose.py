@@ -37,7 +37,7 @@ from campaigns.sending.content import (
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.footer import TEXT, MailBasis, footer, language, why_line
-from mailer.delivery.mime import address, alternative, header_text
+from mailer.delivery.mime import address, alternative, header_text, mailbox
 
 
 class CompositionError(Exception):
@@ -77,9 +77,12 @@ def recipient_of(row: DeliveryRecipient) -> Recipient:
 @dataclass(frozen=True)
 class Composed:
     envelope_from: str  # VERP: bounces+<token>@<mail_domain>
-    recipient: str
+    recipient: str  # as RCPT TO and the To header carry it (mime.mailbox)
     message_id: str
     data: bytes
+    # The recipient's local part is not ASCII: RCPT TO and the To header carry UTF-8, so the
+    # message goes only with SMTPUTF8 (RFC 6531, RFC 6532).
+    smtputf8: bool = False
 
 
 RENDER_CACHE_SIZE = 4096  # distinct bodies kept per campaign (cleared when full)
@@ -308,6 +311,8 @@ class CampaignComposer:
 
     def compose(self, recipient: Recipient) -> Composed:
         domain = self.sender.mail_domain
+        email = recipient.email  # as RCPT TO and the To header carry it, and SMTPUTF8 or not
+        to, smtputf8 = (email, False) if email.isascii() else mailbox(email)
         unsubscribe = self.signer.delivery_token(Kind.UNSUBSCRIBE, recipient.delivery_id)
         bounce = self.signer.delivery_token(Kind.BOUNCE, recipient.delivery_id)
         preferences = self.signer.hex_token(Kind.PREFERENCES, recipient.contact_id)
@@ -356,7 +361,7 @@ class CampaignComposer:
         headers = [
             ("From", self._from),
             ("Reply-To", self._reply_to),
-            ("To", address(recipient.name, recipient.email)),
+            ("To", address(recipient.name, to)),
             ("Subject", self._subject),
             ("Date", self._date_header()),
             ("Message-ID", message_id),
@@ -371,7 +376,7 @@ class CampaignComposer:
         data = alternative(headers, text, html, self._boundary)
         if self.dkim is not None:
             data = self.dkim.sign(data)
-        return Composed(f"bounces+{bounce}@{domain}", recipient.email, message_id, data)
+        return Composed(f"bounces+{bounce}@{domain}", to, message_id, data, smtputf8)
 
     def _bodies(self, locale: str, variant: Variant, context: dict[str, Any]) -> tuple[Markup, str]:
         """The campaign's own html and text for this recipient. When the template reads only

@@ -1,6 +1,12 @@
 """Building RFC 5322 / MIME messages as bytes, fast: multipart/alternative, UTF-8,
 quoted-printable bodies, RFC 2047 headers. Header values are refused if they could inject a
-header (CR or LF)."""
+header (CR or LF).
+
+Addresses: an ASCII address is written as it is. An internationalised one goes out in the
+form that needs the least from the relay (`mailbox`): a domain that is not ASCII as A-labels
+(IDNA 2008), which any relay takes; a local part that is not ASCII only as UTF-8, which needs
+SMTPUTF8 (RFC 6531) and puts the address raw in the To header (RFC 6532: an addr-spec is
+never RFC 2047-encoded; the display name still is)."""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ import re
 from email.charset import Charset
 from email.header import Header
 from email.utils import formataddr
+from functools import lru_cache
+
+import idna
 
 
 class HeaderInjection(ValueError):
@@ -30,14 +39,56 @@ _UTF8 = Charset("utf-8")  # what formataddr builds from charset="utf-8" on every
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
+# formataddr escapes these inside a quoted name (email.utils.escapesre).
+_ESCAPES = re.compile(r'[\\"]')
+
+
 def address(name: str | None, email: str) -> str:
+    """A To/From header value. `email` as `mailbox` gives it: when it is not ASCII it is
+    written raw (RFC 6532), and only the display name is encoded."""
     if _NOT_IN_EMAIL.search(email) or (name and ("\r" in name or "\n" in name)):
         raise HeaderInjection("an address cannot contain line breaks or delimiters")
     if not name:
         return email
-    if name.isascii() and email.isascii() and not _SPECIALS.search(name):
-        return f"{name} <{email}>"  # what formataddr returns for a plain ASCII name
-    return formataddr((name, email), charset=_UTF8)
+    if email.isascii():
+        if name.isascii() and not _SPECIALS.search(name):
+            return f"{name} <{email}>"  # what formataddr returns for a plain ASCII name
+        return formataddr((name, email), charset=_UTF8)
+    return f"{display_name(name)} <{email}>"  # formataddr refuses an address not in ASCII
+
+
+def display_name(name: str) -> str:
+    """The display name as formataddr writes it: an RFC 2047 encoded-word when it is not
+    ASCII, quoted (with backslash escapes) when it holds specials, else as it is."""
+    if not name.isascii():
+        return _UTF8.header_encode(name)
+    if _SPECIALS.search(name):
+        escaped = _ESCAPES.sub(r"\\\g<0>", name)
+        return f'"{escaped}"'
+    return name
+
+
+def mailbox(email: str) -> tuple[str, bool]:
+    """The address as the envelope and the To header carry it, and whether that needs
+    SMTPUTF8 (RFC 6531). ASCII: as it is. A local part in ASCII at a domain that is not
+    (`jose@bücher.be`): the domain as A-labels (`jose@xn--bcher-kva.be`), no SMTPUTF8 needed.
+    A local part that is not ASCII (`josé@example.be`): as it is, in UTF-8, with SMTPUTF8; its
+    domain stays as the contact gave it (U-labels are fine under SMTPUTF8).
+
+    Raises idna.IDNAError (a ValueError) for a domain IDNA 2008 refuses."""
+    if email.isascii():
+        return email, False
+    local, at, domain = email.rpartition("@")
+    if not local.isascii():
+        return email, True
+    return f"{local}{at}{_a_labels(domain)}", False
+
+
+@lru_cache(maxsize=4096)
+def _a_labels(domain: str) -> str:
+    # IDNA 2008 (the idna package), as email-validator checks domains: Python's own "idna"
+    # codec is IDNA 2003, which maps straße.de to strasse.de, another domain.
+    return idna.encode(domain, uts46=True).decode("ascii")
 
 
 def quoted_printable(text: str) -> bytes:

@@ -17,7 +17,7 @@ from campaigns.recipients import Addressee
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import Composed
 from mailer.delivery.footer import language
-from mailer.delivery.mime import address, alternative, header_text
+from mailer.delivery.mime import address, alternative, header_text, mailbox
 from mailer.delivery.transport import SmtpTransport
 
 log = logging.getLogger("mailer.delivery")
@@ -79,10 +79,11 @@ def notice(
         f"<p>{escape(identity)}<br>{escape(sender.contact_email)}</p></body></html>"
     )
     message_id = f"<{uuid.uuid4().hex}@{sender.mail_domain}>"
+    to, smtputf8 = mailbox(to_email)  # as the campaign composer writes it
     headers = [
         ("From", address(sender.from_name, sender.from_email)),
         ("Reply-To", sender.contact_email),
-        ("To", address(to_name, to_email)),
+        ("To", address(to_name, to)),
         ("Subject", header_text(words[f"{kind}_subject"])),
         ("Date", format_datetime(clock.now())),
         ("Message-ID", message_id),
@@ -90,7 +91,7 @@ def notice(
     ]
     data = alternative(headers, text, html, f"=_notice_{uuid.uuid4().hex}")
     # Service mail bounces go to the plain bounce mailbox: they map to no delivery.
-    return Composed(f"bounces@{sender.mail_domain}", to_email, message_id, data)
+    return Composed(f"bounces@{sender.mail_domain}", to, message_id, data, smtputf8)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,11 @@
 """A pool of reused SMTP connections to the relay, a token-bucket rate limit, and SMTP replies
 normalised into one shape: sent, temporary (4xx, timeouts, dropped connections) or permanent
-(5xx; 5.1.x address failures and 550 at RCPT are hard bounces)."""
+(5xx; 5.1.x address failures and 550 at RCPT are hard bounces).
+
+A message composed for SMTPUTF8 (a recipient whose local part is not ASCII) goes with
+`MAIL ... BODY=8BITMIME SMTPUTF8` over a connection whose relay offered SMTPUTF8 and 8BITMIME
+in its EHLO (a flag read once per connection); where the relay offers neither, it fails alone,
+permanently. Every other message goes exactly as before."""
 
 from __future__ import annotations
 
@@ -17,10 +22,22 @@ import aiosmtplib
 from campaigns.returns.table import Verdict, decide, status_in
 from campaigns.sending.ledger import SmtpOutcome
 from mailer.delivery.compose import Composed
-from mailer.delivery.smtp import ConnectionLost, PipeliningConnection, Reply, content, envelope
+from mailer.delivery.smtp import (
+    ConnectionLost,
+    PipeliningConnection,
+    Reply,
+    content,
+    envelope,
+    envelope_smtputf8,
+)
 from mailer.settings import Settings
 
 log = logging.getLogger("mailer.smtp")
+
+
+NO_SMTPUTF8 = (
+    "cannot be sent: the address is not ASCII and the relay does not offer SMTPUTF8 (RFC 6531)"
+)
 
 
 class RelayError(Exception):
@@ -152,19 +169,24 @@ class SmtpPool:
         finally:
             self._idle.put_nowait(connection)
 
-    async def _next(self, batch: _SendAll) -> _Item | None:
-        """The next message this lane sends, after its turn in the rate limit."""
+    async def _next(self, batch: _SendAll, connection: PipeliningConnection) -> _Item | None:
+        """The next message this lane sends, after its turn in the rate limit. A message that
+        needs SMTPUTF8 fails alone, permanently, where the relay does not offer it: it cannot
+        go out through this relay, and says nothing against the address (no hard bounce)."""
         while batch.queue:
             delivery_id, message = batch.queue.popleft()
-            try:
-                first = envelope(message.envelope_from, message.recipient)
-            except UnicodeEncodeError:  # would need SMTPUTF8, which we do not speak
-                batch.record(
-                    SmtpOutcome(
-                        delivery_id, "permanent", "cannot be sent: the address is not ASCII"
-                    )
-                )
-                continue
+            if message.smtputf8:
+                if not connection.smtputf8:
+                    batch.record(SmtpOutcome(delivery_id, "permanent", NO_SMTPUTF8))
+                    continue
+                first = envelope_smtputf8(message.envelope_from, message.recipient)
+            else:
+                try:
+                    first = envelope(message.envelope_from, message.recipient)
+                except UnicodeEncodeError:  # not composed for SMTPUTF8: cannot go as it is
+                    detail = "cannot be sent: the address is not ASCII"
+                    batch.record(SmtpOutcome(delivery_id, "permanent", detail))
+                    continue
             await self.bucket.take()
             return _Item(delivery_id, first, message.data)
         return None
@@ -172,7 +194,7 @@ class SmtpPool:
     async def _pipelined(self, connection: PipeliningConnection, batch: _SendAll) -> bool:
         """Send messages until the batch is empty (True: keep the connection) or the connection
         fails (False). One write per message: its content, then the next message's envelope."""
-        item = await self._next(batch)
+        item = await self._next(batch, connection)
         if item is None:
             return True
         try:
@@ -189,7 +211,7 @@ class SmtpPool:
                 return False
             mail, rcpt, data = replies[-3:]
             expect_reset = False
-            following = await self._next(batch)
+            following = await self._next(batch, connection)
             if data.code == 354:
                 accepted = mail.ok and rcpt.ok
                 # A relay that says 354 after refusing the envelope gets an empty message.
@@ -231,7 +253,7 @@ class SmtpPool:
 
     async def _lockstep(self, connection: PipeliningConnection, batch: _SendAll) -> bool:
         """For a relay without PIPELINING: each command waits for its reply."""
-        while (item := await self._next(batch)) is not None:
+        while (item := await self._next(batch, connection)) is not None:
             mail_from, rcpt_to, data_command = item.envelope.split(b"\r\n")[:3]
             written = False
             try:

@@ -100,7 +100,13 @@ class _ReplyProtocol(asyncio.Protocol):
 class PipeliningConnection:
     """A ready SMTP session (greeted, EHLO, TLS and AUTH as configured) on our own protocol."""
 
-    def __init__(self, transport: asyncio.Transport, pipelining: bool, timeout: float) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        pipelining: bool,
+        timeout: float,
+        smtputf8: bool = False,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.protocol = _ReplyProtocol(self.loop)
         self.protocol.transport = transport
@@ -108,6 +114,9 @@ class PipeliningConnection:
         self.transport = transport
         self.pipelining = pipelining  # the relay advertised PIPELINING
         self.timeout = timeout
+        # The relay advertised SMTPUTF8 and 8BITMIME (RFC 6531 needs both), read once from
+        # its EHLO: a message with a UTF-8 address can go over this connection.
+        self.smtputf8 = smtputf8
 
     @classmethod
     def take_over(cls, client: aiosmtplib.SMTP, timeout: float) -> PipeliningConnection:
@@ -117,7 +126,11 @@ class PipeliningConnection:
         if transport is None or transport.is_closing() or not hasattr(transport, "write"):
             raise ConnectionLost("the relay closed the connection during setup")
         return cls(
-            cast(asyncio.Transport, transport), client.supports_extension("pipelining"), timeout
+            cast(asyncio.Transport, transport),
+            client.supports_extension("pipelining"),
+            timeout,
+            smtputf8=client.supports_extension("smtputf8")
+            and client.supports_extension("8bitmime"),
         )
 
     @property
@@ -172,6 +185,15 @@ class PipeliningConnection:
 def envelope(mail_from: str, recipient: str) -> bytes:
     """MAIL, RCPT and DATA of one message: one command group under PIPELINING."""
     return f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+
+
+def envelope_smtputf8(mail_from: str, recipient: str) -> bytes:
+    """The same for a message whose addresses need SMTPUTF8 (RFC 6531): they go as UTF-8, and
+    MAIL says so; its header carries UTF-8 (RFC 6532), so it is 8-bit (BODY=8BITMIME,
+    RFC 6152). Only over a connection whose relay offers both."""
+    return (
+        f"MAIL FROM:<{mail_from}> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+    ).encode()
 
 
 def content(data: bytes) -> bytes:

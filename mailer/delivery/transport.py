@@ -10,6 +10,8 @@ from mailer.delivery.compose import Composed
 from mailer.settings import Settings
 
 log = logging.getLogger("mailer.delivery")
+# RFC 6531: UTF-8 addresses; the header carries UTF-8 (RFC 6532), so the body is 8-bit.
+SMTPUTF8_OPTIONS = ("SMTPUTF8", "BODY=8BITMIME")
 
 
 class SmtpTransport:
@@ -18,12 +20,14 @@ class SmtpTransport:
         self.timeout = timeout
 
     async def send(self, message: Composed) -> None:
-        """Hand one message to the relay; raises aiosmtplib's errors on failure."""
+        """Hand one message to the relay; raises aiosmtplib's errors on failure (a message
+        that needs SMTPUTF8, to a relay that does not offer it: SMTPNotSupported)."""
         s = self.settings
         await aiosmtplib.send(
             message.data,
             sender=message.envelope_from,
             recipients=[message.recipient],
+            mail_options=SMTPUTF8_OPTIONS if message.smtputf8 else None,
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,

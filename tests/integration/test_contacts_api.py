@@ -70,6 +70,24 @@ async def test_email_is_normalised_and_is_the_key(app_client, keys, services):
     assert await count(services, Contact) == 1
 
 
+async def test_c21_non_ascii_addresses_are_accepted_and_normalised_to_one_key(
+    app_client, keys, services
+):
+    """A UTF-8 local part is accepted (email-validator, SMTPUTF8 allowed), NFC and lower case;
+    an IDN domain is kept as U-labels whichever form the shop sends, so both spellings are one
+    contact (and one suppression key, C21). The dispatcher writes it in the form the relay
+    needs (A-labels, or UTF-8 over SMTPUTF8)."""
+    first = await push(app_client, keys, factories.contact("JOSÉ@Bücher.BE"))
+    assert first.status_code == 201 and first.json()["email"] == "josé@bücher.be"
+    decomposed = await push(app_client, keys, factories.contact("Jose\u0301@xn--bcher-kva.be"))
+    assert decomposed.status_code == 200 and decomposed.json()["id"] == first.json()["id"]
+    a_label = await push(app_client, keys, factories.contact("jose@xn--bcher-kva.be"))
+    assert a_label.status_code == 201 and a_label.json()["email"] == "jose@bücher.be"
+    refused = await push(app_client, keys, factories.contact("jo\u200bsé@example.be"))
+    assert refused.status_code == 422 and refused.json()["extra"]["field"] == "email"
+    assert await count(services, Contact) == 2
+
+
 async def test_update_by_external_id_changes_the_address(app_client, keys):
     created = await push(app_client, keys, factories.contact("old@example.be", external_id="c-1"))
     moved = await push(app_client, keys, factories.contact("new@example.be", external_id="c-1"))

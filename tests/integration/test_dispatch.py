@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
 from collections import Counter
 from datetime import timedelta
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from campaigns.audience.audience import load_target, materialise
 from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ContactIn
-from campaigns.models import Campaign, Delivery, Suppression
+from campaigns.models import Campaign, Contact, Delivery, Suppression
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import create_campaign
 from campaigns.sending.inputs import CampaignIn
@@ -23,6 +24,7 @@ from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_
 from campaigns.sending.lifecycle import start_run
 from campaigns.suppression.entries import suppress, suppressed_among
 from mailer.delivery.dispatcher import _Run
+from mailer.delivery.pool import NO_SMTPUTF8
 from mailer.services import Services
 from tests import factories
 from tests.conftest import NOW, ROOT
@@ -386,22 +388,101 @@ async def test_c17_policy_rejections_are_not_hard_bounces(world, smtp):
         assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
 
 
-async def test_an_address_the_relay_cannot_take_fails_alone(world, smtp):
+async def named(services: Services, *people: tuple[str, str | None]) -> None:
+    """Contacts with a newsletter consent, by (address, name), pushed as the API takes them."""
     items = [
         (
-            0,
+            i,
             ContactIn.model_validate(
-                factories.contact("josé@example.be", consents=[factories.consent()])
+                factories.contact(email, name=name, consents=[factories.consent()])
             ),
         )
+        for i, (email, name) in enumerate(people)
     ]
-    await world.db.transaction(lambda s: ingest_contacts(s, items, world.context))
+    await services.db.transaction(lambda s: ingest_contacts(s, items, services.context))
+
+
+async def errors(services: Services, campaign_id: str) -> dict[str, tuple[str, str | None]]:
+    """Per contact address: its delivery's status and last error."""
+    async with services.db.sessions() as session:
+        rows = await session.execute(
+            sa.select(Contact.email, Delivery.status, Delivery.last_error)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == campaign_id)
+        )
+        return {email: (str(status), error) for email, status, error in rows}
+
+
+async def test_c17_an_address_the_relay_cannot_take_fails_alone(world, smtp):
+    """A relay without SMTPUTF8 (RFC 6531): the address with a UTF-8 local part fails alone,
+    permanently, saying why, and is no hard bounce (nothing suppressed, C17); the rest of
+    the batch goes, an IDN domain included (as A-labels it needs no SMTPUTF8)."""
+    smtp.smtputf8 = False
+    await named(world, ("josé@example.be", "José"), ("jose@bücher.be", None))
     await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     await send(world, campaign_id, run)
-    assert len(smtp.received) == 3
-    assert await statuses(world, campaign_id) == {"sent": 3, "failed": 1}
+    assert len(smtp.received) == 4
+    assert "jose@xn--bcher-kva.be" in recipients(smtp)
+    assert await statuses(world, campaign_id) == {"sent": 4, "failed": 1}
+    assert (await errors(world, campaign_id))["josé@example.be"] == ("failed", NO_SMTPUTF8)
+    assert "not ASCII" in NO_SMTPUTF8 and "SMTPUTF8" in NO_SMTPUTF8
+    async with world.db.sessions() as session:
+        assert not await suppressed_among(session, ["josé@example.be"], world.context.hasher)
+
+
+async def test_c29_a_utf8_address_goes_over_smtputf8_with_the_same_envelope_sender(world, smtp):
+    """A relay with SMTPUTF8: the UTF-8 address is in RCPT TO and raw in To (RFC 6532), MAIL
+    says SMTPUTF8 and BODY=8BITMIME, the envelope sender is the usual VERP address (C29). An
+    IDN domain goes as A-labels, and ASCII addresses as before, without any parameter."""
+    await named(world, ("JOSÉ@Example.BE", "José Peeters"), ("jose@xn--bcher-kva.be", None))
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    progress = await send(world, campaign_id, run)
+    assert progress.sent == 4 and await statuses(world, campaign_id) == {"sent": 4}
+    got = {m.rcpt_tos[0]: m for m in smtp.received}
+    assert got.keys() == {
+        "josé@example.be",
+        "jose@xn--bcher-kva.be",
+        "p0@example.be",
+        "p1@example.be",
+    }
+    utf8 = got["josé@example.be"]
+    assert sorted(utf8.mail_options) == ["BODY=8BITMIME", "SMTPUTF8"]
+    assert utf8.mail_from.isascii()
+    assert re.fullmatch(r"bounces\+[a-z0-9]+@ollekebolleke\.be", utf8.mail_from)
+    head = utf8.data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert "To: =?utf-8?q?Jos=C3=A9_Peeters?= <josé@example.be>".encode() in head
+    for address in ("jose@xn--bcher-kva.be", "p0@example.be", "p1@example.be"):
+        plain = got[address]
+        assert plain.mail_options == [] and plain.data.isascii()
+        assert re.fullmatch(r"bounces\+[a-z0-9]+@ollekebolleke\.be", plain.mail_from)
+    assert b"\r\nTo: jose@xn--bcher-kva.be\r\n" in got["jose@xn--bcher-kva.be"].data
+
+
+async def test_non_ascii_addresses_pushed_over_the_api_reach_the_relay(
+    app_client, keys, world, smtp
+):
+    """From the shop's batch push (the COPY path on PostgreSQL) to RCPT TO: the normalised
+    address (lower case, U-labels) goes as UTF-8 or as A-labels, as it needs."""
+    items = [
+        factories.contact(email, consents=[factories.consent()])
+        for email in ("JOSÉ@Example.BE", "an@XN--BCHER-KVA.be", "p0@example.be")
+    ]
+    response = await app_client.post(
+        "/api/v1/contacts/batch", json={"contacts": items}, headers=keys["shop"]
+    )
+    assert [r["status"] for r in response.json()["results"]] == [201, 201, 201]
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {
+        "josé@example.be": 1,
+        "an@xn--bcher-kva.be": 1,
+        "p0@example.be": 1,
+    }
 
 
 async def test_c12_mail_in_flight_counts_against_the_cap(world, smtp, clock):

@@ -217,6 +217,29 @@ async def test_c5_double_opt_in(app_client, keys, services, smtp):
         assert (await session.execute(sa.select(sa.func.count(ConsentEvent.id)))).scalar() == 1
 
 
+@pytest.mark.parametrize("offered", [True, False])
+async def test_c5_double_opt_in_request_to_a_utf8_address(app_client, keys, smtp, offered, caplog):
+    """The confirmation goes over SMTPUTF8 where the relay offers it; where it does not, the
+    sign-up is still answered 202 and nothing is sent (the failure is logged, not raised)."""
+    smtp.smtputf8 = offered
+    body = {
+        "email": "José@Bücher.be",
+        "purposes": ["newsletter"],
+        "wording": "Ja",
+        "wording_version": "1",
+        "url": "https://shop.example.be/form",
+    }
+    response = await app_client.post("/api/v1/signups", json=body, headers=keys["shop"])
+    assert response.status_code == 202
+    if not offered:
+        assert "service mail not sent: SMTPNotSupported" in caplog.messages
+        assert smtp.received == []
+        return
+    (request,) = await smtp.wait_for(1)
+    assert request.rcpt_tos == ["josé@bücher.be"] and "SMTPUTF8" in request.mail_options
+    assert "\r\nTo: josé@bücher.be\r\n".encode() in request.data
+
+
 async def test_c22_fresh_double_opt_in_lifts_an_unsubscribe_only(
     app_client, keys, services, smtp, clock
 ):
@@ -367,8 +390,11 @@ async def test_c22_c31_a_fresh_opt_in_restores_only_what_it_confirms(
     assert [b["purpose"] for b in detail.json()["bases"]] == ["newsletter"]
 
 
-async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, smtp):
-    """Signed by the composer, sent over real SMTP, verified on the bytes the server got."""
+@pytest.mark.parametrize("email", ["an@example.be", "josé@bücher.be"])
+async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, smtp, email):
+    """Signed by the composer, sent over real SMTP, verified on the bytes the server got: by
+    the service mails' transport and by the dispatcher's pool, over SMTPUTF8 for a UTF-8
+    address (its To header raw UTF-8, RFC 6532)."""
     import dkim
 
     from mailer.delivery.dkim import DkimSigner
@@ -387,9 +413,21 @@ async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, s
         dkim=DkimSigner("s1", "ollekebolleke.be", private),
     )
     from mailer.delivery.compose import Recipient
+    from mailer.delivery.pool import SmtpPool
 
-    recipient = Recipient(7, "d" * 32, "an@example.be", "An", "nl", CONSENT)
+    recipient = Recipient(7, "d" * 32, email, "An", "nl", CONSENT)
     assert isinstance(recipient.basis, MailBasis)
-    await services.transport.send(composer.compose(recipient))
-    (received,) = await smtp.wait_for(1)
-    assert dkim.verify(received.data, dnsfunc=dns_for(record))
+    composed = composer.compose(recipient)
+    assert composed.smtputf8 is not email.isascii()
+    await services.transport.send(composed)
+    pool = SmtpPool(settings, 1)
+    try:
+        (outcome,) = await pool.send_all([(7, composed)])
+    finally:
+        await pool.close()
+    assert outcome.kind == "sent"
+    received = await smtp.wait_for(2)
+    for message in received:
+        assert message.rcpt_tos == [composed.recipient] and message.data == composed.data
+        assert ("SMTPUTF8" in message.mail_options) is composed.smtputf8
+        assert dkim.verify(message.data, dnsfunc=dns_for(record))

@@ -163,11 +163,71 @@ async def test_our_sender_refused_is_the_relays_failure(relay, pool_settings):
 
 
 async def test_an_address_that_needs_smtputf8_fails_alone(relay, pool_settings):
+    """A UTF-8 address in a message not composed for SMTPUTF8 (its header would not say so)
+    never goes out as it is, whatever the relay offers."""
     i, composed = message(9)
     odd = (i, replace(composed, recipient="josé@example.be"))
     outcomes = await send(pool_settings, [message(1), odd, message(2)])
     assert outcomes[9].kind == "permanent" and "ASCII" in outcomes[9].detail
     assert len(relay.received) == 2
+
+
+def utf8_message(i: int, recipient: str = "josé@example.be") -> tuple[int, Composed]:
+    """A message as the composer makes it for an address with a UTF-8 local part."""
+    data = f"From: shop@example.be\r\nTo: {recipient}\r\nSubject: n{i}\r\n\r\nHello {i}\r\n"
+    return i, Composed(
+        f"bounces+{i}@example.be", recipient, f"<{i}@x>", data.encode(), smtputf8=True
+    )
+
+
+async def test_the_test_relay_offers_smtputf8_or_not(smtp, pool_settings):
+    """The fixture's two relays: with SMTPUTF8 and 8BITMIME (aiosmtpd's default), and one
+    whose EHLO offers neither SMTPUTF8 nor UTF-8 in commands; the pool reads it once."""
+    for offered in (True, False):
+        smtp.smtputf8 = offered
+        pool = SmtpPool(pool_settings, 1)
+        try:
+            connection = await pool._connect()
+            assert connection.smtputf8 is offered
+            connection.close()
+        finally:
+            await pool.close()
+
+
+async def test_an_address_that_needs_smtputf8_goes_with_it_when_the_relay_offers_it(
+    relay, pool_settings
+):
+    """RFC 6531: MAIL says SMTPUTF8 (and BODY=8BITMIME: the header carries UTF-8), RCPT TO the
+    UTF-8 address; the envelope sender is unchanged. The ASCII messages around it, on the
+    same connection, go exactly as before: no parameter, the same bytes."""
+    messages = [message(1), utf8_message(9), message(2)]
+    outcomes = await send(pool_settings, messages, size=1)
+    assert {o.kind for o in outcomes.values()} == {"sent"}
+    got = {m.rcpt_tos[0]: m for m in relay.received}
+    assert got.keys() == {"p1@example.be", "josé@example.be", "p2@example.be"}
+    utf8 = got["josé@example.be"]
+    assert utf8.mail_from == "bounces+9@example.be"
+    assert sorted(utf8.mail_options) == ["BODY=8BITMIME", "SMTPUTF8"]
+    assert utf8.data == messages[1][1].data
+    for i, composed in (messages[0], messages[2]):
+        plain = got[f"p{i}@example.be"]
+        assert plain.mail_options == [] and plain.data == composed.data
+
+
+async def test_c17_an_address_that_needs_smtputf8_fails_alone_where_the_relay_lacks_it(
+    relay, pool_settings
+):
+    """Permanently, and not as a hard bounce: the relay cannot take it, the address may be
+    fine (C17 suppresses only for address failures). The others go."""
+    relay.smtputf8 = False
+    outcomes = await send(pool_settings, [message(1), utf8_message(9), message(2)], size=1)
+    assert outcomes[9].kind == "permanent" and not outcomes[9].hard_bounce
+    assert "SMTPUTF8" in outcomes[9].detail and "not ASCII" in outcomes[9].detail
+    assert outcomes[1].kind == outcomes[2].kind == "sent"
+    assert sorted(r for m in relay.received for r in m.rcpt_tos) == [
+        "p1@example.be",
+        "p2@example.be",
+    ]
 
 
 async def test_a_relay_that_is_down_fails_every_message_fast(pool_settings):
@@ -277,9 +337,9 @@ async def test_a_lane_that_fails_leaves_no_message_without_an_outcome(
     original = SmtpPool._next
     calls = {"n": 0}
 
-    async def flaky(self, batch):  # type: ignore[no-untyped-def]
+    async def flaky(self, batch, connection):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        item = await original(self, batch)
+        item = await original(self, batch, connection)
         if calls["n"] == 2:
             raise RuntimeError("a bug")
         return item

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
 
 import dkim
@@ -453,3 +453,68 @@ def test_a_reused_body_is_what_a_render_gives(tmp_path):
         second = made.compose(b)
         assert second.data == composer(template, templates_dir=tmp_path).compose(b).data
         assert len(made._rendered) == (1 if shared else 2)
+
+
+# Recorded from the composer before SMTPUTF8 support: an ASCII recipient's To header.
+ASCII_TO = {
+    None: "an@example.be",
+    "An Peeters": "An Peeters <an@example.be>",
+    "Zoë Müller": "=?utf-8?b?Wm/DqyBNw7xsbGVy?= <an@example.be>",
+    'O"Brien, Pat': '"O\\"Brien, Pat" <an@example.be>',
+    "Dr. An (shop)": '"Dr. An (shop)" <an@example.be>',
+}
+
+
+def head_lines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize("name", list(ASCII_TO))
+def test_an_ascii_recipient_is_composed_as_before(name):
+    """No SMTPUTF8 for an ASCII address, and the same bytes (the golden files hold the whole
+    message; this the To header for names that need quoting or encoding)."""
+    composed = composer().compose(recipient(name=name))
+    assert not composed.smtputf8 and composed.recipient == "an@example.be"
+    assert f"To: {ASCII_TO[name]}".encode() in head_lines(composed.data)
+    assert composed.data.isascii()
+
+
+def test_a_utf8_local_part_goes_raw_in_the_to_header_and_needs_smtputf8():
+    """RFC 6531/6532: the address as UTF-8 in the envelope and in To (never an encoded-word),
+    the display name still RFC 2047; the rest of the message, the envelope sender included
+    (C29), is what an ASCII recipient of the same delivery gets."""
+    plain = composer().compose(recipient(name="José Peeters", email="jose@example.be"))
+    utf8 = composer().compose(recipient(name="José Peeters", email="josé@example.be"))
+    assert utf8.smtputf8 and utf8.recipient == "josé@example.be"
+    assert utf8.envelope_from == plain.envelope_from and utf8.envelope_from.isascii()
+    to = "To: =?utf-8?q?Jos=C3=A9_Peeters?= <josé@example.be>".encode()
+    assert to in head_lines(utf8.data)
+    assert utf8.data.replace(to, b"") == plain.data.replace(
+        b"To: =?utf-8?q?Jos=C3=A9_Peeters?= <jose@example.be>", b""
+    )
+    # As an RFC 6532 reader sees it (the bytes parser leaves UTF-8 in addresses undecoded).
+    message = message_from_string(utf8.data.decode("utf-8"), policy=policy.default)
+    (address,) = message["To"].addresses
+    assert (address.display_name, address.addr_spec) == ("José Peeters", "josé@example.be")
+
+
+def test_an_idn_domain_goes_as_a_labels_without_smtputf8():
+    composed = composer().compose(recipient(name=None, email="jose@bücher.be"))
+    assert not composed.smtputf8 and composed.recipient == "jose@xn--bcher-kva.be"
+    assert b"To: jose@xn--bcher-kva.be" in head_lines(composed.data)
+    assert composed.data.isascii()
+
+
+@pytest.mark.parametrize(
+    ("make", "algorithm"), [(rsa_key, "rsa-sha256"), (ed25519_key, "ed25519-sha256")]
+)
+def test_c25_dkim_verifies_with_a_utf8_to_header(make, algorithm):
+    """The signature covers To as the raw UTF-8 bytes (relaxed canonicalisation works on
+    bytes): it verifies, and fails once the address in it is changed."""
+    private, record = make()
+    signer = DkimSigner("s1", "ollekebolleke.be", private, algorithm=algorithm)
+    data = composer(dkim=signer).compose(recipient(email="josé@bücher.be")).data
+    assert "josé@bücher.be".encode() in data
+    assert dkim.verify(data, dnsfunc=dns_for(record))
+    forged = data.replace("josé@bücher.be".encode(), "josè@bücher.be".encode())
+    assert not dkim.verify(forged, dnsfunc=dns_for(record))

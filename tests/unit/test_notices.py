@@ -203,3 +203,18 @@ def test_notice_to_a_non_ascii_name_survives_encoding():
 def test_two_notices_have_different_message_ids():
     first, second = make("ack"), make("ack")
     assert first.message_id != second.message_id
+
+
+@pytest.mark.parametrize("kind", ["confirm", "ack"])
+def test_a_notice_to_a_utf8_address_carries_it_raw_and_needs_smtputf8(kind):
+    """As the campaign composer does: the addr-spec raw in To (RFC 6532), the name encoded."""
+    composed = make(kind, to_email="josé@bücher.be", to_name="José")
+    assert composed.smtputf8 and composed.recipient == "josé@bücher.be"
+    assert "\r\nTo: =?utf-8?b?Sm9zw6k=?= <josé@bücher.be>\r\n".encode() in composed.data
+
+
+@pytest.mark.parametrize("kind", ["confirm", "ack"])
+def test_a_notice_to_an_idn_domain_goes_as_a_labels(kind):
+    composed = make(kind, to_email="jose@bücher.be", to_name=None)
+    assert not composed.smtputf8 and composed.recipient == "jose@xn--bcher-kva.be"
+    assert composed.data.isascii() and b"\r\nTo: jose@xn--bcher-kva.be\r\n" in composed.data

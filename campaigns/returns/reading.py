@@ -49,7 +49,9 @@ def read_report(raw: bytes) -> Reading:
     feedback = _first_part(message, "message/feedback-report")
     if feedback is not None:
         return _read_arf(message, feedback, references)
-    status_part = _first_part(message, "message/delivery-status")
+    status_part = _first_part(message, "message/delivery-status") or _first_part(
+        message, "message/global-delivery-status"  # RFC 6533, for SMTPUTF8 mail
+    )
     if status_part is None and _is_delivery_report(message):
         status_part = _status_text_part(message)
     if status_part is not None:

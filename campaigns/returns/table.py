@@ -133,6 +133,8 @@ TABLE: tuple[Row, ...] = (
     Row("no route to the domain", H, status="5.4.4"),
     Row("a routing loop (5.4.6): the address cannot receive mail", H, status="5.4.6"),
     Row("delivery time expired", S, status="5.4.7"),
+    # RFC 6531: a hop cannot take a non-ASCII address; neither the address's fault nor ours.
+    Row("a non-ASCII address a hop cannot take (5.6.7)", R, status="5.6.7"),
     Row("the content was refused", B, status="5.6."),
     Row("security or policy", B, status="5.7."),
     Row("refused for a while for policy or rate", B, status="4.7."),

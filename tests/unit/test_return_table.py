@@ -39,6 +39,7 @@ TOO_BIG_FOR_SYSTEM = "message too big for the system"
 NO_ROUTE = "no route to the domain"
 LOOP_CODE = "a routing loop (5.4.6): the address cannot receive mail"
 EXPIRED = "delivery time expired"
+NON_ASCII_HOP = "a non-ASCII address a hop cannot take (5.6.7)"
 CONTENT = "the content was refused"
 POLICY = "security or policy"
 POLICY_FOR_A_WHILE = "refused for a while for policy or rate"
@@ -463,6 +464,15 @@ EXAMPLES = [
         "5.4.7",
         SOFT,
         EXPIRED,
+    ),
+    # ---- RFC 6531: a hop that cannot take a UTF-8 address: review, not a block ------------
+    Example(
+        "postfix-smtputf8-required",
+        "553 5.6.7 <josé@example.be>: SMTPUTF8 is required, but was not offered by host"
+        " mx.example.be",
+        "5.6.7",
+        REVIEW,
+        NON_ASCII_HOP,
     ),
     # ---- 5.6.x content, 5.7.x policy: about us, nothing suppressed (C17) -------------------
     Example(

@@ -297,6 +297,7 @@ class InboundMessage(SQLModel, table=True):
     recipient: str = Field(max_length=320)  # our address it came to (with its token)
     raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))  # size-capped
     truncated: bool = Field(default=False)
+    null_sender: bool = Field(default=False)  # MAIL FROM:<>, as bounces come (not who sent it)
     state: str = Field(max_length=16)
     verdict: str | None = Field(default=None, max_length=16)  # returns.table.Verdict
     rule: str | None = Field(default=None, max_length=100)  # the row that decided, or why review

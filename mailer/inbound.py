@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.exc import DBAPIError
 
 from campaigns.context import Context
 from campaigns.recipients import Addressee, unsubscribe_delivery
@@ -28,8 +30,10 @@ from campaigns.returns.intake import (
     State,
     decide_report,
     pending_reports,
+    read_stored,
     set_aside,
     store_report,
+    stored_report,
 )
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
@@ -37,6 +41,7 @@ from mailer.db import Database
 log = logging.getLogger("mailer.inbound")
 MAX_MESSAGE = 32 * 1024 * 1024  # advertised as SIZE; what is kept of a report is capped lower
 REPORTS = "bounces"  # the local part reports come to, with or without a token
+RETRIES, RETRY_SECONDS = 5, 2.0  # a report the database could not take for a while
 
 
 class InboundHandler:
@@ -53,6 +58,7 @@ class InboundHandler:
         self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
         self._stored: asyncio.Queue[int] = asyncio.Queue()
+        self._tries: Counter[int] = Counter()  # per report, transient database errors
         self._processor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -89,20 +95,23 @@ class InboundHandler:
         content = envelope.original_content or b""
         if not isinstance(content, bytes):
             content = bytes(content)
+        null_sender = not envelope.mail_from or envelope.mail_from == "<>"
+        stored: list[int] = []
         try:
-            stored = []
             for recipient in envelope.rcpt_tos:
-                report_id = await self._take(recipient, content)
+                report_id = await self._take(recipient, content, null_sender)
                 if report_id is not None:
                     stored.append(report_id)
-        except Exception:
-            log.exception("inbound mail not stored")
+        except Exception as exc:
+            # The database cannot keep it: a temporary failure, so the remote MTA tries again.
+            log.error("inbound mail not stored: %s", type(exc).__name__)
             return "451 4.3.0 temporary failure, try again later"
-        for report_id in stored:  # decided after the 250, not before: stored is what counts
-            self._stored.put_nowait(report_id)
+        finally:
+            for report_id in stored:  # decided after the answer: stored is what counts
+                self._stored.put_nowait(report_id)
         return "250 OK: received"
 
-    async def _take(self, recipient: str, content: bytes) -> int | None:
+    async def _take(self, recipient: str, content: bytes, null_sender: bool) -> int | None:
         """Act on an unsubscribe at once; store anything else. Returns a report to decide."""
         local = recipient.rpartition("@")[0].lower()
         tag, _, token = local.partition("+")
@@ -120,7 +129,9 @@ class InboundHandler:
             return None
         if tag == REPORTS:
             return await self.db.transaction(
-                lambda s: store_report(s, recipient=recipient, raw=content, ctx=self.ctx),
+                lambda s: store_report(
+                    s, recipient=recipient, raw=content, ctx=self.ctx, null_sender=null_sender
+                ),
                 urgent=True,
             )
         await self._keep_for_review(recipient, content, "unknown mailbox")
@@ -138,30 +149,57 @@ class InboundHandler:
         while True:
             report_id = await self._stored.get()
             try:
-                outcome = await self.db.transaction(
-                    partial(decide_report, report_id=report_id, ctx=self.ctx, signer=self.signer),
-                    urgent=True,
-                )
-                if outcome is not None:
-                    log.info(
-                        "report %s: %s (%s)%s",
-                        report_id,
-                        outcome.verdict,
-                        outcome.rule,
-                        f"; campaign {outcome.paused}" if outcome.paused else "",
-                    )
+                await self._decide(report_id)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.exception("report %s not decided", report_id)
-                with contextlib.suppress(Exception):  # else it stays pending, for the next start
-                    await self.db.transaction(
-                        partial(
-                            set_aside, report_id=report_id, why=f"not decided: {type(exc).__name__}"
-                        )
+            except DBAPIError as exc:
+                if self._tries[report_id] < RETRIES:  # the database, for a while: again later
+                    self._tries[report_id] += 1
+                    log.warning("report %s not decided yet: %s", report_id, type(exc).__name__)
+                    asyncio.get_running_loop().call_later(
+                        RETRY_SECONDS, self._stored.put_nowait, report_id
                     )
+                else:
+                    await self._set_aside(report_id, exc)
+            except Exception as exc:
+                log.error("report %s not decided: %s", report_id, type(exc).__name__)
+                await self._set_aside(report_id, exc)
             finally:
                 self._stored.task_done()
+
+    async def _decide(self, report_id: int) -> None:
+        report = await self.db.transaction(partial(stored_report, report_id=report_id))
+        if report is None:
+            return  # decided by another process
+        # Read off the event loop and outside any transaction: a long report holds nothing.
+        reading, decision = await asyncio.to_thread(read_stored, report)
+        outcome = await self.db.transaction(
+            partial(
+                decide_report,
+                report=report,
+                reading=reading,
+                decision=decision,
+                ctx=self.ctx,
+                signer=self.signer,
+            ),
+            urgent=True,
+        )
+        self._tries.pop(report_id, None)
+        if outcome is not None:
+            log.info(
+                "report %s: %s (%s)%s",
+                report_id,
+                outcome.verdict,
+                outcome.rule,
+                f"; campaign {outcome.paused}" if outcome.paused else "",
+            )
+
+    async def _set_aside(self, report_id: int, exc: Exception) -> None:
+        self._tries.pop(report_id, None)
+        with contextlib.suppress(Exception):  # else it stays pending, for the next start
+            await self.db.transaction(
+                partial(set_aside, report_id=report_id, why=f"not decided: {type(exc).__name__}")
+            )
 
 
 class ReportServer(SMTP):
@@ -187,6 +225,8 @@ class Listener:
 async def start_listener(handler: InboundHandler, host: str, port: int) -> Listener:
     """Listen on MAILER_INBOUND_HOST:PORT in the running loop. SO_REUSEPORT lets several
     `serve` workers share the port."""
+    # aiosmtpd logs every command at INFO: RCPT TO carries tokens and MAIL FROM an address.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     await handler.start()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(

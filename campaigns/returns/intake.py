@@ -25,7 +25,14 @@ from campaigns.models import CampaignRun, Contact, Delivery, InboundMessage
 from campaigns.returns.inputs import RelayEventIn
 from campaigns.returns.reading import Reading, read_report
 from campaigns.returns.reputation import Tally, add_counts, domain_of, guard
-from campaigns.returns.table import Decision, Verdict, decide, status_in
+from campaigns.returns.table import (
+    READ_AT_MOST,
+    Decision,
+    Verdict,
+    decide,
+    status_in,
+    without_addresses,
+)
 from campaigns.sending.states import DeliveryStatus
 from campaigns.suppression.entries import active_entries, suppress
 from campaigns.tokens import Kind, TokenSigner
@@ -54,6 +61,7 @@ async def store_report(
     ctx: Context,
     state: str = State.PENDING,
     rule: str | None = None,
+    null_sender: bool = False,
 ) -> int:
     """Keep a report as it came, capped (C20). Never commits."""
     result = await session.execute(
@@ -64,6 +72,7 @@ async def store_report(
             recipient=recipient[:320],
             raw=raw[:REPORT_CAP],
             truncated=len(raw) > REPORT_CAP,
+            null_sender=null_sender,
             state=state,
             rule=rule,
         )
@@ -101,33 +110,69 @@ class Outcome:
     paused: str | None = None  # the guard's reason, when the run paused itself
 
 
-async def decide_report(
-    session: AsyncSession, report_id: int, *, ctx: Context, signer: TokenSigner
-) -> Outcome | None:
-    """Decide one stored report; None when it was not pending (decided elsewhere). Never
-    commits."""
-    claimed = (
+@dataclass(frozen=True)
+class Stored:
+    """A report as stored, to be read (outside any transaction) and decided."""
+
+    id: int
+    recipient: str
+    raw: bytes
+    null_sender: bool
+
+
+async def stored_report(session: AsyncSession, report_id: int) -> Stored | None:
+    row = (
         await session.execute(
-            sa.update(MESSAGE)
-            .where(MESSAGE.c.id == report_id, MESSAGE.c.state == State.PENDING)
-            .values(state=State.DECIDED, decided_at=ctx.clock.now())
-            .returning(MESSAGE.c.recipient, MESSAGE.c.raw)
+            sa.select(MESSAGE.c.recipient, MESSAGE.c.raw, MESSAGE.c.null_sender).where(
+                MESSAGE.c.id == report_id, MESSAGE.c.state == State.PENDING
+            )
         )
     ).one_or_none()
-    if claimed is None:
+    return (
+        None if row is None else Stored(report_id, row.recipient, bytes(row.raw), row.null_sender)
+    )
+
+
+def read_stored(report: Stored) -> tuple[Reading, Decision]:
+    """Read and judge a report: pure, CPU only, so the caller does it before its transaction
+    (and off the event loop): a long report holds no lock while it is read."""
+    reading = read_report(report.raw)
+    return reading, verdict_of(reading, null_sender=report.null_sender)
+
+
+async def decide_report(
+    session: AsyncSession,
+    report: Stored,
+    reading: Reading,
+    decision: Decision,
+    *,
+    ctx: Context,
+    signer: TokenSigner,
+) -> Outcome | None:
+    """Apply a read report; None when it was not pending any more (decided elsewhere). The
+    first statement takes it out of `pending`, so it is decided once. Never commits."""
+    claimed = await session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.id == report.id, MESSAGE.c.state == State.PENDING)
+        .values(state=State.DECIDED, decided_at=ctx.clock.now())
+    )
+    if not claimed.rowcount:  # type: ignore[attr-defined]
         return None
-    reading = read_report(bytes(claimed.raw))
-    decision = verdict_of(reading)
-    delivery_id, why_not = _delivery_named(claimed.recipient, reading.references, signer)
+    delivery_id, why_not = _delivery_named(report.recipient, reading.references, signer)
     if delivery_id is None and decision.verdict not in _HARMLESS:
         decision = Decision(Verdict.REVIEW, why_not)
-    outcome = await _apply(session, report_id, decision, delivery_id, ctx=ctx, channel="bounce")
-    await _record(session, report_id, outcome, reading)
+    outcome = await _apply(session, report.id, decision, delivery_id, ctx=ctx, channel="bounce")
+    await _record(session, report.id, outcome, reading)
     return outcome
 
 
-def verdict_of(reading: Reading) -> Decision:
-    """What a reading says, by the decision table (C17-C19)."""
+def verdict_of(reading: Reading, *, null_sender: bool = True) -> Decision:
+    """What a reading says, by the decision table (C17-C19). Prose is read as a bounce only
+    when something says it is one (the null envelope sender bounces come with, a mailer
+    daemon, a bounce's subject, flufl.bounce's detectors): a person's or a ticket system's
+    reply ("that discount code does not exist") is for a person to read, not a bounce."""
+    if reading.form == "prose" and not (null_sender or reading.looks_like_report):
+        return Decision(Verdict.REVIEW, "a reply, not a delivery report")
     if reading.form == "unreadable":
         return Decision(Verdict.REVIEW, "cannot be read")
     if reading.form == "auto_reply":
@@ -138,9 +183,9 @@ def verdict_of(reading: Reading) -> Decision:
         return Decision(Verdict.FEEDBACK, f"feedback ({reading.feedback_type or 'no type'})")
     if reading.action in ("delivered", "relayed", "expanded"):
         return Decision(Verdict.DELIVERED, f"success (Action: {reading.action})")
+    if reading.action == "delayed":  # a warning, not the end: soft whatever it says (C18)
+        return Decision(Verdict.SOFT, "delayed (Action: delayed)")
     decision = decide(reading.status, reading.diagnostic)
-    if reading.action == "delayed" and decision.verdict not in (Verdict.BLOCK, Verdict.SOFT):
-        return Decision(Verdict.SOFT, "delayed (Action: delayed)")  # a warning, not the end
     if decision.verdict == Verdict.REVIEW and reading.permanence == "temporary":
         return Decision(Verdict.SOFT, "a warning: the MTA keeps trying")
     return decision
@@ -204,6 +249,9 @@ async def _apply(
                 )
                 .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
                 .where(DELIVERY.c.id == delivery_id)
+                # Two reports of one delivery decided at once (two processes) take turns:
+                # the second sees the first's verdict, so neither counts it twice.
+                .with_for_update(of=DELIVERY)
             )
         ).one_or_none()
         if target is None:  # erased, or past its retention
@@ -307,21 +355,22 @@ async def _record(
         values.update(
             form=reading.form,
             status_code=reading.status,
-            diagnostic=mask_addresses(reading.diagnostic)[:300] or None,
-            feedback_type=reading.feedback_type,
-            reported_recipient=_CONTROL.sub("", reading.reported_recipient or "")[:320] or None,
+            diagnostic=mask_addresses(reading.diagnostic[:READ_AT_MOST])[:300] or None,
+            feedback_type=_field(reading.feedback_type, 32),
+            reported_recipient=_field(reading.reported_recipient, 320),
         )
     await session.execute(sa.update(MESSAGE).where(MESSAGE.c.id == report_id).values(**values))
-
-
-_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 
 
 def mask_addresses(text: str) -> str:
     """Text without anyone's address, on one line and without control characters (PostgreSQL
     text holds no NUL): for the stored diagnostic, the review and the logs."""
-    text = _CONTROL.sub(" ", text)
-    return _ADDRESS.sub("<address>", re.sub(r"\s+", " ", text)).strip()
+    return without_addresses(_CONTROL.sub(" ", text))
+
+
+def _field(value: str | None, size: int) -> str | None:
+    """A value from the report as a column takes it: no control characters, cut to size."""
+    return _CONTROL.sub("", value or "")[:size] or None
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -359,6 +408,7 @@ async def record_relay_event(
             recipient="relay",
             raw=raw[:REPORT_CAP],
             truncated=False,
+            null_sender=False,
             state=State.DECIDED,
             decided_at=ctx.clock.now(),
             event_key=key,

@@ -38,6 +38,7 @@ class Reading:
     feedback_type: str | None = None  # ARF Feedback-Type
     permanence: Literal["temporary", "permanent"] | None = None  # flufl.bounce's judgement
     references: tuple[str, ...] = ()  # where the report names our mail: VERP, Message-ID ...
+    looks_like_report: bool = True  # prose: from a mailer daemon, a bounce's subject, detected
 
 
 def read_report(raw: bytes) -> Reading:
@@ -50,7 +51,8 @@ def read_report(raw: bytes) -> Reading:
     if feedback is not None:
         return _read_arf(message, feedback, references)
     status_part = _first_part(message, "message/delivery-status") or _first_part(
-        message, "message/global-delivery-status"  # RFC 6533, for SMTPUTF8 mail
+        message,
+        "message/global-delivery-status",  # RFC 6533, for SMTPUTF8 mail
     )
     if status_part is None and _is_delivery_report(message):
         status_part = _status_text_part(message)
@@ -145,6 +147,9 @@ def _read_prose(message: Message, references: tuple[str, ...]) -> Reading:
         reported_recipient=failed[0].decode("utf-8", "replace") if failed else None,
         permanence=permanence,
         references=references,
+        looks_like_report=bool(failed)
+        or bool(_DAEMON.search(str(message.get("From", ""))))
+        or bool(_BOUNCE_SUBJECT.search(str(message.get("Subject", "")))),
     )
 
 
@@ -261,6 +266,12 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response|antwoord|answer)|autoreply|out of (the )?office"
     r"|absence|afwezig|abwesenheit|vacation|on leave|r[ée]ponse automatique|automatisch"
     r"|auto:)",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|not delivered|could not be delivered|delivery (status|failure|report|notification)"
+    r"|failure notice|returned mail|mail delivery|delivery has failed|non remis|unzustellbar"
+    r"|onbestelbaar|niet afgeleverd|bounce",
     re.IGNORECASE,
 )
 _DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery|mail administrator", re.IGNORECASE)

@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.context import Context
 from campaigns.db import dialect_insert
-from campaigns.models import CampaignRun, RunDomainCount
+from campaigns.models import Campaign, CampaignRun, RunDomainCount
 from campaigns.returns.table import Verdict
 from campaigns.sending.lifecycle import open_run_id, pause_itself
+from campaigns.sending.states import Action, may
 
 COUNTS = RunDomainCount.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]
+CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
 FIELDS = ("messages", "delivered", "hard_bounces", "soft_bounces", "blocks", "complaints")
 
 # What a verdict on a delivered message changes: a hard bounce or a block after the relay took
@@ -147,14 +149,21 @@ async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
                 f"paused: {domain} refused {blocks / messages:.1%} of its messages as"
                 f" sender-level blocks (limit {policy.domain_block_rate:.0%})"
             )
-    new = {key: text for key, text in reasons.items() if key not in accepted}
+    new = [(key, text) for key, text in reasons.items() if key not in accepted]
     if not new:
         return None
-    reason = next(iter(new.values()))
+    status = (
+        await session.execute(sa.select(CAMPAIGN.c.status).where(CAMPAIGN.c.id == run.campaign_id))
+    ).scalar_one()
+    if not may(status, Action.PAUSE):
+        return None  # paused by someone else meanwhile: looked at again after it resumes
+    # Only the limit the pause names counts as seen: a marketer who resumes accepts that one,
+    # and any other still passed pauses the run again at the next look.
+    key, reason = new[0]
     await session.execute(
         sa.update(RUN)
         .where(RUN.c.id == run_id)
-        .values(guard_tripped=",".join(sorted(accepted | set(new)))[:500])
+        .values(guard_tripped=",".join(sorted(accepted | {key}))[:500])
     )
     await pause_itself(session, run.campaign_id, reason, ctx)
     return reason

@@ -75,6 +75,9 @@ SENDER_LEVEL = (
     r"|size limit|exceeds? (the )?(maximum |max )?(message )?size|content (was )?rejected"
     r"|\bvirus\b|malware|suspicious|unsolicited|bulk mail|not accepting (mail|messages) from"
     r"|(maximum|max) (incoming |inbound )?message size|message size"
+    r"|\bsender\b.{0,40}not (listed|allowed|permitted)|your (ip|server|host|domain|mail server)"
+    r"|\bptr\b|reverse dns|\brdns\b|whitelist|allowed senders"
+    r"|e?helo (command )?(rejected|invalid|not)|(invalid|bad) e?helo"
 )
 ADDRESS_GONE = (
     r"user unknown|unknown user|no such (user|mailbox|recipient|person|address|account|local)"
@@ -89,10 +92,13 @@ ADDRESS_GONE = (
     r"|domain (not found|does not exist|unknown)|host (or domain name )?not found|host unknown"
     r"|unknown host|name service error|no mx |null mx|not our customer|user not found"
     r"|addressee unknown|no longer (valid|available|active|in use)|bad destination"
-    r"|not listed in|no valid recipients|mail receiving disabled|can't create user output file"
-    r"|user doesn't have .* account|email account that you tried to reach (is disabled|does not)"
-    r"|(recipient|name) is not recogni[sz]ed|unknown recipient|user not known|not known"
-    r"|invalid .*userid|nxdomain|domain name not found"
+    r"|no valid recipients|mail receiving disabled|can't create user output file"
+    r"|not listed in .{0,20}directory"
+    r"|user doesn't have .{0,40} account"
+    r"|email account that you tried to reach (is disabled|does not)"
+    r"|(recipient|name) is not recogni[sz]ed|unknown recipient"
+    r"|(user|recipient|address|mailbox) not known"
+    r"|invalid .{0,40}userid|nxdomain|domain name not found"
     r"|final (e-?mail )?delivery point|no matches to nameserver query|did not (exactly )?match"
     r"|n'existe pas|existiert nicht|bestaat niet|unbekannt|inconnu|no existe"
 )
@@ -109,13 +115,14 @@ TEMPORARY = (
 # sender (a callout names our VERP address with its own "5.1.1"), or our quota ran out.
 OUR_SIDE = (
     r"sender (address )?(rejected|verify|verification)|verification failed for"
-    r"|sender verify failed|sender domain|invalid dns (mx|a)|sending quota|message quota"
-    r"|sending limit"
+    r"|sender verify failed|sender domain"
+    r"|invalid dns (mx|a)|sending quota|daily (user |message )?(sending )?quota|sending limit"
 )
 
 TABLE: tuple[Row, ...] = (
     # 1. what is about our side whatever the code; then status codes that say what happened
     Row("greylisting: a first attempt refused for a while", S, phrase=r"gr[ae]y ?list"),
+    Row("mailbox full (5.2.2)", S, status="5.2.2"),  # C18: temporary, whatever else it says
     Row("our sender address or quota refused", B, phrase=OUR_SIDE),
     Row("success", D, status="2."),
     Row("the sender's address refused", B, status="5.1.7"),
@@ -126,7 +133,6 @@ TABLE: tuple[Row, ...] = (
     Row("ambiguous destination mailbox", H, status="5.1.4"),
     Row("mailbox moved, no forwarding address", H, status="5.1.6"),
     Row("no such recipient, or a null MX (5.1.10)", H, status="5.1.10"),
-    Row("mailbox full (5.2.2)", S, status="5.2.2"),  # C18: temporary, whatever the class says
     Row("mailbox disabled", H, status="5.2.1"),
     Row("message too big for the mailbox", B, status="5.2.3"),
     Row("message too big for the system", B, status="5.3.4"),
@@ -162,9 +168,8 @@ def decide(status: str | None, text: str) -> Decision:
     """The first row that matches `status` (an RFC 3463 code, or None) and `text`. Addresses
     are taken out of the text first (`spam@...` says nothing about spam), and line breaks,
     which MTAs put anywhere in a phrase."""
-    text = _ADDRESS.sub(" <address> ", text)
+    text = without_addresses(text[:READ_AT_MOST])
     text = _HOST.sub(" host <host> ", text)
-    text = _SPACE.sub(" ", text)
     for row in TABLE:
         if row.matches(status, text):
             return Decision(row.verdict, row.name)
@@ -178,11 +183,18 @@ _ENHANCED = re.compile(r"(?<![\d.])" + _CODE)
 _BASIC = re.compile(r"(?<![\d.])([245])[0-5]\d(?=[ -]|$)", re.MULTILINE)
 
 
-_ADDRESS = re.compile(r"\S+@\S+")
+READ_AT_MOST = 8000  # characters of a diagnostic: what fails is said first, the rest is ours
+
+
+def without_addresses(text: str) -> str:
+    """The text on one line, each word with an @ in it replaced (linear: a pattern like
+    `\\S+@\\S+` takes quadratic time on a long run without spaces, and reports are anyone's)."""
+    return " ".join("<address>" if "@" in word else word for word in text.split())
+
+
 # The MX a Postfix or Exim report names ("host spam.example.net[192.0.2.5] said: ..."): its
 # name is not what it said. Other host names stay: "listed at zen.spamhaus.org" is the reason.
 _HOST = re.compile(r"\bhost\s+[\w-]+(?:\.[\w-]+)+(?:\[[^\]]*\])?", re.IGNORECASE)
-_SPACE = re.compile(r"\s+")
 
 
 def status_in(text: str, *, success: bool = True) -> str | None:

@@ -68,10 +68,11 @@ class HandoffPace:
     `HANDOFF_SECONDS` of relay time, whatever the relay's speed. A fast relay takes the whole
     batch in one."""
 
-    def __init__(self, most: int, seconds: float = HANDOFF_SECONDS) -> None:
+    def __init__(self, most: int, rate: float = 0, seconds: float = HANDOFF_SECONDS) -> None:
         self.most = most
         self.seconds = seconds
-        self.size = min(most, 20)  # until the relay's speed is known
+        # Until the relay's speed is known: 20, or what a rate limit lets through meanwhile.
+        self.size = max(1, min(most, 20, int(rate * seconds) if rate > 0 else most))
 
     def chunks(self, ids: list[int]) -> Iterator[list[int]]:
         start = 0
@@ -82,7 +83,7 @@ class HandoffPace:
 
     def observe(self, count: int, elapsed: float) -> None:
         if count and elapsed > 0:
-            self.size = max(10, min(self.most, int(self.seconds * count / elapsed)))
+            self.size = max(1, min(self.most, int(self.seconds * count / elapsed)))
 
 
 def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
@@ -126,7 +127,7 @@ class Dispatcher:
         # not per run; a dispatcher on its own owns (and closes) its pool.
         self.owns_pool = owns_pool
         self.pool = pool
-        self.pace = HandoffPace(self.policy.batch_size)
+        self.pace = HandoffPace(self.policy.batch_size, self.policy.rate_per_second)
         self.stopping = asyncio.Event()  # set by a worker that shuts down: finish the batch
 
     async def run(
@@ -287,25 +288,27 @@ class Dispatcher:
             await record_outcomes(session, outcomes, ctx)
             return live, outcomes
 
+        async def afterwards(session: AsyncSession, said: Outcomes) -> str | None:
+            """What SMTP said, in its own short transaction after each handoff: hard bounces
+            suppressed, the counts added, the guard asked (C17, C37)."""
+            if any(o.hard_bounce for o in said):
+                await suppress_hard_bounces(session, outcomes=said, ctx=ctx)
+            await add_counts(session, run.run_id, _tally(said, batch.messages))
+            return await guard(session, run.run_id, ctx)
+
         live: list[int] = []
         outcomes: Outcomes = []
+        guarded = None
         for chunk in self.pace.chunks(claimed):
             started = time.monotonic()
             # Never retried: the messages may already be with the relay.
             handed, said = await db.transaction(partial(handoff, ids=chunk), retry=False)
             self.pace.observe(len(handed), time.monotonic() - started)
+            guarded = await db.transaction(partial(afterwards, said=said)) or guarded
             await db.make_way()  # an unsubscribe or a report waiting for the lock goes first
             live += handed
             outcomes += said
-        tally = _tally(outcomes, batch.messages)
-
-        async def afterwards(session: AsyncSession) -> str | None:
-            if any(o.hard_bounce for o in outcomes):
-                await suppress_hard_bounces(session, outcomes=outcomes, ctx=ctx)
-            await add_counts(session, run.run_id, tally)
-            return await guard(session, run.run_id, ctx)
-
-        guarded = await db.transaction(afterwards)
+        # A pause by the guard takes effect before the next batch, as a marketer's does.
         progress.skipped += len(claimed) - len(live)
         for outcome in outcomes:
             if outcome.kind == "sent":

@@ -148,7 +148,8 @@ class CampaignController(Controller):
             await action(session, campaign_id, ctx=ctx)
             return await campaign_detail(session, campaign_id, ctx)
 
-        detail = await db.transaction(work)
+        # Urgent: a pause while the campaign sends goes before its next handoff (SQLite).
+        detail = await db.transaction(work, urgent=True)
         return CampaignOut.model_validate(detail, from_attributes=True)
 
     @post(

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 from campaigns.models import Campaign, Delivery, InboundMessage, RunDomainCount, Suppression
 from campaigns.returns.intake import pending_reports
+from campaigns.sending import lifecycle
+from campaigns.sending.lifecycle import MARKETER_PAUSE
 from mailer.inbound import start_listener
 from mailer.services import Services
 from tests import reports
@@ -616,3 +618,54 @@ async def test_c20_a_report_accepted_before_a_kill_9_is_decided_after_restart_on
         await server.close()
     assert await entries(world) == [("hard_bounce", "bounce")]
     assert [r.state for r in await stored(world)] == ["decided"]
+
+
+async def test_c37_a_limit_passed_while_paused_by_a_marketer_pauses_after_resume(
+    world, smtp, listener, app_client, keys
+):
+    """The guard marks a limit as seen only when its pause is the one shown: a campaign the
+    marketer paused is looked at again when it resumes."""
+    await people(world, 40)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.data_delay = 0.05
+    sending = asyncio.create_task(send(world, campaign_id, run))
+    await smtp.wait_for(8)
+    # The marketer's pause, as the console or the API makes it (the test client would block
+    # this event loop, where the dispatcher runs, while it waits for the app's thread).
+    await world.db.transaction(
+        lambda s: lifecycle.pause(s, campaign_id, world.context), urgent=True
+    )
+    await asyncio.wait_for(sending, 20)
+    first = smtp.received[0]
+    await mail_report(listener[1], first.mail_from, reports.arf(original_mail_from=first.mail_from))
+    await decided(listener)
+    async with world.db.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert (campaign.status, campaign.paused_reason) == ("paused", MARKETER_PAUSE)
+    await app_client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=keys["marketer"])
+    smtp.data_delay = 0.05
+    resumed = asyncio.create_task(send(world, campaign_id, run))
+    await asyncio.wait_for(resumed, 20)
+    async with world.db.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+    assert campaign.status == "paused"
+    assert campaign.paused_reason.startswith("paused: complaints at")
+
+
+async def test_the_listener_logs_no_address_and_no_token(world, smtp, listener, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)  # what `serve` logs
+    _, [(verp, message_id)] = await one_sent(world, smtp)
+    token = verp.split("+", 1)[1].split("@", 1)[0]
+    await mail_report(listener[1], verp, reports.dsn(status="5.1.1", verp=verp))
+    await mail_report(
+        listener[1], f"bounces@{DOMAIN}", reports.arf(feedback_type="x" * 60, message_id=message_id)
+    )
+    await decided(listener)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "report" in text  # it does log what it decided
+    assert token not in text and "p0@example.be" not in text and "@example.be" not in text
+    reasons = [r.feedback_type for r in await stored(world)]
+    assert reasons == [None, "x" * 32]  # a long field is cut to its column, not a failure

@@ -4,11 +4,13 @@ auto-reply, and what cannot be read."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from campaigns.returns.intake import verdict_of
+from campaigns.returns.intake import mask_addresses, verdict_of
 from campaigns.returns.reading import read_report
-from campaigns.returns.table import Verdict
+from campaigns.returns.table import Decision, Verdict, decide, status_in
 from tests import reports
 
 
@@ -86,3 +88,61 @@ def test_c17_our_own_mail_below_the_failure_is_not_read():
 )
 def test_c20_what_cannot_be_read_goes_to_review_and_never_raises(raw):
     assert verdict_of(read_report(raw)).verdict == Verdict.REVIEW
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "550 Sender not listed in whitelist",
+        "554 Your IP address is not listed in our allowed senders",
+        "554 Transaction failed: PTR record does not exist for your IP",
+        "550 Helo command rejected: Host not found",
+        "550 Message refused: your server is not known to us",
+        "550 5.4.5 Daily user sending quota exceeded.",
+    ],
+)
+def test_c17_refusals_of_our_sending_are_blocks_never_hard_bounces(reply):
+    """At send time such a reply comes for every recipient at the domain: a hard bounce would
+    suppress them all for good."""
+    assert decide(status_in(reply), reply).verdict == Verdict.BLOCK
+
+
+def test_c18_mailbox_full_with_5_2_2_is_soft_whatever_else_it_says():
+    reply = "552 5.2.2 <x@example.be>: user is over the message quota"
+    assert decide(status_in(reply), reply).verdict == Verdict.SOFT
+
+
+def test_c18_a_delay_warning_is_soft_even_with_a_policy_code():
+    raw = reports.dsn(status="4.7.0", action="delayed", diagnostic="421 4.7.0 rate limited")
+    assert verdict_of(read_report(raw)).verdict == Verdict.SOFT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "That discount code does not exist any more.",
+        "Your e-mail address is not known in our customer system.",
+        "Die winkel bestaat niet meer.",
+    ],
+)
+def test_c20_a_reply_that_is_not_a_report_is_for_a_person(text):
+    """Sent by a person or a ticket system to the Return-Path, from an address, without a
+    bounce's marks: never read as a bounce."""
+    raw = f"From: klant@example.be\r\nSubject: Re: Nieuws\r\n\r\n{text}\r\n".encode()
+    assert verdict_of(read_report(raw), null_sender=False) == Decision(
+        Verdict.REVIEW, "a reply, not a delivery report"
+    )
+    # the same words with the null sender bounces come with are read as a bounce's
+    assert verdict_of(read_report(raw), null_sender=True).rule != "a reply, not a delivery report"
+
+
+def test_c20_a_huge_report_is_read_in_linear_time():
+    """A 250 KB diagnostic without a space (reports are anyone's): a pattern like \\S+@\\S+
+    took minutes on it; the bound here is two orders of magnitude above what it takes."""
+    raw = reports.dsn(status="5.0.0", diagnostic="550 " + "a@b" * 80_000)
+    started = time.monotonic()
+    reading = read_report(raw)
+    decision = verdict_of(reading)
+    mask_addresses(reading.diagnostic)
+    assert time.monotonic() - started < 5
+    assert decision.verdict == Verdict.REVIEW

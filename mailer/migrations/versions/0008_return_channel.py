@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=False),
     sa.Column('truncated', sa.Boolean(), nullable=False),
+    sa.Column('null_sender', sa.Boolean(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('verdict', sa.String(length=16), nullable=True),
     sa.Column('rule', sa.String(length=100), nullable=True),
@@ -49,12 +50,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_inbound_message_delivery_id'), ['delivery_id'], unique=False)
     # What the first wave kept for review moves over, as review items.
     op.execute(
-        "INSERT INTO inbound_message (received_at, channel, recipient, raw, truncated, state, rule)"
-        " SELECT received_at, 'smtp', recipient, CAST(message AS BLOB), false, 'review', reason"
+        "INSERT INTO inbound_message"
+        " (received_at, channel, recipient, raw, truncated, null_sender, state, rule)"
+        " SELECT received_at, 'smtp', recipient, CAST(message AS BLOB), false, false, 'review',"
+        " reason"
         " FROM inbound_review"
         if op.get_bind().dialect.name == 'sqlite' else
-        "INSERT INTO inbound_message (received_at, channel, recipient, raw, truncated, state, rule)"
-        " SELECT received_at, 'smtp', recipient, convert_to(message, 'UTF8'), false, 'review', reason"
+        "INSERT INTO inbound_message"
+        " (received_at, channel, recipient, raw, truncated, null_sender, state, rule)"
+        " SELECT received_at, 'smtp', recipient, convert_to(message, 'UTF8'), false, false,"
+        " 'review', reason"
         " FROM inbound_review"
     )
     op.drop_table('inbound_review')

@@ -41,6 +41,7 @@ bench: install ## Benchmarks (bench/*.py; several minutes each); figures go to b
 	$(PY) bench/ingest.py
 	$(PY) bench/audience.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/bounces.py
 
 clean: ## Remove the venv, local database and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# `python bench/x.py` puts bench/ on sys.path, not the checkout: without this, `mailer` and
+# `campaigns` would come from wherever the editable install points (another worktree, say).
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
 CONFIG = ROOT / "mailer.example.toml"
 TEMPLATES = ROOT / "templates" / "email"
 

@@ -27,7 +27,9 @@ from sqlalchemy.exc import DBAPIError
 from campaigns.context import Context
 from campaigns.recipients import Addressee, unsubscribe_delivery
 from campaigns.returns.intake import (
+    REPORT_CAP,
     State,
+    Stored,
     decide_report,
     pending_reports,
     read_stored,
@@ -42,6 +44,7 @@ log = logging.getLogger("mailer.inbound")
 MAX_MESSAGE = 32 * 1024 * 1024  # advertised as SIZE; what is kept of a report is capped lower
 REPORTS = "bounces"  # the local part reports come to, with or without a token
 RETRIES, RETRY_SECONDS = 5, 2.0  # a report the database could not take for a while
+KEEP_IN_MEMORY = 100  # reports waiting to be decided whose bytes stay in memory
 
 
 class InboundHandler:
@@ -57,14 +60,16 @@ class InboundHandler:
         self.signer = signer
         self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
-        self._stored: asyncio.Queue[int] = asyncio.Queue()
+        # Reports to decide: the id, and the report itself when this process just stored it
+        # (read again from the database only after a restart or a retry).
+        self._stored: asyncio.Queue[tuple[int, Stored | None]] = asyncio.Queue()
         self._tries: Counter[int] = Counter()  # per report, transient database errors
         self._processor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Decide what an earlier process stored and did not decide, then what comes."""
         for report_id in await self.db.transaction(pending_reports):
-            self._stored.put_nowait(report_id)
+            self._stored.put_nowait((report_id, None))
         self._processor = asyncio.create_task(self._decide_stored(), name="inbound-reports")
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
@@ -96,19 +101,22 @@ class InboundHandler:
         if not isinstance(content, bytes):
             content = bytes(content)
         null_sender = not envelope.mail_from or envelope.mail_from == "<>"
-        stored: list[int] = []
+        stored: list[Stored] = []
         try:
             for recipient in envelope.rcpt_tos:
                 report_id = await self._take(recipient, content, null_sender)
                 if report_id is not None:
-                    stored.append(report_id)
+                    stored.append(Stored(report_id, recipient, content[:REPORT_CAP], null_sender))
         except Exception as exc:
             # The database cannot keep it: a temporary failure, so the remote MTA tries again.
             log.error("inbound mail not stored: %s", type(exc).__name__)
             return "451 4.3.0 temporary failure, try again later"
         finally:
-            for report_id in stored:  # decided after the answer: stored is what counts
-                self._stored.put_nowait(report_id)
+            for report in stored:  # decided after the answer: stored is what counts
+                # Kept in memory only while few wait: a backlog is read back from the database,
+                # so memory stays flat however many reports arrive.
+                keep = self._stored.qsize() < KEEP_IN_MEMORY
+                self._stored.put_nowait((report.id, report if keep else None))
         return "250 OK: received"
 
     async def _take(self, recipient: str, content: bytes, null_sender: bool) -> int | None:
@@ -147,9 +155,9 @@ class InboundHandler:
 
     async def _decide_stored(self) -> None:
         while True:
-            report_id = await self._stored.get()
+            report_id, report = await self._stored.get()
             try:
-                await self._decide(report_id)
+                await self._decide(report_id, report)
             except asyncio.CancelledError:
                 raise
             except DBAPIError as exc:
@@ -157,7 +165,7 @@ class InboundHandler:
                     self._tries[report_id] += 1
                     log.warning("report %s not decided yet: %s", report_id, type(exc).__name__)
                     asyncio.get_running_loop().call_later(
-                        RETRY_SECONDS, self._stored.put_nowait, report_id
+                        RETRY_SECONDS, self._stored.put_nowait, (report_id, None)
                     )
                 else:
                     await self._set_aside(report_id, exc)
@@ -167,8 +175,9 @@ class InboundHandler:
             finally:
                 self._stored.task_done()
 
-    async def _decide(self, report_id: int) -> None:
-        report = await self.db.transaction(partial(stored_report, report_id=report_id))
+    async def _decide(self, report_id: int, report: Stored | None) -> None:
+        if report is None:
+            report = await self.db.transaction(partial(stored_report, report_id=report_id))
         if report is None:
             return  # decided by another process
         # Read off the event loop and outside any transaction: a long report holds nothing.

@@ -62,11 +62,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from common import (
     CONFIG,
-    PG_ADMIN_DATABASE,
     PG_HOST,
     PG_PORT,
     PG_USER,
@@ -74,6 +72,9 @@ from common import (
     SECRET,
     TEMPLATES,
     mailer,
+    pg_connect,
+    pg_recreate,
+    pg_version,
 )
 from rich.console import Console
 from rich.table import Table
@@ -339,35 +340,7 @@ def pg_url(database: str) -> str:
 
 
 async def _pg_connect(database: str, command_timeout: float = COMMAND_TIMEOUT) -> Any:
-    return await asyncpg.connect(
-        host=PG_HOST,
-        port=PG_PORT,
-        user=PG_USER,
-        database=database,
-        timeout=CONNECT_TIMEOUT,
-        command_timeout=command_timeout,
-    )
-
-
-async def _pg_admin(*statements: str) -> str:
-    """Run `statements` on the maintenance database; return the server version."""
-    conn = await _pg_connect(PG_ADMIN_DATABASE)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
-
-
-def pg_recreate(drop_only: bool = False) -> None:
-    drop = f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'
-    create = () if drop_only else (f'CREATE DATABASE "{PG_DATABASE}"',)
-    asyncio.run(_pg_admin(drop, *create))
-
-
-def pg_version() -> str:
-    return asyncio.run(_pg_admin())
+    return await pg_connect(database, command_timeout=command_timeout)
 
 
 async def _pg_execute(statements: Sequence[tuple[str, str]], transaction: bool) -> None:
@@ -744,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "postgresql" in names:
             meta["postgresql"] = pg_version()
-            pg_recreate()
+            pg_recreate(PG_DATABASE)
             results.append(bench_backend("postgresql", pg_url(PG_DATABASE), pg_load, args))
         if "sqlite" in names:
             path = work_dir / "audience.db"
@@ -761,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"kept: PostgreSQL database {PG_DATABASE!r}, SQLite files in {work_dir}")
         else:
             if "postgresql" in names:
-                pg_recreate(drop_only=True)
+                pg_recreate(PG_DATABASE, drop_only=True)
             shutil.rmtree(work_dir, ignore_errors=True)
     report(results, meta)
     return 0

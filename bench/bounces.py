@@ -92,7 +92,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
-import asyncpg  # type: ignore[import-untyped]
 from common import (
     CONFIG,
     DOMAINS,
@@ -108,6 +107,8 @@ from common import (
     TEMPLATES,
     WORDING,
     mailer,
+    pg_connect,
+    pg_recreate,
 )
 from rich.console import Console
 from rich.table import Table
@@ -202,32 +203,7 @@ def free_port() -> int:
 
 
 async def _connect(database: str) -> Any:
-    return await asyncpg.connect(
-        host=PG_HOST,
-        port=PG_PORT,
-        user=PG_USER,
-        database=database,
-        timeout=30,
-        command_timeout=COMMAND_TIMEOUT,
-    )
-
-
-async def _pg_admin(*statements: str) -> str:
-    conn = await _connect(PG_ADMIN_DATABASE)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
-
-
-def pg_recreate(drop_only: bool = False) -> str:
-    """Drop (and create) the benchmark database; return the server version."""
-    statements = [f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)']
-    if not drop_only:
-        statements.append(f'CREATE DATABASE "{PG_DATABASE}"')
-    return asyncio.run(_pg_admin(*statements))
+    return await pg_connect(database, command_timeout=COMMAND_TIMEOUT)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -1717,7 +1693,7 @@ def bench(args: argparse.Namespace, work: Path) -> tuple[Results, dict[str, Any]
         "connections": args.connections,
         "per_connection": args.per_connection,
         "mix": dict(MIX),
-        "postgresql": pg_recreate(),
+        "postgresql": pg_recreate(PG_DATABASE),
     }
     clock = time.get_clock_info("perf_counter")
     if "CLOCK_MONOTONIC" not in clock.implementation:
@@ -1803,7 +1779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results, meta = bench(args, work)
     finally:
-        pg_recreate(drop_only=True)
+        pg_recreate(PG_DATABASE, drop_only=True)
         shutil.rmtree(work, ignore_errors=True)
     report(results, meta)
     return 0

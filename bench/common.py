@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 # `python bench/x.py` puts bench/ on sys.path, not the checkout: without this, `mailer` and
@@ -39,6 +43,39 @@ WORDING = {
     "fr": "Oui, envoyez-moi la newsletter",
     "en": "Yes, send me the newsletter",
 }
+
+
+async def pg_connect(database: str, *, command_timeout: float = 300.0) -> Any:
+    return await asyncpg.connect(
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        database=database,
+        timeout=30,
+        command_timeout=command_timeout,
+    )
+
+
+async def _pg_admin(*statements: str) -> str:
+    """Run `statements` on the maintenance database; return the server version."""
+    conn = await pg_connect(PG_ADMIN_DATABASE)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def pg_recreate(database: str, drop_only: bool = False) -> str:
+    """Drop (and create) a benchmark's database; return the server version."""
+    drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+    create = () if drop_only else (f'CREATE DATABASE "{database}"',)
+    return asyncio.run(_pg_admin(drop, *create))
+
+
+def pg_version() -> str:
+    return asyncio.run(_pg_admin())
 
 
 def mailer(env: dict[str, str], *args: str, timeout: float = 300) -> str:

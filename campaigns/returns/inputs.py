@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
@@ -28,7 +27,3 @@ class RelayEventIn(StrictInput):
         if not self.message_id and not self.token:
             raise ValueError("give message_id or token: which message the event is about")
         return self
-
-    @property
-    def moment(self) -> datetime:
-        return self.timestamp

@@ -36,6 +36,7 @@ from campaigns.returns.table import (
 from campaigns.sending.states import DeliveryStatus
 from campaigns.suppression.entries import active_entries, suppress
 from campaigns.tokens import Kind, TokenSigner
+from campaigns.validation import CONTROL
 
 MESSAGE = InboundMessage.__table__  # type: ignore[attr-defined]
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
@@ -365,15 +366,12 @@ async def _record(
 def mask_addresses(text: str) -> str:
     """Text without anyone's address, on one line and without control characters (PostgreSQL
     text holds no NUL): for the stored diagnostic, the review and the logs."""
-    return without_addresses(_CONTROL.sub(" ", text))
+    return without_addresses(CONTROL.sub(" ", text))
 
 
 def _field(value: str | None, size: int) -> str | None:
     """A value from the report as a column takes it: no control characters, cut to size."""
-    return _CONTROL.sub("", value or "")[:size] or None
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+    return CONTROL.sub("", value or "")[:size] or None
 
 
 # ---- relay events ------------------------------------------------------------------------

@@ -326,16 +326,20 @@ async def test_a_report_for_a_finished_campaign_still_counts(world, smtp, listen
 
 
 @pytest.mark.parametrize("feedback_type", ["abuse", "opt-out"])
-async def test_c19_a_complaint_suppresses_without_acknowledgement(
-    world, smtp, listener, feedback_type
+async def test_c14_c19_a_complaint_suppresses_without_acknowledgement(
+    world, smtp, listener, feedback_type, clock
 ):
     """Sent to plain bounces@ (a feedback loop's address): found by the returned message's
-    signed Message-ID, not by the Original-Rcpt-To."""
+    signed Message-ID, not by the Original-Rcpt-To. The entry keeps reason, channel and the
+    UTC time (C14)."""
     _, [(_, message_id)] = await one_sent(world, smtp)
     raw = reports.arf(feedback_type=feedback_type, message_id=message_id)
     await mail_report(listener[1], f"bounces@{DOMAIN}", raw)
     await decided(listener)
     assert await entries(world) == [("complaint", "complaint")]
+    async with world.db.sessions() as session:
+        (entry,) = (await session.execute(sa.select(Suppression))).scalars()
+    assert entry.created_at == clock.now() and entry.created_at.utcoffset() == timedelta(0)
     assert (await counts(world))["complaints"] == 1
     await asyncio.sleep(0.2)
     assert smtp.received == []  # C15 answers requests to the shop, not a provider's report

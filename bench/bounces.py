@@ -972,8 +972,8 @@ def _cpu_seconds() -> float:
 
 
 class Progress(logging.Handler):
-    """Counts decided reports from the listener's own log line per report, and takes the RSS
-    when each tenth of them has been decided."""
+    """Counts decided reports from the listener's own log line per batch ("reports decided:
+    N (...)"), and takes the RSS when each tenth of them has been decided."""
 
     def __init__(self, expected: int) -> None:
         super().__init__(logging.INFO)
@@ -985,13 +985,14 @@ class Progress(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR:
             self.failed += 1
-        elif str(record.msg).startswith("report "):
-            self.tick()
+        elif str(record.msg).startswith("reports decided:"):
+            self.tick(int(record.args[0]))  # type: ignore[index]
 
-    def tick(self) -> None:
-        self.decided += 1
-        if self.decided % self.step == 0:
-            self.marks[self.decided] = round(_status("VmRSS"), 2)
+    def tick(self, n: int = 1) -> None:
+        before = self.decided
+        self.decided += n
+        if self.decided // self.step > before // self.step:
+            self.marks[self.decided // self.step * self.step] = round(_status("VmRSS"), 2)
 
 
 class BareHandler:
@@ -1770,6 +1771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--expected", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        # As `serve` runs it: uvicorn runs its app, and the listener in it, on uvloop.
         emit(asyncio.run(child_listen(args.child, args.expected)))
         return 0
     if min(args.reports, args.runs, args.connections, args.per_connection) < 1:

@@ -28,14 +28,16 @@ from campaigns.context import Context
 from campaigns.recipients import Addressee, unsubscribe_delivery
 from campaigns.returns.intake import (
     REPORT_CAP,
+    Arrival,
+    Outcome,
     State,
     Stored,
-    decide_report,
+    decide_reports,
     pending_reports,
     read_stored,
     set_aside,
-    store_report,
-    stored_report,
+    store_reports,
+    stored_reports,
 )
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
@@ -44,7 +46,9 @@ log = logging.getLogger("mailer.inbound")
 MAX_MESSAGE = 32 * 1024 * 1024  # advertised as SIZE; what is kept of a report is capped lower
 REPORTS = "bounces"  # the local part reports come to, with or without a token
 RETRIES, RETRY_SECONDS = 5, 2.0  # a report the database could not take for a while
-KEEP_IN_MEMORY = 100  # reports waiting to be decided whose bytes stay in memory
+KEEP_IN_MEMORY = 500  # reports waiting to be decided whose bytes stay in memory (a few MiB)
+STORE_AT_ONCE = 200  # reports stored in one transaction, at most
+DECIDE_AT_ONCE = 200  # reports decided in one transaction, at most
 
 
 class InboundHandler:
@@ -60,8 +64,11 @@ class InboundHandler:
         self.signer = signer
         self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
+        # Reports that came and wait for their store's commit (and then their 250).
+        self._arriving: list[tuple[Arrival, asyncio.Future[int]]] = []
+        self._storing: asyncio.Task[None] | None = None
         # Reports to decide: the id, and the report itself when this process just stored it
-        # (read again from the database only after a restart or a retry).
+        # (read again from the database only after a restart, a retry or in a backlog).
         self._stored: asyncio.Queue[tuple[int, Stored | None]] = asyncio.Queue()
         self._tries: Counter[int] = Counter()  # per report, transient database errors
         self._processor: asyncio.Task[None] | None = None
@@ -101,26 +108,17 @@ class InboundHandler:
         if not isinstance(content, bytes):
             content = bytes(content)
         null_sender = not envelope.mail_from or envelope.mail_from == "<>"
-        stored: list[Stored] = []
         try:
             for recipient in envelope.rcpt_tos:
-                report_id = await self._take(recipient, content, null_sender)
-                if report_id is not None:
-                    stored.append(Stored(report_id, recipient, content[:REPORT_CAP], null_sender))
+                await self._take(recipient, content, null_sender)
         except Exception as exc:
             # The database cannot keep it: a temporary failure, so the remote MTA tries again.
             log.error("inbound mail not stored: %s", type(exc).__name__)
             return "451 4.3.0 temporary failure, try again later"
-        finally:
-            for report in stored:  # decided after the answer: stored is what counts
-                # Kept in memory only while few wait: a backlog is read back from the database,
-                # so memory stays flat however many reports arrive.
-                keep = self._stored.qsize() < KEEP_IN_MEMORY
-                self._stored.put_nowait((report.id, report if keep else None))
         return "250 OK: received"
 
-    async def _take(self, recipient: str, content: bytes, null_sender: bool) -> int | None:
-        """Act on an unsubscribe at once; store anything else. Returns a report to decide."""
+    async def _take(self, recipient: str, content: bytes, null_sender: bool) -> None:
+        """Act on an unsubscribe at once; store anything else."""
         local = recipient.rpartition("@")[0].lower()
         tag, _, token = local.partition("+")
         if tag == "unsubscribe":
@@ -132,76 +130,133 @@ class InboundHandler:
                 )
                 if addressee is not None:
                     await self.acknowledge(addressee)
-                return None
+                return
             await self._keep_for_review(recipient, content, "unknown unsubscribe token")
-            return None
+            return
         if tag == REPORTS:
-            return await self.db.transaction(
-                lambda s: store_report(
-                    s, recipient=recipient, raw=content, ctx=self.ctx, null_sender=null_sender
-                ),
-                urgent=True,
-            )
+            await self._store(Arrival(recipient, content, null_sender))
+            return
         await self._keep_for_review(recipient, content, "unknown mailbox")
-        return None
 
     async def _keep_for_review(self, recipient: str, content: bytes, why: str) -> None:
         await self.db.transaction(
-            lambda s: store_report(
-                s, recipient=recipient, raw=content, ctx=self.ctx, state=State.REVIEW, rule=why
+            partial(
+                store_reports,
+                arrivals=[Arrival(recipient, content)],
+                ctx=self.ctx,
+                state=State.REVIEW,
+                rule=why,
             )
         )
         log.info("inbound mail kept for review: %s", why)
 
+    async def _store(self, arrival: Arrival) -> None:
+        """Store a report and return once it is committed (then the 250 may go). The reports
+        that come while one store commits go together in the next (a group commit): one
+        transaction for all that wait, not one each."""
+        done = asyncio.get_running_loop().create_future()
+        self._arriving.append((arrival, done))
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.create_task(self._store_arriving(), name="inbound-store")
+        await done
+
+    async def _store_arriving(self) -> None:
+        while self._arriving:
+            batch = self._arriving[:STORE_AT_ONCE]
+            del self._arriving[:STORE_AT_ONCE]
+            arrivals = [arrival for arrival, _ in batch]
+            try:
+                ids = await self.db.transaction(
+                    partial(store_reports, arrivals=arrivals, ctx=self.ctx), urgent=True
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for report_id, arrival in zip(ids, arrivals, strict=True):
+                # Decided after the answer, whether or not the sender still waits for it:
+                # stored is what counts. Kept in memory only while few wait: a backlog is
+                # read back from the database, so memory stays flat however many come.
+                keep = self._stored.qsize() < KEEP_IN_MEMORY
+                report = Stored(
+                    report_id, arrival.recipient, arrival.raw[:REPORT_CAP], arrival.null_sender
+                )
+                self._stored.put_nowait((report_id, report if keep else None))
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(0)
+
     async def _decide_stored(self) -> None:
         while True:
-            report_id, report = await self._stored.get()
+            batch = [await self._stored.get()]
+            while len(batch) < DECIDE_AT_ONCE and not self._stored.empty():
+                batch.append(self._stored.get_nowait())
             try:
-                await self._decide(report_id, report)
+                await self._decide_batch(batch)
             except asyncio.CancelledError:
                 raise
             except DBAPIError as exc:
-                if self._tries[report_id] < RETRIES:  # the database, for a while: again later
-                    self._tries[report_id] += 1
-                    log.warning("report %s not decided yet: %s", report_id, type(exc).__name__)
-                    asyncio.get_running_loop().call_later(
-                        RETRY_SECONDS, self._stored.put_nowait, (report_id, None)
-                    )
-                else:
-                    await self._set_aside(report_id, exc)
-            except Exception as exc:
-                log.error("report %s not decided: %s", report_id, type(exc).__name__)
-                await self._set_aside(report_id, exc)
+                for report_id, _ in batch:
+                    await self._again_later(report_id, exc)
+            except Exception:
+                # One report the code cannot decide must not hold back the others: each
+                # alone, and only the one that fails is set aside for review.
+                for item in batch:
+                    await self._decide_alone(item)
             finally:
-                self._stored.task_done()
+                for _ in batch:
+                    self._stored.task_done()
 
-    async def _decide(self, report_id: int, report: Stored | None) -> None:
-        if report is None:
-            report = await self.db.transaction(partial(stored_report, report_id=report_id))
-        if report is None:
-            return  # decided by another process
-        # Read off the event loop and outside any transaction: a long report holds nothing.
-        reading, decision = await asyncio.to_thread(read_stored, report)
-        outcome = await self.db.transaction(
-            partial(
-                decide_report,
-                report=report,
-                reading=reading,
-                decision=decision,
-                ctx=self.ctx,
-                signer=self.signer,
-            ),
+    async def _decide_alone(self, item: tuple[int, Stored | None]) -> None:
+        report_id = item[0]
+        try:
+            await self._decide_batch([item])
+        except asyncio.CancelledError:
+            raise
+        except DBAPIError as exc:
+            await self._again_later(report_id, exc)
+        except Exception as exc:
+            log.error("report %s not decided: %s", report_id, type(exc).__name__)
+            await self._set_aside(report_id, exc)
+
+    async def _again_later(self, report_id: int, exc: DBAPIError) -> None:
+        """The database, for a while: that report again in a moment, a few times."""
+        if self._tries[report_id] >= RETRIES:
+            await self._set_aside(report_id, exc)
+            return
+        self._tries[report_id] += 1
+        log.warning("report %s not decided yet: %s", report_id, type(exc).__name__)
+        asyncio.get_running_loop().call_later(
+            RETRY_SECONDS, self._stored.put_nowait, (report_id, None)
+        )
+
+    async def _decide_batch(self, batch: list[tuple[int, Stored | None]]) -> None:
+        missing = [report_id for report_id, report in batch if report is None]
+        loaded: dict[int, Stored] = {}
+        if missing:
+            found = await self.db.transaction(partial(stored_reports, report_ids=missing))
+            loaded = {report.id: report for report in found}
+        # Those not found were decided by another process.
+        in_hand = (report or loaded.get(report_id) for report_id, report in batch)
+        reports = [report for report in in_hand if report is not None]
+        if not reports:
+            return
+        # Read outside any transaction, so a long report holds no lock, and in this loop one
+        # at a time, letting the SMTP sessions go on in between (a few ms each at most: the
+        # reading is linear and capped). Not in a thread: a reading thread holding the GIL
+        # makes every socket write of the loop wait for it, and the listener slows to a third.
+        judged = []
+        for report in reports:
+            judged.append(read_stored(report))
+            await asyncio.sleep(0)
+        outcomes = await self.db.transaction(
+            partial(decide_reports, judged=judged, ctx=self.ctx, signer=self.signer),
             urgent=True,
         )
-        self._tries.pop(report_id, None)
-        if outcome is not None:
-            log.info(
-                "report %s: %s (%s)%s",
-                report_id,
-                outcome.verdict,
-                outcome.rule,
-                f"; campaign {outcome.paused}" if outcome.paused else "",
-            )
+        for report in reports:
+            self._tries.pop(report.id, None)
+        _log_outcomes(outcomes)
 
     async def _set_aside(self, report_id: int, exc: Exception) -> None:
         self._tries.pop(report_id, None)
@@ -209,6 +264,25 @@ class InboundHandler:
             await self.db.transaction(
                 partial(set_aside, report_id=report_id, why=f"not decided: {type(exc).__name__}")
             )
+
+
+def _log_outcomes(outcomes: list[Outcome]) -> None:
+    """One line per batch (a burst of a feedback loop is thousands of reports), each report
+    at DEBUG, a pause on its own: ids, verdicts and rules, never an address or a token."""
+    if not outcomes:
+        return
+    for outcome in outcomes:
+        log.debug("report %s: %s (%s)", outcome.report_id, outcome.verdict, outcome.rule)
+        if outcome.paused:
+            log.warning(
+                "report %s: %s; campaign %s", outcome.report_id, outcome.verdict, outcome.paused
+            )
+    verdicts = Counter(str(outcome.verdict) for outcome in outcomes)
+    log.info(
+        "reports decided: %d (%s)",
+        len(outcomes),
+        ", ".join(f"{verdict} {n}" for verdict, n in verdicts.most_common()),
+    )
 
 
 class ReportServer(SMTP):

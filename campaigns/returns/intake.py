@@ -1,26 +1,31 @@
 """What comes back, from report to consequence (C17-C20, C37).
 
-A report is stored as it came before anything else (`store_report`: the listener answers 250
-only after that commit), then decided in one transaction (`decide_report`): read it, find the
+A report is stored as it came before anything else (`store_reports`: the listener answers 250
+only after that commit), then decided in one transaction (`decide_reports`): read it, find the
 delivery it is about, ask the decision table, and apply the verdict (the suppression, the
 delivery's new state, the run's counts, the guard) together with the report's own new state.
-A report is decided once: the first statement takes it out of `pending`, so two processes
-resuming after a crash cannot both act on it. Relay events (`record_relay_event`) take the same
-path from a JSON event instead of a mail.
+Both take reports in batches, a few statements for a few hundred reports, so a feedback loop's
+burst is decided as fast as it comes. A report is decided once: the first statement takes it
+out of `pending`, so two processes resuming after a crash cannot both act on it. Relay events
+(`record_relay_event`) take the same path from a JSON event instead of a mail.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.context import Context
+from campaigns.db import among
 from campaigns.models import CampaignRun, Contact, Delivery, InboundMessage
 from campaigns.returns.inputs import RelayEventIn
 from campaigns.returns.reading import Reading, read_report
@@ -34,7 +39,7 @@ from campaigns.returns.table import (
     without_addresses,
 )
 from campaigns.sending.states import DeliveryStatus
-from campaigns.suppression.entries import active_entries, suppress
+from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all
 from campaigns.tokens import Kind, TokenSigner
 from campaigns.validation import CONTROL
 
@@ -54,32 +59,45 @@ class State(StrEnum):
     DISMISSED = "dismissed"  # reviewed: nothing to do
 
 
-async def store_report(
+@dataclass(frozen=True)
+class Arrival:
+    """A mail that came to one of our addresses, as it came."""
+
+    recipient: str
+    raw: bytes
+    null_sender: bool = False
+
+
+async def store_reports(
     session: AsyncSession,
+    arrivals: Sequence[Arrival],
     *,
-    recipient: str,
-    raw: bytes,
     ctx: Context,
     state: str = State.PENDING,
     rule: str | None = None,
-    null_sender: bool = False,
-) -> int:
-    """Keep a report as it came, capped (C20). Never commits."""
+) -> list[int]:
+    """Keep reports as they came, capped (C20), in one statement; their ids in order. Never
+    commits."""
+    if not arrivals:
+        return []
+    now = ctx.clock.now()
     result = await session.execute(
-        sa.insert(MESSAGE)
-        .values(
-            received_at=ctx.clock.now(),
-            channel="smtp",
-            recipient=recipient[:320],
-            raw=raw[:REPORT_CAP],
-            truncated=len(raw) > REPORT_CAP,
-            null_sender=null_sender,
-            state=state,
-            rule=rule,
-        )
-        .returning(MESSAGE.c.id)
+        sa.insert(MESSAGE).returning(MESSAGE.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "received_at": now,
+                "channel": "smtp",
+                "recipient": arrival.recipient[:320],
+                "raw": arrival.raw[:REPORT_CAP],
+                "truncated": len(arrival.raw) > REPORT_CAP,
+                "null_sender": arrival.null_sender,
+                "state": state,
+                "rule": rule,
+            }
+            for arrival in arrivals
+        ],
     )
-    return int(result.scalar_one())
+    return [int(report_id) for report_id in result.scalars()]
 
 
 async def set_aside(session: AsyncSession, report_id: int, why: str) -> None:
@@ -104,6 +122,7 @@ async def pending_reports(session: AsyncSession, limit: int = 10_000) -> list[in
 
 @dataclass(frozen=True)
 class Outcome:
+    report_id: int
     verdict: Verdict
     rule: str
     delivery_id: int | None
@@ -121,50 +140,82 @@ class Stored:
     null_sender: bool
 
 
-async def stored_report(session: AsyncSession, report_id: int) -> Stored | None:
-    row = (
-        await session.execute(
-            sa.select(MESSAGE.c.recipient, MESSAGE.c.raw, MESSAGE.c.null_sender).where(
-                MESSAGE.c.id == report_id, MESSAGE.c.state == State.PENDING
-            )
-        )
-    ).one_or_none()
-    return (
-        None if row is None else Stored(report_id, row.recipient, bytes(row.raw), row.null_sender)
+async def stored_reports(session: AsyncSession, report_ids: Sequence[int]) -> list[Stored]:
+    """The reports of these ids that are still pending, to be read again (after a restart,
+    a retry, or from a backlog too long to keep in memory)."""
+    if not report_ids:
+        return []
+    rows = await session.execute(
+        sa.select(MESSAGE.c.id, MESSAGE.c.recipient, MESSAGE.c.raw, MESSAGE.c.null_sender)
+        .where(among(MESSAGE.c.id, report_ids, session), MESSAGE.c.state == State.PENDING)
+        .order_by(MESSAGE.c.id)
     )
+    return [Stored(row.id, row.recipient, bytes(row.raw), row.null_sender) for row in rows.all()]
 
 
-def read_stored(report: Stored) -> tuple[Reading, Decision]:
+@dataclass(frozen=True)
+class Judged:
+    """A stored report, read and judged by the table: ready to be applied."""
+
+    report: Stored
+    reading: Reading
+    decision: Decision
+
+
+def read_stored(report: Stored) -> Judged:
     """Read and judge a report: pure, CPU only, so the caller does it before its transaction
     (and off the event loop): a long report holds no lock while it is read."""
     reading = read_report(report.raw)
-    return reading, verdict_of(reading, null_sender=report.null_sender)
+    return Judged(report, reading, verdict_of(reading, null_sender=report.null_sender))
 
 
-async def decide_report(
-    session: AsyncSession,
-    report: Stored,
-    reading: Reading,
-    decision: Decision,
-    *,
-    ctx: Context,
-    signer: TokenSigner,
-) -> Outcome | None:
-    """Apply a read report; None when it was not pending any more (decided elsewhere). The
-    first statement takes it out of `pending`, so it is decided once. Never commits."""
-    claimed = await session.execute(
-        sa.update(MESSAGE)
-        .where(MESSAGE.c.id == report.id, MESSAGE.c.state == State.PENDING)
-        .values(state=State.DECIDED, decided_at=ctx.clock.now())
+async def decide_reports(
+    session: AsyncSession, judged: Sequence[Judged], *, ctx: Context, signer: TokenSigner
+) -> list[Outcome]:
+    """Apply read reports, as many as came, in a few statements for the lot. Returns the
+    outcome of each one still pending (one decided elsewhere meanwhile is left out). The
+    first statement takes them out of `pending`, so each is decided once. Never commits."""
+    if not judged:
+        return []
+    claimed = set(
+        (
+            await session.execute(
+                sa.update(MESSAGE)
+                .where(
+                    among(MESSAGE.c.id, [j.report.id for j in judged], session),
+                    MESSAGE.c.state == State.PENDING,
+                )
+                .values(state=State.DECIDED, decided_at=ctx.clock.now())
+                .returning(MESSAGE.c.id)
+            )
+        ).scalars()
     )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
-        return None
-    delivery_id, why_not = _delivery_named(report.recipient, reading.references, signer)
-    if delivery_id is None and decision.verdict not in _HARMLESS:
-        decision = Decision(Verdict.REVIEW, why_not)
-    outcome = await _apply(session, report.id, decision, delivery_id, ctx=ctx, channel="bounce")
-    await _record(session, report.id, outcome, reading)
-    return outcome
+    verdicts, readings = [], []
+    for j in judged:
+        if j.report.id not in claimed:
+            continue
+        delivery_id, why_not = _delivery_named(j.report.recipient, j.reading.references, signer)
+        decision = j.decision
+        if delivery_id is None and decision.verdict not in _HARMLESS:
+            decision = Decision(Verdict.REVIEW, why_not)
+        verdicts.append(Verdicted(j.report.id, decision, delivery_id))
+        readings.append(j.reading)
+    outcomes = await _apply(session, verdicts, ctx=ctx, channel="bounce")
+    await _record(
+        session,
+        [
+            _recorded(
+                outcome,
+                form=reading.form,
+                status_code=reading.status,
+                diagnostic=reading.diagnostic,
+                feedback_type=reading.feedback_type,
+                reported_recipient=reading.reported_recipient,
+            )
+            for outcome, reading in zip(outcomes, readings, strict=True)
+        ],
+    )
+    return outcomes
 
 
 def verdict_of(reading: Reading, *, null_sender: bool = True) -> Decision:
@@ -196,6 +247,8 @@ def verdict_of(reading: Reading, *, null_sender: bool = True) -> Decision:
 _HARMLESS = frozenset({Verdict.DELIVERED, Verdict.AUTO_REPLY, Verdict.FEEDBACK})
 _NO_CONSEQUENCE = frozenset({Verdict.REVIEW, Verdict.AUTO_REPLY, Verdict.FEEDBACK})
 _NEW_STATUS = {Verdict.HARD: DeliveryStatus.BOUNCED, Verdict.BLOCK: DeliveryStatus.FAILED}
+_SUPPRESSES = {Verdict.HARD: "hard_bounce", Verdict.COMPLAINT: "complaint"}
+_GUARDED = frozenset({Verdict.COMPLAINT, Verdict.BLOCK})  # what the guard looks at (C37)
 
 _VERP = re.compile(r"\bbounces\+([a-z2-7]+)@", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<([a-z2-7]{20,120})@", re.IGNORECASE)
@@ -224,102 +277,163 @@ def _delivery_named(
     return None, "maps to no delivery"
 
 
-async def _apply(
-    session: AsyncSession,
-    report_id: int | None,
-    decision: Decision,
-    delivery_id: int | None,
-    *,
-    ctx: Context,
-    channel: str,
-) -> Outcome:
-    """The verdict's consequences, in the report's transaction: the suppression, the delivery's
-    state, the run's counts and the guard (C17-C19, C37)."""
-    verdict = decision.verdict
-    target = None
-    if delivery_id is not None and verdict not in _NO_CONSEQUENCE:
-        target = (
-            await session.execute(
-                sa.select(
-                    DELIVERY.c.id,
-                    DELIVERY.c.run,
-                    DELIVERY.c.status,
-                    DELIVERY.c.campaign_id,
-                    DELIVERY.c.contact_id,
-                    CONTACT.c.email,
-                )
-                .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
-                .where(DELIVERY.c.id == delivery_id)
-                # Two reports of one delivery decided at once (two processes) take turns:
-                # the second sees the first's verdict, so neither counts it twice.
-                .with_for_update(of=DELIVERY)
-            )
-        ).one_or_none()
-        if target is None:  # erased, or past its retention
-            return Outcome(Verdict.REVIEW, "the delivery it names is gone", delivery_id)
-    if target is None:
-        return Outcome(verdict, decision.rule, delivery_id)
+@dataclass(frozen=True)
+class Verdicted:
+    """A report's verdict and the delivery it names, to be applied."""
 
-    suppressed = None
-    if verdict == Verdict.HARD:
-        suppressed = "hard_bounce"
-    elif verdict == Verdict.COMPLAINT:
-        suppressed = "complaint"
-    elif verdict == Verdict.SOFT:
-        limit = ctx.config.marketing.soft_bounce_limit
-        if await soft_bounces_in_a_row(session, target.contact_id, also=target.id) >= limit:
-            suppressed = "soft_bounce_limit"
-    if suppressed is not None:
-        existing = await active_entries(session, target.email, ctx.hasher)
-        if any(entry.reason == suppressed for entry in existing):
-            suppressed = None  # one entry per reason is enough
-        else:
-            await suppress(
-                session,
-                target.email,
-                reason=suppressed,
-                channel=channel if verdict != Verdict.COMPLAINT else "complaint",
-                clock=ctx.clock,
-                hasher=ctx.hasher,
-                note=decision.rule[:200],
-                campaign_id=target.campaign_id,
+    report_id: int
+    decision: Decision
+    delivery_id: int | None
+
+
+async def _apply(
+    session: AsyncSession, verdicts: Sequence[Verdicted], *, ctx: Context, channel: str
+) -> list[Outcome]:
+    """The verdicts' consequences, in their reports' transaction: the suppressions, the
+    deliveries' states, the runs' counts and the guard (C17-C19, C37). A few reads for the
+    whole batch, then each verdict in order, seeing what the ones before it did (two reports
+    of one delivery count once; a soft bounce counts the ones before it), then a few writes."""
+    named = sorted(
+        {
+            v.delivery_id
+            for v in verdicts
+            if v.delivery_id is not None and v.decision.verdict not in _NO_CONSEQUENCE
+        }
+    )
+    targets = await _targets(session, named)
+    seen = await _verdicts_recorded(session, list(targets))
+    soft_history = await _sent_history(
+        session,
+        {
+            targets[v.delivery_id].contact_id
+            for v in verdicts
+            if v.decision.verdict == Verdict.SOFT and v.delivery_id in targets
+        },
+    )
+    already = await active_reasons(
+        session, {target.email for target in targets.values()}, ctx.hasher
+    )
+    status = {delivery_id: target.status for delivery_id, target in targets.items()}
+    soft_now: set[int] = set()
+    fine_now: set[int] = set()
+    new_entries: list[NewEntry] = []
+    new_statuses: list[dict[str, object]] = []
+    tallies: dict[int, Tally] = {}
+    guarded: dict[int, int] = {}  # run -> the last outcome the guard may pause it for
+    outcomes: list[Outcome] = []
+    for v in verdicts:
+        verdict, rule = v.decision.verdict, v.decision.rule
+        if v.delivery_id is None or verdict in _NO_CONSEQUENCE:
+            outcomes.append(Outcome(v.report_id, verdict, rule, v.delivery_id))
+            continue
+        target = targets.get(v.delivery_id)
+        if target is None:  # erased, or past its retention
+            gone = "the delivery it names is gone"
+            outcomes.append(Outcome(v.report_id, Verdict.REVIEW, gone, v.delivery_id))
+            continue
+        if verdict == Verdict.SOFT:
+            soft_now.add(target.id)
+        elif verdict in (Verdict.DELIVERED, Verdict.COMPLAINT):
+            fine_now.add(target.id)
+        reason = _SUPPRESSES.get(verdict)
+        if verdict == Verdict.SOFT:
+            in_a_row = _in_a_row(soft_history.get(target.contact_id, []), soft_now, fine_now)
+            if in_a_row >= ctx.config.marketing.soft_bounce_limit:
+                reason = "soft_bounce_limit"
+        reasons = already.setdefault(target.email, set())
+        if reason in reasons:
+            reason = None  # one entry per reason is enough
+        if reason is not None:
+            reasons.add(reason)
+            new_entries.append(
+                NewEntry(
+                    target.email,
+                    reason=reason,
+                    channel=channel if verdict != Verdict.COMPLAINT else "complaint",
+                    note=rule[:200],
+                    campaign_id=target.campaign_id,
+                )
             )
-    new_status = _NEW_STATUS.get(verdict)
-    counted = target.status == DeliveryStatus.SENT
-    if new_status is not None and counted:
+        new_status = _NEW_STATUS.get(verdict)
+        counted = status[target.id] == DeliveryStatus.SENT
+        if new_status is not None and counted:
+            status[target.id] = new_status
+            new_statuses.append(
+                {"b_id": target.id, "b_status": new_status, "b_error": f"reported: {rule}"[:300]}
+            )
+        first_of_its_kind = (target.id, verdict) not in seen
+        seen.add((target.id, verdict))
+        if target.run and first_of_its_kind:
+            tally = tallies.setdefault(target.run, Tally())
+            if verdict in (Verdict.SOFT, Verdict.COMPLAINT) or counted:
+                tally.add_verdict(domain_of(target.email), verdict)
+            if verdict in _GUARDED:
+                guarded[target.run] = len(outcomes)
+        outcomes.append(Outcome(v.report_id, verdict, rule, v.delivery_id, reason))
+
+    await suppress_all(session, new_entries, clock=ctx.clock, hasher=ctx.hasher)
+    if new_statuses:
         await session.execute(
             sa.update(DELIVERY)
-            .where(DELIVERY.c.id == target.id)
-            .values(status=new_status, last_error=f"reported: {decision.rule}"[:300])
+            .where(DELIVERY.c.id == sa.bindparam("b_id"))
+            .values(status=sa.bindparam("b_status"), last_error=sa.bindparam("b_error")),
+            new_statuses,
         )
-    paused = None
-    first_of_its_kind = not (
-        await session.execute(
-            sa.select(
-                sa.exists().where(
-                    MESSAGE.c.delivery_id == target.id,
-                    MESSAGE.c.verdict == verdict,
-                    MESSAGE.c.id != (report_id or 0),
-                )
-            )
-        )
-    ).scalar_one()
-    if target.run and first_of_its_kind:
-        tally = Tally()
-        if verdict in (Verdict.SOFT, Verdict.COMPLAINT) or counted:
-            tally.add_verdict(domain_of(target.email), verdict)
-        await add_counts(session, target.run, tally)
-        if verdict in (Verdict.COMPLAINT, Verdict.BLOCK):
-            paused = await guard(session, target.run, ctx)
-    return Outcome(verdict, decision.rule, delivery_id, suppressed, paused)
+    for run_id in sorted(tallies):
+        await add_counts(session, run_id, tallies[run_id])
+    for run_id, index in sorted(guarded.items()):
+        paused = await guard(session, run_id, ctx)
+        if paused is not None:
+            outcomes[index] = dataclasses.replace(outcomes[index], paused=paused)
+    return outcomes
 
 
-async def soft_bounces_in_a_row(
-    session: AsyncSession, contact_id: str, *, also: int | None = None
-) -> int:
-    """How many of the contact's messages soft-bounced in a row, with no delivery between them
-    (C18): counted back from the newest one that soft-bounced. Messages sent after it are not
-    "between": their own reports may still come. `also` is a delivery being decided now."""
+async def _targets(session: AsyncSession, delivery_ids: Sequence[int]) -> dict[int, Any]:
+    """The deliveries reports name, with their addresses, locked: two batches deciding
+    reports of one delivery at once (two processes) take turns, and the second sees the
+    first's verdict, so neither counts it twice. Locked in id order, against deadlocks."""
+    if not delivery_ids:
+        return {}
+    rows = await session.execute(
+        sa.select(
+            DELIVERY.c.id,
+            DELIVERY.c.run,
+            DELIVERY.c.status,
+            DELIVERY.c.campaign_id,
+            DELIVERY.c.contact_id,
+            CONTACT.c.email,
+        )
+        .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
+        .where(among(DELIVERY.c.id, delivery_ids, session))
+        .order_by(DELIVERY.c.id)
+        .with_for_update(of=DELIVERY)
+    )
+    return {row.id: row for row in rows.all()}
+
+
+async def _verdicts_recorded(
+    session: AsyncSession, delivery_ids: Sequence[int]
+) -> set[tuple[int, str]]:
+    """(delivery, verdict) of the reports decided before: a second report of a kind counts
+    nothing. Reports being decided now have no verdict yet, so they are not among them."""
+    if not delivery_ids:
+        return set()
+    rows = await session.execute(
+        sa.select(MESSAGE.c.delivery_id, MESSAGE.c.verdict)
+        .where(among(MESSAGE.c.delivery_id, delivery_ids, session), MESSAGE.c.verdict.is_not(None))
+        .distinct()
+    )
+    return {(delivery_id, verdict) for delivery_id, verdict in rows.all()}
+
+
+# One contact's sent messages, newest first: (delivery, soft-bounced, delivered or complained).
+History = list[tuple[int, bool, bool]]
+
+
+async def _sent_history(session: AsyncSession, contact_ids: Collection[str]) -> dict[str, History]:
+    """What the reports said of each contact's sent messages, for soft bounces in a row."""
+    if not contact_ids:
+        return {}
     soft = sa.exists().where(
         MESSAGE.c.delivery_id == DELIVERY.c.id,
         MESSAGE.c.verdict == Verdict.SOFT,
@@ -329,13 +443,29 @@ async def soft_bounces_in_a_row(
         MESSAGE.c.verdict.in_((Verdict.DELIVERED, Verdict.COMPLAINT)),
     )
     rows = await session.execute(
-        sa.select(DELIVERY.c.id, soft.label("soft"), fine.label("fine"))
-        .where(DELIVERY.c.contact_id == contact_id, DELIVERY.c.sent_at.is_not(None))
-        .order_by(DELIVERY.c.sent_at.desc(), DELIVERY.c.id.desc())
+        sa.select(DELIVERY.c.contact_id, DELIVERY.c.id, soft.label("soft"), fine.label("fine"))
+        .where(
+            among(DELIVERY.c.contact_id, sorted(contact_ids), session),
+            DELIVERY.c.sent_at.is_not(None),
+        )
+        .order_by(DELIVERY.c.contact_id, DELIVERY.c.sent_at.desc(), DELIVERY.c.id.desc())
     )
+    history: dict[str, History] = {}
+    for contact_id, delivery_id, was_soft, was_fine in rows.all():
+        history.setdefault(contact_id, []).append((delivery_id, bool(was_soft), bool(was_fine)))
+    return history
+
+
+def _in_a_row(history: History, soft_now: set[int], fine_now: set[int]) -> int:
+    """How many of a contact's messages soft-bounced in a row, with no delivery between them
+    (C18): counted back from the newest one that soft-bounced. Messages sent after it are not
+    "between": their own reports may still come. `soft_now` and `fine_now` are what reports
+    decided in this batch said."""
     count = 0
-    for delivery_id, was_soft, was_fine in rows.all():
-        bounced = (was_soft or delivery_id == also) and not was_fine
+    for delivery_id, was_soft, was_fine in history:
+        bounced = (was_soft or delivery_id in soft_now) and not (
+            was_fine or delivery_id in fine_now
+        )
         if bounced:
             count += 1
         elif count:
@@ -343,24 +473,41 @@ async def soft_bounces_in_a_row(
     return count
 
 
-async def _record(
-    session: AsyncSession, report_id: int, outcome: Outcome, reading: Reading | None
-) -> None:
-    values: dict[str, object] = {
+def _recorded(
+    outcome: Outcome,
+    *,
+    form: str | None,
+    status_code: str | None,
+    diagnostic: str | None,
+    feedback_type: str | None,
+    reported_recipient: str | None,
+) -> dict[str, object]:
+    """What is kept of a decided report, each field as its column takes it."""
+    return {
+        "b_id": outcome.report_id,
         "verdict": outcome.verdict,
         "rule": outcome.rule[:100],
         "delivery_id": outcome.delivery_id,
         "state": State.REVIEW if outcome.verdict == Verdict.REVIEW else State.DECIDED,
+        "form": form,
+        "status_code": status_code,
+        "diagnostic": mask_addresses((diagnostic or "")[:READ_AT_MOST])[:300] or None,
+        "feedback_type": _field(feedback_type, 32),
+        "reported_recipient": _field(reported_recipient, 320),
     }
-    if reading is not None:
-        values.update(
-            form=reading.form,
-            status_code=reading.status,
-            diagnostic=mask_addresses(reading.diagnostic[:READ_AT_MOST])[:300] or None,
-            feedback_type=_field(reading.feedback_type, 32),
-            reported_recipient=_field(reading.reported_recipient, 320),
-        )
-    await session.execute(sa.update(MESSAGE).where(MESSAGE.c.id == report_id).values(**values))
+
+
+async def _record(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    if not rows:
+        return
+    # Bound as b_<column>: SQLAlchemy keeps a column's own name for its SET clause.
+    columns = [name for name in rows[0] if name != "b_id"]
+    await session.execute(
+        sa.update(MESSAGE)
+        .where(MESSAGE.c.id == sa.bindparam("b_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in columns}),
+        [{"b_id": row["b_id"], **{f"b_{name}": row[name] for name in columns}} for row in rows],
+    )
 
 
 def mask_addresses(text: str) -> str:
@@ -416,18 +563,18 @@ async def record_relay_event(
     report_id = int(result.scalar_one())
     if delivery_id is None:
         decision = Decision(Verdict.REVIEW, "maps to no delivery")
-    outcome = await _apply(session, report_id, decision, delivery_id, ctx=ctx, channel="relay")
-    await _record(session, report_id, outcome, None)
-    await session.execute(
-        sa.update(MESSAGE)
-        .where(MESSAGE.c.id == report_id)
-        .values(
-            form="relay",
-            status_code=event.status,
-            diagnostic=mask_addresses(event.diagnostic or "")[:300] or None,
-            feedback_type="abuse" if event.type == "complaint" else None,
-        )
+    [outcome] = await _apply(
+        session, [Verdicted(report_id, decision, delivery_id)], ctx=ctx, channel="relay"
     )
+    recorded = _recorded(
+        outcome,
+        form="relay",
+        status_code=event.status,
+        diagnostic=event.diagnostic,
+        feedback_type="abuse" if event.type == "complaint" else None,
+        reported_recipient=None,
+    )
+    await _record(session, [recorded])
     return outcome
 
 

@@ -29,7 +29,7 @@ from campaigns.context import Context
 from campaigns.db import among, dialect_name
 from campaigns.models import Campaign, Contact, Delivery
 from campaigns.sending.states import CampaignStatus, DeliveryStatus
-from campaigns.suppression.entries import suppress
+from campaigns.suppression.entries import NewEntry, suppress_all
 from campaigns.suppression.predicate import is_suppressed
 
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
@@ -244,16 +244,11 @@ async def suppress_hard_bounces(
         .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
         .where(DELIVERY.c.id.in_(ids))
     )
-    for delivery_id, email in rows.all():
-        await suppress(
-            session,
-            email,
-            reason="hard_bounce",
-            channel="smtp",
-            clock=ctx.clock,
-            hasher=ctx.hasher,
-            note=details[delivery_id][:200],
-        )
+    entries = [
+        NewEntry(email, reason="hard_bounce", channel="smtp", note=details[delivery_id][:200])
+        for delivery_id, email in rows.all()
+    ]
+    await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
 
 
 async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:

@@ -38,16 +38,29 @@ async def suppressed_among(
     session: AsyncSession, addresses: Iterable[str], hasher: AddressHasher
 ) -> set[str]:
     """The normalised addresses of `addresses` that have an active suppression entry."""
+    return set(await active_reasons(session, addresses, hasher))
+
+
+async def active_reasons(
+    session: AsyncSession, addresses: Iterable[str], hasher: AddressHasher
+) -> dict[str, set[str]]:
+    """The reasons of the active entries of each of `addresses` (normalised) that has any:
+    one read for a batch of addresses."""
     by_hash: dict[str, str] = {}
     for address in addresses:
         for digest in hasher.all_hashes(address):
             by_hash[digest] = address
     if not by_hash:
-        return set()
+        return {}
     rows = await session.execute(
-        sa.select(SUPPRESSION.c.address_hash).where(active_for(by_hash, session))
+        sa.select(SUPPRESSION.c.address_hash, SUPPRESSION.c.reason).where(
+            active_for(by_hash, session)
+        )
     )
-    return {by_hash[digest] for digest in rows.scalars()}
+    reasons: dict[str, set[str]] = {}
+    for digest, reason in rows.all():
+        reasons.setdefault(by_hash[digest], set()).add(reason)
+    return reasons
 
 
 async def active_entries(
@@ -63,6 +76,17 @@ async def active_entries(
     return rows.scalars().all()
 
 
+@dataclass(frozen=True)
+class NewEntry:
+    """An objection or failure to record (C14: the reason and the channel it came by)."""
+
+    address: str
+    reason: str
+    channel: str
+    note: str | None = None
+    campaign_id: str | None = None  # the mail it came from, if any
+
+
 async def suppress(
     session: AsyncSession,
     address: str,
@@ -73,38 +97,55 @@ async def suppress(
     hasher: AddressHasher,
     note: str | None = None,
     campaign_id: str | None = None,
-) -> Suppression:
+) -> None:
     """Record an objection or failure (C14: reason, channel and UTC time). Never commits."""
-    if reason not in REASONS:
-        raise ValueError(f"unknown suppression reason {reason!r}")
-    address = normalise_address(address)
-    await lock_addresses(session, addresses=[address])  # see there: against a profile rebuild
-    digest, key_id = hasher.primary(address)
-    entry = Suppression(
-        address_hash=digest,
-        key_id=key_id,
-        reason=reason,
-        channel=channel,
-        note=note,
-        campaign_id=campaign_id,
-        created_at=clock.now(),
-    )
-    session.add(entry)
-    await session.flush()
-    hashes_of_address = hasher.all_hashes(address)
-    await refresh_suppressed(session, hashes_of_address)
-    # Open deliveries to this address stop here; a message being handed to SMTP holds its
+    entry = NewEntry(address, reason, channel, note, campaign_id)
+    await suppress_all(session, [entry], clock=clock, hasher=hasher)
+
+
+async def suppress_all(
+    session: AsyncSession, entries: Sequence[NewEntry], *, clock: Clock, hasher: AddressHasher
+) -> None:
+    """Record objections or failures, a batch of them in a few statements (the return channel
+    decides hundreds of reports at once): the entries, the profiles' flag, the open
+    deliveries stopped. Never commits."""
+    if not entries:
+        return
+    unknown = {entry.reason for entry in entries} - set(REASONS)
+    if unknown:
+        raise ValueError(f"unknown suppression reason {sorted(unknown)[0]!r}")
+    addresses = [normalise_address(entry.address) for entry in entries]
+    await lock_addresses(session, addresses=addresses)  # see there: against a profile rebuild
+    now = clock.now()
+    rows = []
+    for address, entry in zip(addresses, entries, strict=True):
+        digest, key_id = hasher.primary(address)
+        rows.append(
+            {
+                "address_hash": digest,
+                "key_id": key_id,
+                "reason": entry.reason,
+                "channel": entry.channel,
+                "note": entry.note,
+                "campaign_id": entry.campaign_id,
+                "created_at": now,
+                "lifted_at": None,
+            }
+        )
+    await session.execute(sa.insert(SUPPRESSION), rows)
+    hashes = sorted({digest for address in addresses for digest in hasher.all_hashes(address)})
+    await refresh_suppressed(session, hashes)
+    # Open deliveries to these addresses stop here; a message being handed to SMTP holds its
     # row, so this waits for it and nothing is handed over after this commits (C13).
     delivery = Delivery.__table__  # type: ignore[attr-defined]
     await session.execute(
         sa.update(delivery)
         .where(
             delivery.c.status.in_(OPEN_DELIVERIES),
-            delivery.c.contact_id.in_(contacts_with_address(hashes_of_address)),
+            delivery.c.contact_id.in_(contacts_with_address(hashes)),
         )
         .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
     )
-    return entry
 
 
 async def lift_unsubscribe(

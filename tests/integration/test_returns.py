@@ -567,7 +567,7 @@ from mailer.settings import Settings
 async def never(*args, **kwargs):
     await asyncio.Event().wait()  # this process dies before it decides anything
 
-inbound.decide_report = never
+inbound.decide_reports = never
 
 async def main():
     services = Services.build(Settings.from_env())

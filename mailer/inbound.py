@@ -18,6 +18,8 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from functools import partial
 from typing import Any
 
@@ -49,6 +51,7 @@ RETRIES, RETRY_SECONDS = 5, 2.0  # a report the database could not take for a wh
 KEEP_IN_MEMORY = 500  # reports waiting to be decided whose bytes stay in memory (a few MiB)
 STORE_AT_ONCE = 200  # reports stored in one transaction, at most
 DECIDE_AT_ONCE = 200  # reports decided in one transaction, at most
+GATHER_SECONDS = 0.2  # how long a report may wait for others to be decided with (C13: < 1 s)
 
 
 class InboundHandler:
@@ -162,6 +165,7 @@ class InboundHandler:
 
     async def _store_arriving(self) -> None:
         while self._arriving:
+            await asyncio.sleep(0)  # the sessions ready to store now come in this one too
             batch = self._arriving[:STORE_AT_ONCE]
             del self._arriving[:STORE_AT_ONCE]
             arrivals = [arrival for arrival, _ in batch]
@@ -190,7 +194,17 @@ class InboundHandler:
     async def _decide_stored(self) -> None:
         while True:
             batch = [await self._stored.get()]
-            while len(batch) < DECIDE_AT_ONCE and not self._stored.empty():
+            # Gather for a moment: a transaction costs about as much for one report as for
+            # fifty, and in a burst the CPU it saves is the listener's speed.
+            gathering = asyncio.get_running_loop().time() + GATHER_SECONDS
+            while len(batch) < DECIDE_AT_ONCE:
+                if self._stored.empty():
+                    left = gathering - asyncio.get_running_loop().time()
+                    if left <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        batch.append(await asyncio.wait_for(self._stored.get(), left))
+                    continue
                 batch.append(self._stored.get_nowait())
             try:
                 await self._decide_batch(batch)
@@ -290,6 +304,22 @@ class ReportServer(SMTP):
     reports (Amazon SES, GMX) send longer lines, and a 500 would bounce the bounce."""
 
     line_length_limit = 1024 * 1024
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd 1.4's own, less the typing Protocol class it defines on every call: for
+        MAIL FROM and RCPT TO of each report, a sixth of the listener's time in a burst."""
+        if not arg:
+            return "", ""
+        parse = get_angle_addr if arg.lstrip().startswith("<") else get_addr_spec
+        try:
+            address, rest = parse(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        local_part = addr.rpartition("@")[0]
+        if self.local_part_limit and len(local_part) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
 
 class Listener:

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import Executable
 
 from campaigns.errors import Conflict
 
@@ -69,6 +70,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.waiting_room = _waiting_room(url)
 
     async def transaction(
@@ -114,6 +116,17 @@ class Database:
                         raise
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
+
+    async def statement(
+        self, statement: Executable, rows: Sequence[dict[str, Any]], *, urgent: bool = False
+    ) -> list[Any]:
+        """One statement that commits by itself (autocommit: no BEGIN and COMMIT round trips,
+        a third of a transaction's cost), for a writer as hot as the report listener's
+        store, whose one INSERT is all it does before its 250. Returns its rows, if any."""
+        with self._waiting() if urgent else contextlib.nullcontext():
+            async with self._autocommit.connect() as connection:
+                result = await connection.execute(statement, list(rows))
+                return list(result.all()) if result.returns_rows else []
 
     async def make_way(self, most_seconds: float = 1.0) -> None:
         """Between the transactions of a long writer (the dispatcher's handoffs): while an

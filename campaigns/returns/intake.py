@@ -1,6 +1,6 @@
 """What comes back, from report to consequence (C17-C20, C37).
 
-A report is stored as it came before anything else (`store_reports`: the listener answers 250
+A report is stored as it came before anything else (`STORE`: the listener answers 250
 only after that commit), then decided in one transaction (`decide_reports`): read it, find the
 delivery it is about, ask the decision table, and apply the verdict (the suppression, the
 delivery's new state, the run's counts, the guard) together with the report's own new state.
@@ -28,7 +28,7 @@ from campaigns.context import Context
 from campaigns.db import among
 from campaigns.models import CampaignRun, Contact, Delivery, InboundMessage
 from campaigns.returns.inputs import RelayEventIn
-from campaigns.returns.reading import Reading, read_report
+from campaigns.returns.judging import Judged, Stored
 from campaigns.returns.reputation import Tally, add_counts, domain_of, guard
 from campaigns.returns.table import (
     READ_AT_MOST,
@@ -68,36 +68,33 @@ class Arrival:
     null_sender: bool = False
 
 
-async def store_reports(
-    session: AsyncSession,
+# Keeps reports as they came (`report_rows`), one statement that commits by itself: the
+# listener's store before its 250s, many reports at once. Returns their ids in order.
+STORE = sa.insert(MESSAGE).returning(MESSAGE.c.id, sort_by_parameter_order=True)
+
+
+def report_rows(
     arrivals: Sequence[Arrival],
     *,
     ctx: Context,
     state: str = State.PENDING,
     rule: str | None = None,
-) -> list[int]:
-    """Keep reports as they came, capped (C20), in one statement; their ids in order. Never
-    commits."""
-    if not arrivals:
-        return []
+) -> list[dict[str, Any]]:
+    """The rows of `STORE` for these reports, each capped (C20)."""
     now = ctx.clock.now()
-    result = await session.execute(
-        sa.insert(MESSAGE).returning(MESSAGE.c.id, sort_by_parameter_order=True),
-        [
-            {
-                "received_at": now,
-                "channel": "smtp",
-                "recipient": arrival.recipient[:320],
-                "raw": arrival.raw[:REPORT_CAP],
-                "truncated": len(arrival.raw) > REPORT_CAP,
-                "null_sender": arrival.null_sender,
-                "state": state,
-                "rule": rule,
-            }
-            for arrival in arrivals
-        ],
-    )
-    return [int(report_id) for report_id in result.scalars()]
+    return [
+        {
+            "received_at": now,
+            "channel": "smtp",
+            "recipient": arrival.recipient[:320],
+            "raw": arrival.raw[:REPORT_CAP],
+            "truncated": len(arrival.raw) > REPORT_CAP,
+            "null_sender": arrival.null_sender,
+            "state": state,
+            "rule": rule,
+        }
+        for arrival in arrivals
+    ]
 
 
 async def set_aside(session: AsyncSession, report_id: int, why: str) -> None:
@@ -130,16 +127,6 @@ class Outcome:
     paused: str | None = None  # the guard's reason, when the run paused itself
 
 
-@dataclass(frozen=True)
-class Stored:
-    """A report as stored, to be read (outside any transaction) and decided."""
-
-    id: int
-    recipient: str
-    raw: bytes
-    null_sender: bool
-
-
 async def stored_reports(session: AsyncSession, report_ids: Sequence[int]) -> list[Stored]:
     """The reports of these ids that are still pending, to be read again (after a restart,
     a retry, or from a backlog too long to keep in memory)."""
@@ -151,22 +138,6 @@ async def stored_reports(session: AsyncSession, report_ids: Sequence[int]) -> li
         .order_by(MESSAGE.c.id)
     )
     return [Stored(row.id, row.recipient, bytes(row.raw), row.null_sender) for row in rows.all()]
-
-
-@dataclass(frozen=True)
-class Judged:
-    """A stored report, read and judged by the table: ready to be applied."""
-
-    report: Stored
-    reading: Reading
-    decision: Decision
-
-
-def read_stored(report: Stored) -> Judged:
-    """Read and judge a report: pure, CPU only, so the caller does it before its transaction
-    (and off the event loop): a long report holds no lock while it is read."""
-    reading = read_report(report.raw)
-    return Judged(report, reading, verdict_of(reading, null_sender=report.null_sender))
 
 
 async def decide_reports(
@@ -216,31 +187,6 @@ async def decide_reports(
         ],
     )
     return outcomes
-
-
-def verdict_of(reading: Reading, *, null_sender: bool = True) -> Decision:
-    """What a reading says, by the decision table (C17-C19). Prose is read as a bounce only
-    when something says it is one (the null envelope sender bounces come with, a mailer
-    daemon, a bounce's subject, flufl.bounce's detectors): a person's or a ticket system's
-    reply ("that discount code does not exist") is for a person to read, not a bounce."""
-    if reading.form == "prose" and not (null_sender or reading.looks_like_report):
-        return Decision(Verdict.REVIEW, "a reply, not a delivery report")
-    if reading.form == "unreadable":
-        return Decision(Verdict.REVIEW, "cannot be read")
-    if reading.form == "auto_reply":
-        return Decision(Verdict.AUTO_REPLY, "an automatic reply (RFC 3834)")
-    if reading.form == "arf":
-        if reading.feedback_type in ("abuse", "opt-out"):
-            return Decision(Verdict.COMPLAINT, f"complaint ({reading.feedback_type})")
-        return Decision(Verdict.FEEDBACK, f"feedback ({reading.feedback_type or 'no type'})")
-    if reading.action in ("delivered", "relayed", "expanded"):
-        return Decision(Verdict.DELIVERED, f"success (Action: {reading.action})")
-    if reading.action == "delayed":  # a warning, not the end: soft whatever it says (C18)
-        return Decision(Verdict.SOFT, "delayed (Action: delayed)")
-    decision = decide(reading.status, reading.diagnostic)
-    if decision.verdict == Verdict.REVIEW and reading.permanence == "temporary":
-        return Decision(Verdict.SOFT, "a warning: the MTA keeps trying")
-    return decision
 
 
 # Verdicts that change nothing: recorded as decided even when they name no delivery.

@@ -248,6 +248,35 @@ async def test_c20_long_lines_and_8bit_bytes_are_accepted_and_read(world, smtp, 
     assert await entries(world) == [("hard_bounce", "bounce")]
 
 
+async def test_c17_c19_a_burst_is_decided_in_batches_each_report_once(world, smtp, listener):
+    """Sixty reports over six connections at once, read in batches by the reader process,
+    each decided once: a delivery's hard bounce is counted and suppressed once however many
+    reports say so, and so is its complaint; soft bounces of one message are one in a row."""
+    _, sent = await one_sent(world, smtp, n=3)
+    (hard, _), (complained, _), (soft, _) = sent
+
+    async def connection(k: int) -> None:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=listener[1]) as client:
+            for i in range(10):
+                to, raw = [
+                    (hard, reports.dsn(status="5.1.1", verp=hard)),
+                    (f"bounces@{DOMAIN}", reports.arf(original_mail_from=complained)),
+                    (soft, reports.dsn(status="4.2.2", action="delayed", verp=soft)),
+                ][(k + i) % 3]
+                await client.sendmail("", [to], raw)
+
+    handler, _ = listener
+    handler._reader.apart_from = 5  # this burst is read in the helper process, as a big one
+    await asyncio.gather(*(connection(k) for k in range(6)))
+    await decided(listener)
+    assert handler._reader.helper_pid is not None
+    assert sorted(await entries(world)) == [("complaint", "complaint"), ("hard_bounce", "bounce")]
+    verdicts = Counter(r.verdict for r in await stored(world))
+    assert verdicts == {"hard": 20, "complaint": 20, "soft": 20}
+    assert (await counts(world))["hard_bounces"] == 1
+    assert (await counts(world))["complaints"] == 1
+
+
 async def test_c20_unreadable_forged_and_unmapped_reports_go_to_review(world, smtp, listener):
     _, [(verp, _)] = await one_sent(world, smtp)
     forged = "bounces+" + "b" * 40 + f"@{DOMAIN}"

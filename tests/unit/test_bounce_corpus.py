@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.returns.intake import verdict_of
+from campaigns.returns.judging import verdict_of
 from campaigns.returns.reading import read_report
 
 CORPUS = Path(__file__).parents[1] / "data" / "bounces" / "flufl"

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from campaigns.returns import reading
-from campaigns.returns.intake import mask_addresses, verdict_of
+from campaigns.returns.intake import mask_addresses
+from campaigns.returns.judging import verdict_of
 from campaigns.returns.reading import read_report
 from campaigns.returns.table import Decision, Verdict, decide, status_in
 from tests import reports

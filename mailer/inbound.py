@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from campaigns.context import Context
 from campaigns.recipients import Addressee, unsubscribe_delivery
@@ -69,7 +69,7 @@ class InboundHandler:
         self.domain = ctx.config.sender.mail_domain.lower()
         self.acknowledge = acknowledge  # sends the C15 acknowledgement
         # Reports that came and wait for their store's commit (and then their 250).
-        self._arriving: list[tuple[Arrival, asyncio.Future[int]]] = []
+        self._arriving: list[tuple[Arrival, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
         # Reports to decide: the id, and the report itself when this process just stored it
         # (read again from the database only after a restart, a retry or in a backlog).
@@ -186,7 +186,7 @@ class InboundHandler:
                 self._stored.put_nowait((report_id, report if keep else None))
             for _, done in batch:
                 if not done.done():
-                    done.set_result(0)
+                    done.set_result(None)
 
     async def _decide_stored(self) -> None:
         while True:
@@ -207,12 +207,16 @@ class InboundHandler:
                 await self._decide_batch(batch)
             except asyncio.CancelledError:
                 raise
-            except DBAPIError as exc:
+            except (OperationalError, InterfaceError) as exc:  # the database, for a while
                 for report_id, _ in batch:
                     await self._again_later(report_id, exc)
-            except Exception:
-                # One report the code cannot decide must not hold back the others: each
-                # alone, and only the one that fails is set aside for review.
+            except Exception as exc:
+                # One report the database refuses or the code cannot decide must not hold back
+                # the others: each alone, and only the one that fails is set aside for review.
+                if len(batch) > 1:
+                    log.warning(
+                        "a batch of reports not decided (%s): each alone", type(exc).__name__
+                    )
                 for item in batch:
                     await self._decide_alone(item)
             finally:

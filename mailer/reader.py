@@ -22,12 +22,13 @@ import struct
 import sys
 from collections.abc import Sequence
 
-from campaigns.returns.judging import Judged, Stored, read_all, read_stored
+from campaigns.returns.judging import Judged, Stored, read_stored
 from campaigns.returns.reading import Reading
-from campaigns.returns.table import Decision
+from campaigns.returns.table import Decision, Verdict
 
 log = logging.getLogger("mailer.inbound")
 READ_APART_FROM = 50  # reports in a batch from which the helper reads them
+READ_SECONDS = 60.0  # a batch the helper has not answered by then: read here, a new helper
 _LENGTH = struct.Struct(">I")
 
 
@@ -39,10 +40,15 @@ class Reader:
     async def read(self, reports: Sequence[Stored]) -> list[Judged]:
         if len(reports) >= self.apart_from:
             try:
-                readings = await self._read_apart(reports)
-            except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
-                log.warning("the report reader process stopped; reading in this one")
-                await self.close()
+                readings = await asyncio.wait_for(self._read_apart(reports), READ_SECONDS)
+            except asyncio.CancelledError:
+                self._abandon()  # its answer to this batch must not be read as the next's
+                raise
+            except (OSError, EOFError, TimeoutError, pickle.UnpicklingError) as exc:
+                log.warning(
+                    "the report reader process failed (%s); reading in this one", type(exc).__name__
+                )
+                self._abandon()
             else:
                 return [Judged(r, *reading) for r, reading in zip(reports, readings, strict=True)]
         judged = []
@@ -81,6 +87,12 @@ class Reader:
             )
         return self._helper
 
+    def _abandon(self) -> None:
+        helper, self._helper = self._helper, None
+        if helper is not None and helper.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                helper.kill()
+
     async def close(self) -> None:
         helper, self._helper = self._helper, None
         if helper is None or helper.returncode is not None:
@@ -101,10 +113,20 @@ def _serve() -> None:
     while header := source.read(_LENGTH.size):
         (size,) = _LENGTH.unpack(header)
         batch: list[tuple[bytes, bool]] = pickle.loads(source.read(size))  # noqa: S301 (ours)
-        readings = read_all([Stored(0, "", raw, null_sender) for raw, null_sender in batch])
+        readings = [_read_one(raw, null_sender) for raw, null_sender in batch]
         answer = pickle.dumps(readings, pickle.HIGHEST_PROTOCOL)
         sink.write(_LENGTH.pack(len(answer)) + answer)
         sink.flush()
+
+
+def _read_one(raw: bytes, null_sender: bool) -> tuple[Reading, Decision]:
+    """As `read_stored`; a report that makes the reading fail is one a person reads (what it
+    failed on is not printed: it may quote the report)."""
+    try:
+        judged = read_stored(Stored(0, "", raw, null_sender))
+    except Exception:
+        return Reading("unreadable"), Decision(Verdict.REVIEW, "cannot be read")
+    return judged.reading, judged.decision
 
 
 if __name__ == "__main__":

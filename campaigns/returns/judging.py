@@ -4,7 +4,6 @@ and during a burst in the listener's reader process (mailer/reader.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from campaigns.returns.reading import Reading, read_report
@@ -31,16 +30,10 @@ class Judged:
 
 
 def read_stored(report: Stored) -> Judged:
-    """Read and judge a report: pure, CPU only, so the caller does it before its transaction
-    (and off the event loop): a long report holds no lock while it is read."""
+    """Read and judge a report: pure, CPU only, so the caller does it before the report's
+    transaction: a long report holds no lock while it is read."""
     reading = read_report(report.raw)
     return Judged(report, reading, verdict_of(reading, null_sender=report.null_sender))
-
-
-def read_all(reports: Sequence[Stored]) -> list[tuple[Reading, Decision]]:
-    """`read_stored` for a batch, in whatever process runs it (the listener reads a burst in a
-    helper process): what it sends back is only the readings, not the reports again."""
-    return [(j.reading, j.decision) for j in map(read_stored, reports)]
 
 
 def verdict_of(reading: Reading, *, null_sender: bool = True) -> Decision:

@@ -383,7 +383,12 @@ def _generic(status: str) -> bool:
 
 
 def _clean(value: object) -> str:
-    return _unfold(str(value)) if value is not None else ""
+    """A field's value on one line, without control characters (a NUL in a report's field
+    must not reach a rule, a column or a log)."""
+    return _CONTROL.sub("", _unfold(str(value))) if value is not None else ""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _unfold(value: object) -> str:

@@ -136,16 +136,26 @@ async def suppress_all(
     hashes = sorted({digest for address in addresses for digest in hasher.all_hashes(address)})
     await refresh_suppressed(session, hashes)
     # Open deliveries to these addresses stop here; a message being handed to SMTP holds its
-    # row, so this waits for it and nothing is handed over after this commits (C13).
+    # row, so this waits for it and nothing is handed over after this commits (C13). Locked
+    # in id order first, as a handoff locks its batch: a batch of suppressions and a handoff
+    # that share rows then wait for each other in turn instead of deadlocking.
     delivery = Delivery.__table__  # type: ignore[attr-defined]
-    await session.execute(
-        sa.update(delivery)
+    open_ids = await session.execute(
+        sa.select(delivery.c.id)
         .where(
             delivery.c.status.in_(OPEN_DELIVERIES),
             delivery.c.contact_id.in_(contacts_with_address(hashes)),
         )
-        .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
+        .order_by(delivery.c.id)
+        .with_for_update()
     )
+    stopped = list(open_ids.scalars())
+    if stopped:
+        await session.execute(
+            sa.update(delivery)
+            .where(among(delivery.c.id, stopped, session), delivery.c.status.in_(OPEN_DELIVERIES))
+            .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
+        )
 
 
 async def lift_unsubscribe(

@@ -277,6 +277,55 @@ async def test_c17_c19_a_burst_is_decided_in_batches_each_report_once(world, smt
     assert (await counts(world))["complaints"] == 1
 
 
+async def test_c20_a_nul_in_a_reports_field_reaches_no_column(world, smtp, listener):
+    """A NUL byte (PostgreSQL text cannot hold one) in a complaint's Feedback-Type: the field
+    is read without it, and the report next to it in the batch is decided as well."""
+    _, [(verp, message_id)] = await one_sent(world, smtp)
+    await mail_report(listener[1], verp, reports.dsn(status="5.1.1", verp=verp))
+    weird = reports.arf(feedback_type="not-sp\x00am", message_id=message_id)
+    await mail_report(listener[1], f"bounces@{DOMAIN}", weird)
+    await decided(listener)
+    kept = [(r.verdict, r.rule, r.feedback_type) for r in await stored(world)]
+    assert kept == [
+        ("hard", "bad destination mailbox", None),
+        ("feedback", "feedback (not-spam)", "not-spam"),
+    ]
+    assert await entries(world) == [("hard_bounce", "bounce")]
+
+
+async def test_c20_a_report_the_database_refuses_is_set_aside_alone(
+    world, smtp, listener, monkeypatch
+):
+    """A batch the database refuses because of one report is decided report by report: the
+    others are decided, the one refused is retried and then set aside for review."""
+    from mailer import inbound
+
+    _, sent = await one_sent(world, smtp, n=3)
+    real = inbound.decide_reports
+    refused = sent[1][0]
+
+    async def refusing(session, judged, **kwargs):
+        if any(j.report.recipient == refused for j in judged):
+            raise sa.exc.DataError("UPDATE inbound_message", None, Exception("bad value"))
+        return await real(session, judged, **kwargs)
+
+    monkeypatch.setattr(inbound, "decide_reports", refusing)
+    monkeypatch.setattr(inbound, "RETRY_SECONDS", 0.01)
+    for verp, _ in sent:
+        await mail_report(listener[1], verp, reports.dsn(status="5.1.1", verp=verp))
+    for _ in range(200):  # the retries come back to the queue a moment later
+        await decided(listener)
+        if all(r.state != "pending" for r in await stored(world)):
+            break
+        await asyncio.sleep(0.02)
+    assert [(r.recipient == refused, r.state) for r in await stored(world)] == [
+        (False, "decided"),
+        (True, "review"),
+        (False, "decided"),
+    ]
+    assert await entries(world) == [("hard_bounce", "bounce")] * 2
+
+
 async def test_c20_unreadable_forged_and_unmapped_reports_go_to_review(world, smtp, listener):
     _, [(verp, _)] = await one_sent(world, smtp)
     forged = "bounces+" + "b" * 40 + f"@{DOMAIN}"

@@ -56,3 +56,16 @@ async def test_a_helper_that_died_costs_a_batch_read_here_and_is_started_again()
         assert reader.helper_pid not in (None, first)  # a new one for the next burst
     finally:
         await reader.close()
+
+
+async def test_a_helper_that_does_not_answer_in_time_is_replaced(monkeypatch):
+    from mailer import reader as module
+
+    monkeypatch.setattr(module, "READ_SECONDS", 0.0)  # no answer is in time
+    reader = Reader(apart_from=2)
+    burst = _burst()
+    try:
+        assert await reader.read(burst) == [read_stored(report) for report in burst]
+        assert reader.helper_pid is None  # killed, not waited for: a new one next time
+    finally:
+        await reader.close()

@@ -1,6 +1,10 @@
-"""Bearer API keys with scopes: 401 without a valid key, 403 with the wrong scope."""
+"""API keys with scopes (Bearer, or HTTP Basic's password): 401 without a valid key, 403 with
+the wrong scope."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -19,15 +23,15 @@ async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
     needed: str | None = handler.opt.get("scope")
     if needed is None:
         return
-    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    presented = _presented_key(connection.headers.get("authorization", ""))
+    if not presented:
         raise NotAuthorizedException(
             "missing API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
     db: Database = connection.app.state.db
     async with db.sessions() as session:
-        key = await authenticate(session, presented.strip())
+        key = await authenticate(session, presented)
     if key is None:
         raise NotAuthorizedException(
             "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
@@ -35,3 +39,18 @@ async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
     if not scope_allows(key.scope, needed):
         raise PermissionDeniedException(f"this key's scope '{key.scope}' cannot do this")
     connection.state.actor = f"key {key.id}"  # who did it, for the logs of decisions
+
+
+def _presented_key(header: str) -> str:
+    """The key in `Authorization: Bearer <key>`, or the password of HTTP Basic (any user
+    name), for the webhooks that can only send Basic (Amazon SNS, Postmark)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+        return decoded.partition(":")[2].strip()
+    return ""

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from campaigns.returns.inputs import RelayEventIn
-from campaigns.returns.intake import record_relay_event
+from campaigns.returns.intake import Outcome, record_relay_event
+from campaigns.returns.providers import read_ses
 from campaigns.returns.review import decide_review, review_items
 from mailer.web.deps import CtxDep, DbDep, SignerDep
 from mailer.web.errors import responses
-from mailer.web.schemas import RelayEventOut, ReviewDecisionIn, ReviewItemOut
+from mailer.web.schemas import (
+    RelayEventOut,
+    ReviewDecisionIn,
+    ReviewItemOut,
+    SesNotificationOut,
+)
+
+log = logging.getLogger("mailer.returns")
 
 
 class RelayEvents(Controller):
@@ -34,14 +44,48 @@ class RelayEvents(Controller):
         outcome = await db.transaction(
             lambda s: record_relay_event(s, data, ctx=ctx, signer=signer), urgent=True
         )
-        if outcome is None:
-            return RelayEventOut(accepted=True, duplicate=True, verdict=None, suppressed=None)
-        return RelayEventOut(
+        return _event_out(outcome)
+
+    @post(
+        "/ses",
+        status_code=202,
+        summary="Amazon SES notifications (bounce, complaint, delivery, delay), as SNS posts them",
+        description="The SNS envelope or the bare SES notification, JSON in any content type"
+        " (SNS sends text/plain); SNS authenticates with HTTP Basic, the key as password. Each"
+        " event is decided as a relay event; a subscription confirmation is logged with the URL"
+        " to open once.",
+        responses=responses(401, 403, 413, 422),
+    )
+    async def ses(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
+    ) -> SesNotificationOut:
+        notice = read_ses(await request.body())
+        if notice.subscribe_url:
+            log.warning("SNS subscription to confirm: open %s", notice.subscribe_url[:500])
+        outcomes = []
+        for event in notice.events:
+            outcome = await db.transaction(
+                partial(record_relay_event, event=event, ctx=ctx, signer=signer), urgent=True
+            )
+            outcomes.append(_event_out(outcome))
+        return SesNotificationOut(
             accepted=True,
-            duplicate=False,
-            verdict=outcome.verdict,
-            suppressed=outcome.suppressed,
+            events=outcomes,
+            ignored=notice.ignored,
+            subscription_to_confirm=notice.subscribe_url is not None,
         )
+
+
+def _event_out(outcome: Outcome | None) -> RelayEventOut:
+    if outcome is None:
+        return RelayEventOut(accepted=True, duplicate=True, verdict=None, suppressed=None)
+    return RelayEventOut(
+        accepted=True, duplicate=False, verdict=outcome.verdict, suppressed=outcome.suppressed
+    )
 
 
 class ReviewQueue(Controller):

@@ -224,6 +224,13 @@ class RelayEventOut(BaseModel):
     suppressed: str | None
 
 
+class SesNotificationOut(BaseModel):
+    accepted: bool
+    events: list[RelayEventOut]  # one per event the notification carried, decided
+    ignored: list[str]  # kinds that need nothing (a not-spam complaint, an SES Send ...)
+    subscription_to_confirm: bool  # an SNS subscription: its URL is in the service log
+
+
 class ReviewItemOut(BaseModel):
     id: int
     kind: str

@@ -5,7 +5,9 @@ C14, C17-C20, C22, C37; DESIGN "The return channel")."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -632,6 +634,89 @@ async def test_relay_events_feed_the_same_table_once(world, smtp, app_client, ke
         refused = await post(wrong)
         assert refused.status_code == 422, wrong
     assert len(await stored(world)) == 4  # the refused ones stored nothing
+
+
+def ses_notification(kind: str, message_id: str, **detail) -> dict:
+    """An SES notification as AWS documents it (notification-examples), headers included."""
+    mail = {
+        "timestamp": "2026-12-01T09:59:00.000Z",
+        "source": f"nieuws@{DOMAIN}",
+        "messageId": "0000014644fe5ef6-9a483358-9170-4cb4-a269-f5dcdf415321-000000",
+        "destination": ["p0@example.be"],
+        "headersTruncated": False,
+        "commonHeaders": {"messageId": message_id, "subject": "Nieuws"},
+    }
+    return {"notificationType": kind, "mail": mail, **detail}
+
+
+def sns(notification: dict) -> bytes:
+    """As SNS posts it to an HTTP(S) subscription: the notification as a JSON string."""
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ses-feedback",
+        "Message": json.dumps(notification),
+        "Timestamp": "2026-12-01T10:00:01.000Z",
+    }
+    return json.dumps(envelope).encode()
+
+
+async def test_c17_c19_amazon_ses_notifications_through_sns_feed_the_same_table(
+    world, smtp, app_client, keys
+):
+    _, sent = await one_sent(world, smtp, n=3)
+    (_, id0), (_, id1), (_, id2) = sent
+    key = keys["relay"]["Authorization"].removeprefix("Bearer ")
+    basic = {  # SNS can send only HTTP Basic: the key is the password
+        "Authorization": "Basic " + base64.b64encode(f"sns:{key}".encode()).decode(),
+        "Content-Type": "text/plain; charset=UTF-8",  # what SNS sends
+    }
+
+    async def post(body: bytes, headers=basic):
+        return await app_client.post("/api/v1/bounces/ses", content=body, headers=headers)
+
+    at = "2026-12-01T10:00:00.000Z"
+    bounce = {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [
+            {
+                "emailAddress": "p0@example.be",
+                "action": "failed",
+                "status": "5.1.1",
+                "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+            }
+        ],
+        "timestamp": at,
+    }
+    hard = await post(sns(ses_notification("Bounce", id0, bounce=bounce)))
+    assert hard.status_code == 202, hard.text
+    assert hard.json()["events"] == [
+        {"accepted": True, "duplicate": False, "verdict": "hard", "suppressed": "hard_bounce"}
+    ]
+    again = await post(sns(ses_notification("Bounce", id0, bounce=bounce)))
+    assert again.json()["events"][0]["duplicate"] is True
+    complaint = {"complainedRecipients": [{"emailAddress": "p1@example.be"}], "timestamp": at}
+    complained = await post(sns(ses_notification("Complaint", id1, complaint=complaint)))
+    assert complained.json()["events"][0]["suppressed"] == "complaint"
+    not_spam = {**complaint, "complaintFeedbackType": "not-spam"}
+    ignored = await post(sns(ses_notification("Complaint", id2, complaint=not_spam)))
+    assert ignored.json()["events"] == []
+    assert ignored.json()["ignored"] == ["complaint feedback type not-spam"]
+    # Bare, as an event destination posts it, and with a Bearer key: a block (5.7.1), not hard.
+    refused = {**bounce, "bouncedRecipients": [{"status": "5.7.1", "diagnosticCode": "spam"}]}
+    bare = json.dumps(ses_notification("Bounce", id2, bounce=refused)).encode()
+    block = await post(bare, keys["relay"])
+    assert block.json()["events"][0]["verdict"] == "block"
+    confirm = {"Type": "SubscriptionConfirmation", "SubscribeURL": "https://sns.example/confirm"}
+    subscribed = await post(json.dumps(confirm).encode())
+    assert subscribed.status_code == 202 and subscribed.json()["subscription_to_confirm"] is True
+    assert await entries(world) == [("hard_bounce", "relay"), ("complaint", "complaint")]
+    no_time = json.dumps({"notificationType": "Bounce", "bounce": {}}).encode()
+    for wrong in (b"not json", b"[1]", sns({"notificationType": "Bounce"}) + b"}", no_time):
+        assert (await post(wrong)).status_code == 422, wrong
+    assert (await post(bare, {"Authorization": "Basic bm90OmFrZXk="})).status_code == 401
+    assert len(await stored(world)) == 3  # hard, complaint, block: nothing else stored
 
 
 # ---- a crash between accept and decision ----------------------------------------------------

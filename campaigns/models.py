@@ -282,6 +282,20 @@ class Signup(SQLModel, table=True):
     confirmed_at: datetime | None = _utc(nullable=True)
 
 
+class RightsRequest(SQLModel, table=True):
+    """A person's rights exercised (C32, C33, C38): what, when, by which channel and by whom,
+    never the address. Kept after an erasure, no longer linked to anyone (accountability)."""
+
+    __tablename__ = "rights_request"
+
+    id: int | None = _id()
+    contact_id: str | None = Field(default=None, max_length=32, index=True)  # None once erased
+    kind: str = Field(max_length=16)  # export | erasure
+    channel: str = Field(max_length=16)  # api | cli | page
+    actor: str = Field(max_length=100)  # "key <id>", "cli", "the person"
+    requested_at: datetime = _utc()
+
+
 class InboundMessage(SQLModel, table=True):
     """Everything that comes back: mail the inbound listener received (bounces, complaints,
     auto-replies, unmapped mail) and relay events. Stored raw first, decided after (C20): a

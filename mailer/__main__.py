@@ -49,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="help send an open run from this process (or host); exits when nothing is left",
     )
 
+    contacts = commands.add_parser("contacts", help="a person's rights")
+    contact_commands = contacts.add_subparsers(dest="contacts_command", required=True)
+    erase = contact_commands.add_parser(
+        "erase", help="erase a person by address (C33): only the suppression hash stays"
+    )
+    erase.add_argument("email")
+
     commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
     commands.add_parser("check-config", help="validate environment and TOML file; name problems")
 
@@ -97,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is not None:
             return asyncio.run(_help_send(settings, args.campaign_id, args.run))
         return asyncio.run(_send_now(settings, args.campaign_id))
+    if args.command == "contacts":
+        return asyncio.run(_erase(settings, args.email))
     if args.command == "keys":
         return asyncio.run(_keys(settings, args))
     parser.error(f"unknown command {args.command}")
@@ -136,6 +145,28 @@ async def _worker(settings: Settings) -> int:
     finally:
         await worker.stop()
         await services.close()
+    return 0
+
+
+async def _erase(settings: Settings, email: str) -> int:
+    """`contacts erase EMAIL`: the person's data goes; what went is printed as counts."""
+    from campaigns.errors import DomainError
+    from campaigns.rights.erasure import erase_address
+    from mailer.services import Services
+
+    services = Services.build(settings)
+    try:
+        erased = await services.db.transaction(
+            lambda s: erase_address(s, email, ctx=services.context, channel="cli", actor="cli"),
+            urgent=True,
+        )
+    except DomainError as exc:
+        print(f"not erased: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        await services.close()
+    gone = ", ".join(f"{table} {n}" for table, n in sorted(erased.rows.items()) if n) or "nothing"
+    print(f"erased ({gone}); the address stays suppressed, reason erasure")
     return 0
 
 

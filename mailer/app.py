@@ -27,6 +27,7 @@ from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.pages import RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
+from mailer.web.rights import RightsController
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -76,6 +77,7 @@ def create_app(
             SuppressionController,
             RelayEvents,
             ReviewQueue,
+            RightsController,
             RecipientPages,
             healthz,
         ],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
@@ -14,6 +14,7 @@ from campaigns.evidence.contacts import IngestResult, check_contact, ingest_cont
 from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
 from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
+from campaigns.rights.erasure import erase_contact
 from mailer.web.deps import CtxDep, DbDep, NoticesDep
 from mailer.web.errors import pydantic_errors, responses, status_of
 from mailer.web.schemas import (
@@ -154,6 +155,28 @@ class ContactController(Controller):
     ) -> ContactDetailOut:
         detail = await db.transaction(lambda session: contact_detail(session, contact_id, ctx))
         return ContactDetailOut.model_validate(detail, from_attributes=True)
+
+    @delete(
+        "/contacts/{contact_id:str}",
+        status_code=204,
+        opt={"scope": "admin"},
+        tags=["admin"],
+        summary="Erase the contact (C33): only the suppression hash stays, reason erasure",
+        responses=responses(401, 403, 404),
+    )
+    async def erase(
+        self,
+        contact_id: FromPath[str],
+        request: Request,  # type: ignore[type-arg]
+        db: DbDep,
+        ctx: CtxDep,
+    ) -> Response[None]:
+        actor = str(getattr(request.state, "actor", "unknown"))
+        await db.transaction(
+            lambda s: erase_contact(s, contact_id, ctx=ctx, channel="api", actor=actor),
+            urgent=True,
+        )
+        return Response(None, status_code=204)
 
 
 def _failure(index: int, error: DomainError) -> BatchItemOut:

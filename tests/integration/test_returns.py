@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import os
 import signal
@@ -28,45 +27,12 @@ from mailer.inbound import start_listener
 from mailer.services import Services
 from tests import reports
 from tests.conftest import ROOT, TEST_SECRET
+from tests.integration.conftest import with_business
 from tests.integration.test_dispatch import FAST, fire, new_campaign, people, send
 from tests.smtp import free_port
 
 pytestmark = pytest.mark.integration
 DOMAIN = "ollekebolleke.be"
-
-
-def with_business(settings, **sections):
-    business = settings.business
-    for name, changes in sections.items():
-        business = dataclasses.replace(
-            business, **{name: dataclasses.replace(getattr(business, name), **changes)}
-        )
-    return dataclasses.replace(settings, business=business)
-
-
-@pytest.fixture
-def return_settings(settings):
-    return with_business(
-        settings,
-        delivery=FAST,
-        reputation={"min_delivered": 5, "min_domain_messages": 4},
-    )
-
-
-@pytest.fixture
-async def world(return_settings, clock, services):
-    fast = Services.build(return_settings, clock)
-    yield fast
-    await fast.close()
-
-
-@pytest.fixture
-async def listener(world):
-    handler = world.inbound_handler()
-    port = free_port()
-    server = await start_listener(handler, "127.0.0.1", port)
-    yield handler, port
-    await server.close()
 
 
 async def mail_report(port: int, recipient: str, raw: bytes) -> None:

@@ -1,0 +1,184 @@
+"""Where a person's data is: one registry of every table that holds personal data, so that
+the export (C32) and the erasure (C33) walk the same list and a new table cannot be forgotten by
+either. `tests/integration/test_rights.py` fails when a table is in neither this registry nor
+`NOT_PERSONAL`, and after an erasure walks every table for what is left of the person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from campaigns.db import bytes_contain
+from campaigns.models import (
+    ConsentEvent,
+    Contact,
+    ContactHash,
+    CurrentConsent,
+    Delivery,
+    InboundMessage,
+    MarketingProfile,
+    OrderCategory,
+    PurchaseCoverage,
+    PurchaseStanding,
+    RightsRequest,
+    ShopOrder,
+    Signup,
+)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Whose data: the contact (None when only the address is known) and the address,
+    normalised."""
+
+    contact_id: str | None
+    email: str
+
+
+def _t(model: Any) -> sa.Table:
+    return model.__table__  # type: ignore[no-any-return]
+
+
+CONTACT, DELIVERY, ORDER = _t(Contact), _t(Delivery), _t(ShopOrder)
+MESSAGE = _t(InboundMessage)
+
+
+def _of_contact(table: sa.Table) -> Callable[[Person], sa.ColumnElement[bool]]:
+    return lambda person: table.c.contact_id == person.contact_id
+
+
+def _orders(person: Person) -> Any:
+    return sa.select(ORDER.c.id).where(ORDER.c.contact_id == person.contact_id)
+
+
+def _deliveries(person: Person) -> Any:
+    return sa.select(DELIVERY.c.id).where(DELIVERY.c.contact_id == person.contact_id)
+
+
+def _reports(person: Person) -> sa.ColumnElement[bool]:
+    """Reports about the person's deliveries, and those that name the address (a report that
+    mapped to no delivery, in review): its own recipient field, or the address in its bytes."""
+    return sa.or_(
+        MESSAGE.c.delivery_id.in_(_deliveries(person)),
+        sa.func.lower(MESSAGE.c.reported_recipient) == person.email,
+        bytes_contain(MESSAGE.c.raw, person.email.encode()),
+    )
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A table with personal data: how a person's rows are found, under which name they are
+    exported (None: not exported, and why), and what an erasure does to them."""
+
+    table: sa.Table
+    rows: Callable[[Person], sa.ColumnElement[bool]]
+    exported_as: str | None
+    fields: tuple[str, ...]  # the columns exported, in order (stable names: the export's)
+    on_erasure: Literal["delete", "unlink"]
+    why: str = ""
+
+
+HOLDINGS: tuple[Holding, ...] = (
+    # Children first: the erasure deletes in this order.
+    Holding(
+        MESSAGE,
+        _reports,
+        "reports",
+        ("id", "received_at", "channel", "verdict", "rule", "form", "status_code",
+         "diagnostic", "feedback_type", "reported_recipient", "delivery_id", "raw"),
+        "delete",
+        "bounce and complaint reports about the person's mail, raw",
+    ),
+    Holding(
+        _t(OrderCategory),
+        lambda person: _t(OrderCategory).c.order_id.in_(_orders(person)),
+        "order_categories",
+        ("order_id", "category"),
+        "delete",
+    ),
+    Holding(
+        DELIVERY,
+        _of_contact(DELIVERY),
+        "deliveries",
+        ("id", "campaign_id", "run", "status", "skip_reason", "basis_kind", "consent_event_id",
+         "order_id", "queued_at", "sent_at", "attempts", "last_error"),
+        "delete",
+        "every message and the basis it was sent under",
+    ),
+    Holding(
+        ORDER,
+        _of_contact(ORDER),
+        "orders",
+        ("id", "email", "placed_at", "status", "opt_out_offered", "opt_out_used", "recorded_at"),
+        "delete",
+    ),
+    Holding(
+        _t(ConsentEvent),
+        _of_contact(_t(ConsentEvent)),
+        "consent_events",
+        ("id", "purpose", "granted", "captured_at", "wording", "wording_version", "channel",
+         "url", "ip", "checkbox_prechecked", "capture_method", "valid", "refused_reason",
+         "recorded_at", "confirmed_at"),
+        "delete",
+        "the evidence of each consent and withdrawal",
+    ),
+    Holding(
+        _t(CurrentConsent), _of_contact(_t(CurrentConsent)), None, (), "delete",
+        "derived from consent_events (exported)",
+    ),
+    Holding(
+        _t(MarketingProfile), _of_contact(_t(MarketingProfile)), None, (), "delete",
+        "derived from consent_events, orders and the suppression list (exported)",
+    ),
+    Holding(
+        _t(PurchaseCoverage), _of_contact(_t(PurchaseCoverage)), None, (), "delete",
+        "derived from orders (exported)",
+    ),
+    Holding(
+        _t(PurchaseStanding), _of_contact(_t(PurchaseStanding)), None, (), "delete",
+        "derived from orders (exported)",
+    ),
+    Holding(
+        _t(ContactHash), _of_contact(_t(ContactHash)), None, (), "delete",
+        "the address's HMAC under each secret: a key, not information about the person",
+    ),
+    Holding(
+        _t(Signup),
+        lambda person: _t(Signup).c.email == person.email,
+        "signups",
+        ("id", "email", "name", "locale", "purposes", "wording", "wording_version", "url", "ip",
+         "created_at", "confirmed_at"),
+        "delete",
+        "web-form sign-ups of the address, confirmed or waiting",
+    ),
+    Holding(
+        _t(RightsRequest),
+        _of_contact(_t(RightsRequest)),
+        "rights_requests",
+        ("kind", "channel", "actor", "requested_at"),
+        "unlink",
+        "kept, without the person, as the record that the request was met",
+    ),
+    Holding(
+        CONTACT,
+        lambda person: CONTACT.c.id == person.contact_id,
+        "contact",
+        ("id", "email", "external_id", "name", "locale", "source_channel", "source_url",
+         "created_at", "updated_at"),
+        "delete",
+    ),
+)  # fmt: skip
+
+# Tables without personal data, and why: the registry test holds every other table to HOLDINGS.
+NOT_PERSONAL: dict[str, str] = {
+    "api_key": "staff keys (hashed)",
+    "campaign": "what was sent, not to whom",
+    "campaign_category": "a campaign's categories",
+    "campaign_run": "when a campaign ran",
+    "run_domain_count": "counts per receiving domain, no person",
+    "suppression": "an HMAC of the address with reason, channel and date: kept by design (C21)",
+}

@@ -1,0 +1,48 @@
+"""Fixtures of the return channel, shared by its tests and the rights tests: a service with
+fast delivery settings and low reputation limits (`world`), and the real inbound listener on a
+free port (`listener`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mailer.inbound import start_listener
+from mailer.services import Services
+from tests.integration.test_dispatch import FAST
+from tests.smtp import free_port
+
+
+def with_business(settings, **sections):
+    business = settings.business
+    for name, changes in sections.items():
+        business = dataclasses.replace(
+            business, **{name: dataclasses.replace(getattr(business, name), **changes)}
+        )
+    return dataclasses.replace(settings, business=business)
+
+
+@pytest.fixture
+def return_settings(settings):
+    return with_business(
+        settings,
+        delivery=FAST,
+        reputation={"min_delivered": 5, "min_domain_messages": 4},
+    )
+
+
+@pytest.fixture
+async def world(return_settings, clock, services):
+    fast = Services.build(return_settings, clock)
+    yield fast
+    await fast.close()
+
+
+@pytest.fixture
+async def listener(world):
+    handler = world.inbound_handler()
+    port = free_port()
+    server = await start_listener(handler, "127.0.0.1", port)
+    yield handler, port
+    await server.close()

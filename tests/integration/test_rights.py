@@ -1,0 +1,179 @@
+"""People's rights end to end, on SQLite and PostgreSQL: the access document (C32) and erasure
+(C33), walked from one registry of the tables that hold personal data, and the log of rights
+requests (C38)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from campaigns.models import metadata
+from campaigns.rights.registry import HOLDINGS, NOT_PERSONAL
+from tests import factories, reports
+from tests.conftest import ROOT, TEST_SECRET
+from tests.integration.test_returns import decided, mail_report, one_sent
+
+pytestmark = pytest.mark.integration
+EMAIL = "p0@example.be"
+
+
+def test_c32_c33_every_table_is_in_the_registry_or_said_to_hold_no_personal_data():
+    registered = {h.table.name for h in HOLDINGS}
+    assert not registered & set(NOT_PERSONAL)
+    missing = {t.name for t in metadata.sorted_tables} - registered - set(NOT_PERSONAL)
+    assert not missing, f"add these tables to campaigns/rights/registry.py: {sorted(missing)}"
+    for holding in HOLDINGS:
+        assert all(name in holding.table.c for name in holding.fields), holding.table.name
+        assert holding.exported_as or holding.why, f"{holding.table.name}: why not exported"
+
+
+async def a_person_with_everything(world, smtp, listener, app_client, keys) -> str:
+    """p0: consent, an order, a delivery of a sent campaign, a report on it, a sign-up."""
+    _, [(verp, _)] = await one_sent(world, smtp)
+    pushed = await app_client.post(
+        "/api/v1/contacts",
+        json=factories.contact(EMAIL, orders=[factories.order("SO-7")]),
+        headers=keys["shop"],
+    )
+    assert pushed.status_code in (200, 201), pushed.text
+    await mail_report(listener[1], verp, reports.dsn(status="4.2.2", action="delayed", verp=verp))
+    await decided(listener)
+    signed_up = await app_client.post(
+        "/api/v1/signups",
+        json={
+            "email": EMAIL,
+            "purposes": ["newsletter"],
+            "wording": "Ja, stuur mij de nieuwsbrief",
+            "wording_version": "2026-01",
+            "url": "https://shop.example.be/nieuwsbrief",
+        },
+        headers=keys["shop"],
+    )
+    assert signed_up.status_code == 202, signed_up.text
+    return pushed.json()["id"]
+
+
+async def test_c32_c38_the_export_holds_everything_and_is_logged(
+    world, smtp, listener, app_client, keys
+):
+    contact_id = await a_person_with_everything(world, smtp, listener, app_client, keys)
+    url = f"/api/v1/contacts/{contact_id}/export"
+    assert (await app_client.get(url, headers=keys["marketer"])).status_code == 403
+    response = await app_client.get(url, headers=keys["admin"])
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert (document["format"], document["version"]) == ("permission-mailer/contact-export", 1)
+    assert document["contact"]["email"] == EMAIL
+    assert document["contact"]["source_channel"] == "checkout"
+    [consent] = document["consent_events"]
+    assert consent["wording"] == "Ja, stuur mij de nieuwsbrief" and consent["granted"] is True
+    assert [o["id"] for o in document["orders"]] == ["SO-7"]
+    assert document["order_categories"] == [{"order_id": "SO-7", "category": "tea"}]
+    [delivery] = document["deliveries"]
+    assert delivery["status"] == "sent" and delivery["basis_kind"] == "consent"
+    assert delivery["consent_event_id"] == consent["id"]
+    assert document["campaigns"] == {delivery["campaign_id"]: "c"}
+    [report] = document["reports"]
+    assert report["verdict"] == "soft" and "Delayed" not in report["raw"][:0]
+    assert [s["email"] for s in document["signups"]] == [EMAIL]
+    assert document["suppression"] == {"suppressed": False, "since": None, "entries": []}
+    assert [(r["kind"], r["channel"]) for r in document["rights_requests"]] == [("export", "api")]
+    assert document["rights_requests"][0]["actor"].startswith("key ")
+    unknown = await app_client.get("/api/v1/contacts/nobody/export", headers=keys["admin"])
+    assert unknown.status_code == 404
+
+
+async def leftovers(world, contact_id: str) -> list[str]:
+    """Every table, every row, every text and binary column: where the person still is."""
+    found = []
+    async with world.db.sessions() as session:
+        for table in metadata.sorted_tables:
+            for row in (await session.execute(sa.select(table))).mappings():
+                for column, value in row.items():
+                    text = (
+                        bytes(value).decode("utf-8", "replace")
+                        if isinstance(value, bytes | memoryview)
+                        else str(value)
+                    )
+                    if EMAIL in text.lower() or value == contact_id:
+                        found.append(f"{table.name}.{column}")
+    return found
+
+
+async def test_c33_c21_c22_erasure_leaves_only_the_suppression_hash(
+    world, smtp, listener, app_client, keys
+):
+    contact_id = await a_person_with_everything(world, smtp, listener, app_client, keys)
+    await app_client.get(f"/api/v1/contacts/{contact_id}/export", headers=keys["admin"])
+    assert await leftovers(world, contact_id)  # the walk finds the person before
+    url = f"/api/v1/contacts/{contact_id}"
+    assert (await app_client.delete(url, headers=keys["marketer"])).status_code == 403
+    erased = await app_client.delete(url, headers=keys["admin"])
+    assert erased.status_code == 204, erased.text
+    assert await leftovers(world, contact_id) == []
+    async with world.db.sessions() as session:
+        entries = (await session.execute(sa.text("SELECT reason, channel FROM suppression"))).all()
+        requests = (
+            await session.execute(
+                sa.text("SELECT kind, channel, contact_id FROM rights_request ORDER BY id")
+            )
+        ).all()
+    assert [tuple(e) for e in entries] == [("erasure", "api")]
+    assert [tuple(r) for r in requests] == [("export", "api", None), ("erasure", "api", None)]
+    again = await app_client.get(f"{url}/export", headers=keys["admin"])
+    assert again.status_code == 404
+    assert (await app_client.delete(url, headers=keys["admin"])).status_code == 404
+    # The address pushed again: a new contact, and no basis for it (C22).
+    pushed = await app_client.post(
+        "/api/v1/contacts",
+        json=factories.contact(EMAIL, consents=[factories.consent()]),
+        headers=keys["shop"],
+    )
+    assert pushed.status_code == 201, pushed.text
+    status = await app_client.get(f"/api/v1/suppressions?email={EMAIL}", headers=keys["admin"])
+    assert status.json()["suppressed"] is True
+    why = pushed.json()
+    assert why["bases"] == [] and any(r["reason"] == "suppressed" for r in why["refused"]), why
+
+
+async def test_c33_the_cli_erases_by_address_and_prints_no_address(
+    world, smtp, listener, app_client, keys, settings
+):
+    contact_id = await a_person_with_everything(world, smtp, listener, app_client, keys)
+    env = {
+        **os.environ,
+        "MAILER_DATABASE_URL": settings.database_url,
+        "MAILER_CONFIG": str(ROOT / "mailer.example.toml"),
+        "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
+        "MAILER_DEV": "1",
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer", "contacts", "erase", EMAIL.upper()],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "erased (" in done.stdout and "contact 1" in done.stdout
+    assert EMAIL not in (done.stdout + done.stderr).lower()
+    assert await leftovers(world, contact_id) == []
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer", "contacts", "erase", "not an address"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2 and "not erased" in refused.stderr

@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     erase.add_argument("email")
 
+    commands.add_parser(
+        "processing-record", help="print the record of processing (art. 30) as Markdown"
+    )
     commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
     commands.add_parser("check-config", help="validate environment and TOML file; name problems")
 
@@ -104,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is not None:
             return asyncio.run(_help_send(settings, args.campaign_id, args.run))
         return asyncio.run(_send_now(settings, args.campaign_id))
+    if args.command == "processing-record":
+        from campaigns.rights.record import RelayInfo, as_markdown, processing_record
+
+        relay = RelayInfo(settings.smtp_host, settings.smtp_tls, settings.dkim_selector)
+        print(as_markdown(processing_record(settings.business, relay)), end="")
+        return 0
     if args.command == "contacts":
         return asyncio.run(_erase(settings, args.email))
     if args.command == "keys":

@@ -18,6 +18,7 @@ from litestar.openapi.spec import (
 )
 
 from campaigns.clock import Clock
+from campaigns.rights.record import RelayInfo
 from mailer.inbound import Listener, start_listener
 from mailer.services import Services
 from mailer.settings import Settings
@@ -27,7 +28,7 @@ from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.pages import RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
-from mailer.web.rights import RightsController
+from mailer.web.rights import RightsController, get_processing_record
 from mailer.web.suppressions import SuppressionController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
@@ -78,6 +79,7 @@ def create_app(
             RelayEvents,
             ReviewQueue,
             RightsController,
+            get_processing_record,
             RecipientPages,
             healthz,
         ],
@@ -96,6 +98,9 @@ def create_app(
             "transport": provide(services.transport),
             "templates": provide(settings.templates_dir),
             "parse_cron": provide(services.parse_cron),
+            "relay": provide(
+                RelayInfo(settings.smtp_host, settings.smtp_tls, settings.dkim_selector)
+            ),
         },
         on_startup=[start],
         on_shutdown=[close],

@@ -79,7 +79,9 @@ class Holding:
     exported_as: str | None
     fields: tuple[str, ...]  # the columns exported, in order (stable names: the export's)
     on_erasure: Literal["delete", "unlink"]
-    why: str = ""
+    # What it holds, in the words of the record of processing (exported tables), or why it
+    # is not exported.
+    about: str
 
 
 HOLDINGS: tuple[Holding, ...] = (
@@ -91,7 +93,7 @@ HOLDINGS: tuple[Holding, ...] = (
         ("id", "received_at", "channel", "verdict", "rule", "form", "status_code",
          "diagnostic", "feedback_type", "reported_recipient", "delivery_id", "raw"),
         "delete",
-        "bounce and complaint reports about the person's mail, raw",
+        "bounce and complaint reports about the person's mail, raw, and what they said",
     ),
     Holding(
         _t(OrderCategory),
@@ -99,6 +101,7 @@ HOLDINGS: tuple[Holding, ...] = (
         "order_categories",
         ("order_id", "category"),
         "delete",
+        "the product categories of each order",
     ),
     Holding(
         DELIVERY,
@@ -107,7 +110,7 @@ HOLDINGS: tuple[Holding, ...] = (
         ("id", "campaign_id", "run", "status", "skip_reason", "basis_kind", "consent_event_id",
          "order_id", "queued_at", "sent_at", "attempts", "last_error"),
         "delete",
-        "every message and the basis it was sent under",
+        "each message: its campaign, the basis it was sent under, when, and its outcome",
     ),
     Holding(
         ORDER,
@@ -115,6 +118,7 @@ HOLDINGS: tuple[Holding, ...] = (
         "orders",
         ("id", "email", "placed_at", "status", "opt_out_offered", "opt_out_used", "recorded_at"),
         "delete",
+        "orders: id, date, status, whether the marketing opt-out was offered and used",
     ),
     Holding(
         _t(ConsentEvent),
@@ -124,7 +128,8 @@ HOLDINGS: tuple[Holding, ...] = (
          "url", "ip", "checkbox_prechecked", "capture_method", "valid", "refused_reason",
          "recorded_at", "confirmed_at"),
         "delete",
-        "the evidence of each consent and withdrawal",
+        "consent evidence: purpose, wording and its version, channel, time, the IP address"
+        " when the shop sends it, a double opt-in's confirmation; withdrawals likewise",
     ),
     Holding(
         _t(CurrentConsent), _of_contact(_t(CurrentConsent)), None, (), "delete",
@@ -153,7 +158,7 @@ HOLDINGS: tuple[Holding, ...] = (
         ("id", "email", "name", "locale", "purposes", "wording", "wording_version", "url", "ip",
          "created_at", "confirmed_at"),
         "delete",
-        "web-form sign-ups of the address, confirmed or waiting",
+        "web-form sign-ups: address, name, purposes, wording, IP address, confirmation",
     ),
     Holding(
         _t(RightsRequest),
@@ -161,7 +166,8 @@ HOLDINGS: tuple[Holding, ...] = (
         "rights_requests",
         ("kind", "channel", "actor", "requested_at"),
         "unlink",
-        "kept, without the person, as the record that the request was met",
+        "the rights the person exercised: what, when, by which channel and whom (kept after"
+        " an erasure without the person, as the record that it was done)",
     ),
     Holding(
         CONTACT,
@@ -170,6 +176,8 @@ HOLDINGS: tuple[Holding, ...] = (
         ("id", "email", "external_id", "name", "locale", "source_channel", "source_url",
          "created_at", "updated_at"),
         "delete",
+        "identity and contact: address, name, language, the shop's customer id, where the"
+        " contact came from",
     ),
 )  # fmt: skip
 

@@ -5,6 +5,7 @@ requests (C38)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def test_c32_c33_every_table_is_in_the_registry_or_said_to_hold_no_personal_data
     assert not missing, f"add these tables to campaigns/rights/registry.py: {sorted(missing)}"
     for holding in HOLDINGS:
         assert all(name in holding.table.c for name in holding.fields), holding.table.name
-        assert holding.exported_as or holding.why, f"{holding.table.name}: why not exported"
+        assert holding.about, f"{holding.table.name}: say what it holds, or why not exported"
 
 
 async def a_person_with_everything(world, smtp, listener, app_client, keys) -> str:
@@ -177,3 +178,49 @@ async def test_c33_the_cli_erases_by_address_and_prints_no_address(
         check=False,
     )
     assert refused.returncode == 2 and "not erased" in refused.stderr
+    record = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer", "processing-record"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert record.returncode == 0, record.stderr
+    assert record.stdout.startswith("# Record of processing")
+    assert "## Retention" in record.stdout and "Olleke Bolleke BV" in record.stdout
+
+
+async def test_art30_the_record_of_processing_is_the_configuration(app_client, keys, settings):
+    url = "/api/v1/processing-record"
+    assert (await app_client.get(url, headers=keys["marketer"])).status_code == 403
+    record = (await app_client.get(url, headers=keys["admin"])).json()
+    business = settings.business
+    assert record["controller"]["name"] == business.sender.legal_name
+    purposes = [p["purpose"] for p in record["purposes"]]
+    assert purposes[: len(business.marketing.purposes)] == list(business.marketing.purposes)
+    partner = next(p for p in record["purposes"] if p["purpose"] == "partner_offers")
+    assert len(partner["legal_bases"]) == 1  # a third party's offers: consent only (C9)
+    retention = record["retention"]
+    assert retention["contacts_without_basis_or_activity_months"] == 36
+    assert retention["delivery_log_months"] == business.retention.delivery_log_months
+    assert len(record["categories_of_data"]) == sum(1 for h in HOLDINGS if h.exported_as)
+    assert settings.smtp_host in record["recipients"][0]["who"]
+
+
+def test_art30_a_changed_configuration_is_a_changed_record(settings):
+    from campaigns.rights.record import RelayInfo, as_markdown, processing_record
+
+    changed = dataclasses.replace(
+        settings.business,
+        retention=dataclasses.replace(settings.business.retention, inactive_contact_months=12),
+        marketing=dataclasses.replace(
+            settings.business.marketing, purposes=("newsletter", "recipes")
+        ),
+    )
+    text = as_markdown(processing_record(changed, RelayInfo("relay.example.net", "starttls")))
+    assert "- contacts without basis or activity months: 12" in text
+    assert "**recipes**" in text and "**promotions**" not in text
+    assert "relay.example.net" in text and "not DKIM-signed" in text

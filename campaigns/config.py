@@ -52,8 +52,9 @@ class MarketingPolicy:
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    inactive_contact_months: int = 36
-    delivery_log_months: int = 24
+    inactive_contact_months: int = 36  # contacts with no basis and no activity (C34)
+    delivery_log_months: int = 24  # deliveries; at least 12, as unsubscribe links work (C24)
+    report_months: int = 6  # bounce and complaint reports, raw
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,9 @@ def _parse_marketing(table: Mapping[str, Any], problems: list[str]) -> Marketing
 
 
 def _parse_retention(table: Mapping[str, Any], problems: list[str]) -> RetentionPolicy:
-    problems.extend(
-        _unknown_keys("retention", table, ("inactive_contact_months", "delivery_log_months"))
-    )
-    return RetentionPolicy(
+    keys = ("inactive_contact_months", "delivery_log_months", "report_months")
+    problems.extend(_unknown_keys("retention", table, keys))
+    policy = RetentionPolicy(
         inactive_contact_months=_positive_int(
             table.get("inactive_contact_months", 36),
             "[retention] inactive_contact_months",
@@ -291,7 +291,14 @@ def _parse_retention(table: Mapping[str, Any], problems: list[str]) -> Retention
         delivery_log_months=_positive_int(
             table.get("delivery_log_months", 24), "[retention] delivery_log_months", problems
         ),
+        report_months=_positive_int(
+            table.get("report_months", 6), "[retention] report_months", problems
+        ),
     )
+    if policy.delivery_log_months < 12:
+        # A mail's unsubscribe link must work for a year (C24): its delivery must be there.
+        problems.append("[retention] delivery_log_months must be at least 12 (C24)")
+    return policy
 
 
 def _parse_categories(table: Mapping[str, Any], problems: list[str]) -> CategoryMap:

@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "processing-record", help="print the record of processing (art. 30) as Markdown"
     )
+    retention = commands.add_parser(
+        "retention", help="erase and delete what is past its retention period (C34) now"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only say what would go, by reason"
+    )
     commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
     commands.add_parser("check-config", help="validate environment and TOML file; name problems")
 
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         relay = RelayInfo(settings.smtp_host, settings.smtp_tls, settings.dkim_selector)
         print(as_markdown(processing_record(settings.business, relay)), end="")
         return 0
+    if args.command == "retention":
+        return asyncio.run(_retention(settings, dry_run=args.dry_run))
     if args.command == "contacts":
         return asyncio.run(_erase(settings, args.email))
     if args.command == "keys":
@@ -154,6 +162,31 @@ async def _worker(settings: Settings) -> int:
     finally:
         await worker.stop()
         await services.close()
+    return 0
+
+
+async def _retention(settings: Settings, *, dry_run: bool) -> int:
+    """`retention [--dry-run]`: what is (or would be) erased and deleted, by reason, counts."""
+    from campaigns.rights.retention import retention_due
+    from mailer.scheduler import run_retention
+    from mailer.services import Services
+
+    services = Services.build(settings)
+    try:
+        if dry_run:
+            due = await services.db.transaction(lambda s: retention_due(s, services.context))
+        else:
+            due = await run_retention(services.db, services.context)
+    finally:
+        await services.close()
+    policy = settings.business.retention
+    verb = "would go" if dry_run else "went"
+    print(
+        f"{verb}: {due.inactive_contacts} contacts without basis or activity for"
+        f" {policy.inactive_contact_months} months (erased),"
+        f" {due.old_deliveries} deliveries older than {policy.delivery_log_months} months,"
+        f" {due.old_reports} bounce and complaint reports older than {policy.report_months} months"
+    )
     return 0
 
 

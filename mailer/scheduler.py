@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from campaigns.context import Context
 from campaigns.models import Campaign
+from campaigns.rights.retention import Due, retention_batch
 from campaigns.sending.ledger import recover_in_flight
 from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns, start_run
 from mailer.db import Database
@@ -32,6 +33,7 @@ from mailer.delivery.pool import SmtpPool
 log = logging.getLogger("mailer.worker")
 GRACE = timedelta(hours=1)  # a firing missed by less than this still runs, once
 SYNC_SECONDS = 5
+RETENTION_HOUR = 3  # UTC: the daily retention job runs at 03:30
 
 
 def cron_trigger(expression: str, timezone: str | None) -> CronTrigger:
@@ -57,6 +59,19 @@ def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> li
     else:
         due = []
     return [d for d in due if d not in already]
+
+
+async def run_retention(db: Database, ctx: Context) -> Due:
+    """What is past its period, batch after batch (each its own short transaction) until
+    nothing is: the totals, by reason."""
+    contacts = deliveries = reports = 0
+    while True:
+        done = await db.transaction(lambda s: retention_batch(s, ctx))
+        contacts += done.inactive_contacts
+        deliveries += done.old_deliveries
+        reports += done.old_reports
+        if not done:
+            return Due(contacts, deliveries, reports)
 
 
 class Worker:
@@ -87,7 +102,27 @@ class Worker:
             max_instances=1,
             coalesce=True,
         )
+        # Retention runs by itself (C34), every day at a quiet hour.
+        self.scheduler.add_job(
+            self.retention,
+            CronTrigger(hour=RETENTION_HOUR, minute=30, timezone=UTC),
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
+
+    async def retention(self) -> Due:
+        done = await run_retention(self.db, self.ctx)
+        if done:
+            log.info(
+                "retention: %d inactive contacts erased, %d old deliveries and %d old reports"
+                " deleted",
+                done.inactive_contacts,
+                done.old_deliveries,
+                done.old_reports,
+            )
+        return done
 
     async def stop(self, drain_seconds: float = 30) -> None:
         """Stop firing; let running dispatches finish their batch (what is cancelled mid-

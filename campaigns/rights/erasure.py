@@ -15,7 +15,7 @@ from campaigns.context import Context
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.evidence.projections import lock_addresses
 from campaigns.models import Contact
-from campaigns.rights.registry import CONTACT, HOLDINGS, Person
+from campaigns.rights.registry import CONTACT, HOLDINGS, People
 from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all
 
@@ -33,7 +33,9 @@ async def erase_contact(
     contact = await session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
-    return await _erase(session, Person(contact.id, contact.email), ctx, channel, actor)
+    erased = await erase_people(session, People.one(contact.id, contact.email), ctx, channel)
+    await log_request(session, None, kind="erasure", channel=channel, actor=actor, clock=ctx.clock)
+    return erased
 
 
 async def erase_address(
@@ -46,28 +48,34 @@ async def erase_address(
     except ValueError as exc:
         raise InvalidInput(str(exc), field="email") from exc
     found = await session.execute(sa.select(CONTACT.c.id).where(CONTACT.c.email == address))
-    return await _erase(session, Person(found.scalar_one_or_none(), address), ctx, channel, actor)
+    people = People.one(found.scalar_one_or_none(), address)
+    erased = await erase_people(session, people, ctx, channel)
+    await log_request(session, None, kind="erasure", channel=channel, actor=actor, clock=ctx.clock)
+    return erased
 
 
-async def _erase(
-    session: AsyncSession, person: Person, ctx: Context, channel: str, actor: str
+async def erase_people(
+    session: AsyncSession, people: People, ctx: Context, channel: str, *, requested: bool = True
 ) -> Erased:
-    """Never commits."""
-    await lock_addresses(session, addresses=[person.email])
-    if "erasure" not in (await active_reasons(session, [person.email], ctx.hasher)).get(
-        person.email, set()
-    ):
-        entry = NewEntry(person.email, reason="erasure", channel=channel)
-        await suppress_all(session, [entry], clock=ctx.clock, hasher=ctx.hasher)
+    """Erase them all, a few statements per table of the registry whatever their number (the
+    retention job erases thousands at a time). A person's request leaves the suppression hash
+    (reason `erasure`, by `channel`), so the address is not mailed again (C21, C22); retention
+    (`requested=False`) leaves none: it is no objection, and the person may come back with a
+    new consent. The caller logs the request, if it was one. Never commits."""
+    await lock_addresses(session, addresses=people.emails)
+    if requested:
+        already = await active_reasons(session, people.emails, ctx.hasher)
+        entries = [
+            NewEntry(email, reason="erasure", channel=channel)
+            for email in people.emails
+            if "erasure" not in already.get(email, set())
+        ]
+        await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
     rows: Counter[str] = Counter()
     for holding in HOLDINGS:
-        if (
-            person.contact_id is None
-            and holding.table is not CONTACT
-            and "contact_id" in (holding.table.c)
-        ):
+        if not people.contact_ids and "contact_id" in holding.table.c:
             continue  # no contact: nothing is linked to one
-        where = holding.rows(person)
+        where = holding.rows(people)
         if holding.on_erasure == "unlink":
             result = await session.execute(
                 sa.update(holding.table).where(where).values(contact_id=None)
@@ -75,5 +83,4 @@ async def _erase(
         else:
             result = await session.execute(sa.delete(holding.table).where(where))
         rows[holding.table.name] += result.rowcount  # type: ignore[attr-defined]
-    await log_request(session, None, kind="erasure", channel=channel, actor=actor, clock=ctx.clock)
     return Erased(dict(rows))

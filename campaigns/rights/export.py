@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.clock import Clock
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, Contact
-from campaigns.rights.registry import HOLDINGS, Person
+from campaigns.rights.registry import HOLDINGS, People
 from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import suppression_status
 from campaigns.suppression.hashing import AddressHasher
@@ -38,7 +38,7 @@ async def export_contact(
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
     await log_request(session, contact_id, kind="export", channel=channel, actor=actor, clock=clock)
-    person = Person(contact.id, contact.email)
+    person = People.one(contact.id, contact.email)
     document: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,

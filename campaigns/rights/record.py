@@ -88,6 +88,7 @@ def processing_record(config: BusinessConfig, relay: RelayInfo) -> dict[str, Any
         "retention": {
             "contacts_without_basis_or_activity_months": retention.inactive_contact_months,
             "delivery_log_months": retention.delivery_log_months,
+            "bounce_and_complaint_report_months": retention.report_months,
             "customer_exception_months_after_the_last_order": marketing.soft_opt_in_months,
             "suppression_list": "kept without end: an objection must be honoured for as long"
             " as the shop mails (C21); it holds a keyed hash, not the address",

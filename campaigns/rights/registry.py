@@ -31,12 +31,20 @@ from campaigns.models import (
 
 
 @dataclass(frozen=True)
-class Person:
-    """Whose data: the contact (None when only the address is known) and the address,
-    normalised."""
+class People:
+    """Whose data: contacts, and addresses (normalised) that may have no contact (a sign-up,
+    a report). One person for a request; thousands at a time for retention."""
 
-    contact_id: str | None
-    email: str
+    contact_ids: tuple[str, ...]
+    emails: tuple[str, ...]
+    # Also look for the addresses inside raw reports that name no delivery of theirs: a scan
+    # of the reports, right for one person's request, not for a retention batch (their
+    # reports are past their own period by then).
+    scan_reports: bool = True
+
+    @classmethod
+    def one(cls, contact_id: str | None, email: str) -> People:
+        return cls((contact_id,) if contact_id else (), (email,))
 
 
 def _t(model: Any) -> sa.Table:
@@ -47,26 +55,28 @@ CONTACT, DELIVERY, ORDER = _t(Contact), _t(Delivery), _t(ShopOrder)
 MESSAGE = _t(InboundMessage)
 
 
-def _of_contact(table: sa.Table) -> Callable[[Person], sa.ColumnElement[bool]]:
-    return lambda person: table.c.contact_id == person.contact_id
+def _of_contact(table: sa.Table) -> Callable[[People], sa.ColumnElement[bool]]:
+    return lambda people: table.c.contact_id.in_(people.contact_ids)
 
 
-def _orders(person: Person) -> Any:
-    return sa.select(ORDER.c.id).where(ORDER.c.contact_id == person.contact_id)
+def _orders(people: People) -> Any:
+    return sa.select(ORDER.c.id).where(ORDER.c.contact_id.in_(people.contact_ids))
 
 
-def _deliveries(person: Person) -> Any:
-    return sa.select(DELIVERY.c.id).where(DELIVERY.c.contact_id == person.contact_id)
+def _deliveries(people: People) -> Any:
+    return sa.select(DELIVERY.c.id).where(DELIVERY.c.contact_id.in_(people.contact_ids))
 
 
-def _reports(person: Person) -> sa.ColumnElement[bool]:
-    """Reports about the person's deliveries, and those that name the address (a report that
+def _reports(people: People) -> sa.ColumnElement[bool]:
+    """Reports about the people's deliveries, and those that name an address (a report that
     mapped to no delivery, in review): its own recipient field, or the address in its bytes."""
-    return sa.or_(
-        MESSAGE.c.delivery_id.in_(_deliveries(person)),
-        sa.func.lower(MESSAGE.c.reported_recipient) == person.email,
-        bytes_contain(MESSAGE.c.raw, person.email.encode()),
-    )
+    found: list[sa.ColumnElement[bool]] = [
+        MESSAGE.c.delivery_id.in_(_deliveries(people)),
+        sa.func.lower(MESSAGE.c.reported_recipient).in_(people.emails),
+    ]
+    if people.scan_reports:
+        found += [bytes_contain(MESSAGE.c.raw, email.encode()) for email in people.emails]
+    return sa.or_(*found)
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class Holding:
     exported (None: not exported, and why), and what an erasure does to them."""
 
     table: sa.Table
-    rows: Callable[[Person], sa.ColumnElement[bool]]
+    rows: Callable[[People], sa.ColumnElement[bool]]
     exported_as: str | None
     fields: tuple[str, ...]  # the columns exported, in order (stable names: the export's)
     on_erasure: Literal["delete", "unlink"]
@@ -97,7 +107,7 @@ HOLDINGS: tuple[Holding, ...] = (
     ),
     Holding(
         _t(OrderCategory),
-        lambda person: _t(OrderCategory).c.order_id.in_(_orders(person)),
+        lambda people: _t(OrderCategory).c.order_id.in_(_orders(people)),
         "order_categories",
         ("order_id", "category"),
         "delete",
@@ -153,7 +163,7 @@ HOLDINGS: tuple[Holding, ...] = (
     ),
     Holding(
         _t(Signup),
-        lambda person: _t(Signup).c.email == person.email,
+        lambda people: _t(Signup).c.email.in_(people.emails),
         "signups",
         ("id", "email", "name", "locale", "purposes", "wording", "wording_version", "url", "ip",
          "created_at", "confirmed_at"),
@@ -171,7 +181,7 @@ HOLDINGS: tuple[Holding, ...] = (
     ),
     Holding(
         CONTACT,
-        lambda person: CONTACT.c.id == person.contact_id,
+        lambda people: CONTACT.c.id.in_(people.contact_ids),
         "contact",
         ("id", "email", "external_id", "name", "locale", "source_channel", "source_url",
          "created_at", "updated_at"),

@@ -9,6 +9,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
@@ -189,6 +190,18 @@ async def test_c33_the_cli_erases_by_address_and_prints_no_address(
         check=False,
     )
     assert record.returncode == 0, record.stderr
+    dry = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer", "retention", "--dry-run"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("would go: 0 contacts without basis or activity for 36 months")
     assert record.stdout.startswith("# Record of processing")
     assert "## Retention" in record.stdout and "Olleke Bolleke BV" in record.stdout
 
@@ -224,3 +237,107 @@ def test_art30_a_changed_configuration_is_a_changed_record(settings):
     assert "- contacts without basis or activity months: 12" in text
     assert "**recipes**" in text and "**promotions**" not in text
     assert "relay.example.net" in text and "not DKIM-signed" in text
+
+
+# ---- retention --------------------------------------------------------------------------------
+
+
+def _at(moment) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def test_c34_c36_retention_erases_what_outlived_its_purpose_and_keeps_the_rest(
+    app_client, keys, services, clock, settings
+):
+    from campaigns.clock import months_before
+    from campaigns.models import Delivery, InboundMessage
+    from campaigns.rights.retention import retention_due
+    from mailer.scheduler import run_retention
+
+    now = clock.now()
+    long_ago = months_before(now, 37)
+    clock.set(long_ago)
+    pushes = {
+        # an order 37 months ago, no consent: no basis, no activity since -> goes
+        "gone@example.be": factories.contact(
+            "gone@example.be", orders=[factories.order("SO-1", placed_at=_at(long_ago))]
+        ),
+        # the same, but a consent given last week -> stays
+        "fresh@example.be": factories.contact(
+            "fresh@example.be", orders=[factories.order("SO-2", placed_at=_at(long_ago))]
+        ),
+        # a consent of 37 months ago still standing: a basis -> stays
+        "standing@example.be": factories.contact(
+            "standing@example.be", consents=[factories.consent(captured_at=_at(long_ago))]
+        ),
+    }
+    ids = {}
+    for email, body in pushes.items():
+        pushed = await app_client.post("/api/v1/contacts", json=body, headers=keys["shop"])
+        assert pushed.status_code == 201, pushed.text
+        ids[email] = pushed.json()["id"]
+    clock.set(now)
+    given = factories.consent(captured_at=_at(months_before(now, 0)), email="fresh@example.be")
+    assert (
+        await app_client.post("/api/v1/consents", json=given, headers=keys["shop"])
+    ).status_code == 201
+    old, recent = months_before(now, 25), months_before(now, 11)
+    report_old, report_recent = months_before(now, 7), months_before(now, 5)
+    async with services.db.sessions() as session:
+        for n, queued in enumerate((old, recent)):
+            session.add(
+                Delivery(
+                    campaign_id="cmp",
+                    run=1 + n,
+                    contact_id=ids["standing@example.be"],
+                    status="sent",
+                    basis_kind="consent",
+                    queued_at=queued,
+                    sent_at=queued,
+                    attempts=1,
+                    id=9000 + n,
+                )
+            )
+        for received, state in (
+            (report_old, "decided"),
+            (report_old, "pending"),
+            (report_recent, "decided"),
+        ):
+            session.add(
+                InboundMessage(
+                    received_at=received,
+                    channel="smtp",
+                    recipient="bounces@x",
+                    raw=b"r",
+                    state=state,
+                )
+            )
+        await session.commit()
+    due = await services.db.transaction(lambda s: retention_due(s, services.context))
+    assert (due.inactive_contacts, due.old_deliveries, due.old_reports) == (1, 1, 1)
+    done = await run_retention(services.db, services.context)
+    assert (done.inactive_contacts, done.old_deliveries, done.old_reports) == (1, 1, 1)
+    assert not await services.db.transaction(lambda s: retention_due(s, services.context))
+    async with services.db.sessions() as session:
+        emails = set((await session.execute(sa.text("SELECT email FROM contact"))).scalars())
+        kept = list((await session.execute(sa.text("SELECT id FROM delivery"))).scalars())
+        states = sorted(
+            (await session.execute(sa.text("SELECT state FROM inbound_message"))).scalars()
+        )
+        entries = (await session.execute(sa.text("SELECT count(*) FROM suppression"))).scalar()
+    assert emails == {"fresh@example.be", "standing@example.be"}
+    assert kept == [9001] and states == ["decided", "pending"]
+    assert entries == 0  # retention is no objection: the person may come back
+    again = await app_client.post(
+        "/api/v1/contacts",
+        json=factories.contact("gone@example.be", consents=[factories.consent()]),
+        headers=keys["shop"],
+    )
+    assert again.json()["bases"], again.json()  # a new consent is a basis again
+    worker = services.worker()
+    await worker.start()
+    try:
+        job = worker.scheduler.get_job("retention")  # and it runs by itself, daily
+        assert job is not None and str(job.trigger).startswith("cron[hour='3', minute='30'")
+    finally:
+        await worker.stop(drain_seconds=1)

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from campaigns.context import Context
 from campaigns.models import Campaign
-from campaigns.rights.retention import Due, retention_batch
+from campaigns.rights.retention import Cursor, Due, retention_batch
 from campaigns.sending.ledger import recover_in_flight
 from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns, start_run
 from mailer.db import Database
@@ -65,13 +65,13 @@ async def run_retention(db: Database, ctx: Context) -> Due:
     """What is past its period, batch after batch (each its own short transaction) until
     nothing is: the totals, by reason."""
     contacts = deliveries = reports = 0
-    while True:
-        done = await db.transaction(lambda s: retention_batch(s, ctx))
+    cursor: Cursor | None = Cursor()
+    while cursor is not None:
+        done, cursor = await db.transaction(partial(retention_batch, ctx=ctx, after=cursor))
         contacts += done.inactive_contacts
         deliveries += done.old_deliveries
         reports += done.old_reports
-        if not done:
-            return Due(contacts, deliveries, reports)
+    return Due(contacts, deliveries, reports)
 
 
 class Worker:

@@ -98,13 +98,26 @@ async def retention_due(session: AsyncSession, ctx: Context) -> Due:
     )
 
 
-async def retention_batch(session: AsyncSession, ctx: Context, limit: int = BATCH) -> Due:
-    """One batch of each: what went (run again until nothing does). Never commits."""
+@dataclass(frozen=True)
+class Cursor:
+    """Where the last batch stopped, per table: each batch reads on from there, so a run
+    reads each table once, not once per batch (a million contacts of which few are due)."""
+
+    contact: str = ""
+    delivery: int = 0
+    report: int = 0
+
+
+async def retention_batch(
+    session: AsyncSession, ctx: Context, after: Cursor = Cursor(), limit: int = BATCH
+) -> tuple[Due, Cursor | None]:
+    """One batch of each after `after`: what went, and where to go on from (None: nothing
+    is left). Never commits."""
     cut = Cutoffs.now(ctx)
     contacts = (
         await session.execute(
             sa.select(CONTACT.c.id, CONTACT.c.email)
-            .where(_inactive(cut.contacts))
+            .where(CONTACT.c.id > after.contact, _inactive(cut.contacts))
             .order_by(CONTACT.c.id)
             .limit(limit)
         )
@@ -116,18 +129,28 @@ async def retention_batch(session: AsyncSession, ctx: Context, limit: int = BATC
             scan_reports=False,  # their reports are long past report_months
         )
         await erase_people(session, people, ctx, "retention", requested=False)
-    deliveries = await _delete_some(session, DELIVERY, _old_delivery(cut.deliveries), limit)
-    reports = await _delete_some(session, MESSAGE, _old_report(cut.reports), limit)
-    return Due(len(contacts), deliveries, reports)
+    deliveries = await _some(
+        session, DELIVERY, _old_delivery(cut.deliveries), after.delivery, limit
+    )
+    reports = await _some(session, MESSAGE, _old_report(cut.reports), after.report, limit)
+    done = Due(len(contacts), len(deliveries), len(reports))
+    if not done:
+        return done, None
+    return done, Cursor(
+        contacts[-1].id if contacts else after.contact,
+        deliveries[-1] if deliveries else after.delivery,
+        reports[-1] if reports else after.report,
+    )
 
 
-async def _delete_some(
-    session: AsyncSession, table: sa.Table, where: sa.ColumnElement[bool], limit: int
-) -> int:
-    ids = (
-        await session.execute(sa.select(table.c.id).where(where).order_by(table.c.id).limit(limit))
-    ).scalars()
-    chosen = list(ids)
+async def _some(
+    session: AsyncSession, table: sa.Table, where: sa.ColumnElement[bool], after: int, limit: int
+) -> list[int]:
+    """Delete up to `limit` rows after id `after` that are due; their ids."""
+    ids = await session.execute(
+        sa.select(table.c.id).where(table.c.id > after, where).order_by(table.c.id).limit(limit)
+    )
+    chosen = list(ids.scalars())
     if chosen:
         await session.execute(sa.delete(table).where(table.c.id.in_(chosen)))
-    return len(chosen)
+    return chosen

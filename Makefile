@@ -42,6 +42,7 @@ bench: install ## Benchmarks (bench/*.py; several minutes each); figures go to b
 	$(PY) bench/audience.py
 	$(PY) bench/dispatch.py
 	$(PY) bench/bounces.py
+	$(PY) bench/retention.py
 
 clean: ## Remove the venv, local database and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,7 @@ CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 CURRENT = CurrentConsent.__table__  # type: ignore[attr-defined]
 ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 MESSAGE = InboundMessage.__table__  # type: ignore[attr-defined]
-BATCH = 1000  # rows per transaction: short locks, and a crash loses at most one batch's work
+BATCH = 5000  # rows per transaction: short locks, and a crash loses at most one batch's work
 
 
 @dataclass(frozen=True)

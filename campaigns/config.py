@@ -71,6 +71,21 @@ class CategoryMap:
         return self.similar.get(category, frozenset()) | {category}
 
 
+LANGUAGES = ("nl", "fr", "en")  # the languages of mails and pages
+
+
+@dataclass(frozen=True)
+class CategoryNames:
+    """How a product category is named to a person, per language (footers, pages): "thee",
+    not the key `tea`. A category without a name in a language reads as its key, words
+    apart ("herbal-tea" -> "herbal tea")."""
+
+    names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def of(self, category: str, language: str) -> str:
+        return self.names.get(category, {}).get(language) or category.replace("-", " ")
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """How the dispatcher sends: batches, connections, pace, retries, when to stop."""
@@ -103,6 +118,7 @@ class BusinessConfig:
     categories: CategoryMap = field(default_factory=CategoryMap)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     reputation: ReputationPolicy = field(default_factory=ReputationPolicy)
+    category_names: CategoryNames = field(default_factory=CategoryNames)
 
 
 class ConfigError(Exception):
@@ -123,7 +139,15 @@ _SENDER_KEYS = (
     "privacy_url",
     "mail_domain",
 )
-_SECTIONS = ("sender", "marketing", "retention", "categories", "delivery", "reputation")
+_SECTIONS = (
+    "sender",
+    "marketing",
+    "retention",
+    "categories",
+    "category_names",
+    "delivery",
+    "reputation",
+)
 
 
 def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
@@ -138,9 +162,32 @@ def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
     categories = _parse_categories(_section(data, "categories", problems), problems)
     delivery = _parse_delivery(_section(data, "delivery", problems), problems)
     reputation = _parse_reputation(_section(data, "reputation", problems), problems)
+    names = _parse_category_names(_section(data, "category_names", problems), categories, problems)
     if problems or sender is None:
         raise ConfigError(problems or ["[sender] is incomplete"])
-    return BusinessConfig(sender, marketing, retention, categories, delivery, reputation)
+    return BusinessConfig(sender, marketing, retention, categories, delivery, reputation, names)
+
+
+def _parse_category_names(
+    table: Mapping[str, Any], categories: CategoryMap, problems: list[str]
+) -> CategoryNames:
+    names: dict[str, dict[str, str]] = {}
+    for category, per_language in table.items():
+        where = f"[category_names] {category}"
+        if category not in categories.names:
+            problems.append(f"{where}: not a category of [categories]")
+            continue
+        if not isinstance(per_language, dict):
+            problems.append(f'{where} must map languages to names, e.g. {{ nl = "thee" }}')
+            continue
+        for language, name in per_language.items():
+            if language not in LANGUAGES:
+                problems.append(f"{where}: unknown language '{language}' (nl, fr or en)")
+            elif not isinstance(name, str) or not name.strip() or "\n" in name:
+                problems.append(f"{where}.{language} must be a name on one line")
+            else:
+                names.setdefault(category, {})[language] = name.strip()
+    return CategoryNames(names)
 
 
 def _parse_delivery(table: Mapping[str, Any], problems: list[str]) -> DeliveryPolicy:

@@ -72,6 +72,7 @@ class Services:
                 signer=signer,
                 clock=clock,
                 dkim=dkim,
+                category_names=business.category_names,
             ),
             notices=Notices(
                 sender=business.sender,

@@ -24,7 +24,7 @@ from jinja2 import Environment, Template, nodes
 from markupsafe import Markup, escape
 
 from campaigns.clock import Clock
-from campaigns.config import SenderIdentity
+from campaigns.config import CategoryNames, SenderIdentity
 from campaigns.models import Campaign
 from campaigns.sending.campaigns import DeliveryRecipient
 from campaigns.sending.content import (
@@ -36,7 +36,7 @@ from campaigns.sending.content import (
 )
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.dkim import DkimSigner
-from mailer.delivery.footer import TEXT, MailBasis, footer, language, why_line
+from mailer.delivery.footer import NO_NAMES, TEXT, MailBasis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text, mailbox
 
 
@@ -285,10 +285,12 @@ class CampaignComposer:
         signer: TokenSigner,
         clock: Clock,
         dkim: DkimSigner | None = None,
+        category_names: CategoryNames = NO_NAMES,
     ) -> None:
         _require_identity(sender, public_url)
         self.campaign = campaign
         self.sender = sender
+        self.category_names = category_names
         self.public_url = public_url.rstrip("/")
         self.signer = signer
         self.clock = clock
@@ -341,7 +343,7 @@ class CampaignComposer:
         html_body, text_body = self._bodies(locale, variant, context)
         prefilled = self.prefilled[locale]
         if prefilled is not None:
-            why = why_line(recipient.basis, locale)
+            why = why_line(recipient.basis, locale, self.category_names)
             html, text = prefilled.fill(html_body, text_body, why, unsubscribe_url, preferences_url)
         else:
             words = footer(
@@ -350,6 +352,7 @@ class CampaignComposer:
                 locale,
                 unsubscribe_url=unsubscribe_url,
                 preferences_url=preferences_url,
+                names=self.category_names,
             )
             html, text = self.layout.render(
                 locale, self.campaign.subject, words, html_body, text_body
@@ -429,6 +432,7 @@ class Composers:
     signer: TokenSigner
     clock: Clock
     dkim: DkimSigner | None = None
+    category_names: CategoryNames = NO_NAMES
 
     def for_campaign(self, campaign: Campaign) -> CampaignComposer:
         return CampaignComposer(
@@ -441,6 +445,7 @@ class Composers:
             signer=self.signer,
             clock=self.clock,
             dkim=self.dkim,
+            category_names=self.category_names,
         )
 
 

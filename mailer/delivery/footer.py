@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 
-from campaigns.config import SenderIdentity
+from campaigns.config import CategoryNames, SenderIdentity
 
 TEXT = {
     "nl": {
@@ -68,6 +68,9 @@ def language(locale: str | None, default: str) -> str:
     return locale if locale in TEXT else (default if default in TEXT else "en")
 
 
+NO_NAMES = CategoryNames()  # categories read as their keys
+
+
 @dataclass(frozen=True)
 class MailBasis:
     """What the footer says about why the person gets the mail (from the delivery's basis)."""
@@ -78,10 +81,11 @@ class MailBasis:
     categories: tuple[str, ...] = ()
 
 
-def why_line(basis: MailBasis, locale: str) -> str:
+def why_line(basis: MailBasis, locale: str, names: CategoryNames = NO_NAMES) -> str:
     # The line names the day only (the date formats use %d, %m and %Y: a test checks), so
     # contacts whose basis fell on the same day share one cached line.
-    return _why(locale, basis.kind, basis.date.date(), basis.purpose, tuple(basis.categories))
+    categories = tuple(names.of(category, locale) for category in basis.categories)
+    return _why(locale, basis.kind, basis.date.date(), basis.purpose, categories)
 
 
 @lru_cache(maxsize=4096)
@@ -105,11 +109,12 @@ def footer(
     *,
     unsubscribe_url: str,
     preferences_url: str,
+    names: CategoryNames = NO_NAMES,
 ) -> dict[str, str]:
     words = TEXT[locale]
     return {
         "label": str(words["label"]),
-        "why": why_line(basis, locale),
+        "why": why_line(basis, locale, names),
         "unsubscribe": str(words["unsubscribe"]),
         "unsubscribe_url": unsubscribe_url,
         "preferences": str(words["preferences"]),

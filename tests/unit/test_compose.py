@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from campaigns.clock import FixedClock
+from campaigns.config import CategoryNames
 from campaigns.errors import InvalidInput
 from campaigns.sending.content import contact_fields_read, environment
 from campaigns.tokens import Kind, TokenSigner
@@ -144,6 +145,28 @@ def test_c23_c29_c30_headers_and_footer_in_each_language(locale):
 def test_c30_why_line_names_the_purchase_for_soft_opt_in():
     text = parse(composer().compose(recipient("en", CUSTOMER)).data).get_body(("plain",))
     assert "because you bought tea from us on 2026-10-02" in text.get_content()
+
+
+@pytest.mark.parametrize(
+    ("locale", "words"),
+    [
+        ("nl", "omdat je op 02-10-2026 thee en kruidenthee bij ons kocht"),
+        ("fr", "parce que vous avez acheté thé et tisane chez"),
+        ("en", "because you bought tea and herbal tea from us on 2026-10-02"),
+    ],
+)
+def test_c30_the_purchase_is_named_in_the_persons_language(locale, words):
+    """[category_names]: "thee", not the key `tea`; a key without a name reads as words."""
+    names = CategoryNames(
+        {
+            "tea": {"nl": "thee", "fr": "thé", "en": "tea"},
+            "herbal-tea": {"nl": "kruidenthee", "fr": "tisane"},
+        }
+    )
+    basis = dataclasses.replace(CUSTOMER, categories=("tea", "herbal-tea"))
+    named = composer(category_names=names).compose(recipient(locale, basis))
+    text = parse(named.data).get_body(("plain",)).get_content()
+    assert words in " ".join(text.split())
 
 
 def test_non_ascii_subject_and_name_are_encoded():

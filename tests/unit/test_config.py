@@ -154,3 +154,19 @@ def test_check_config_command_accepts_a_good_setup(tmp_path):
     result = check_config(env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
+
+
+def test_category_names_are_per_language_and_only_for_known_categories():
+    config = parse_business_config(example())
+    assert config.category_names.of("tea", "nl") == "thee"
+    assert config.category_names.of("tea", "fr") == "thé"
+    assert config.category_names.of("herbal-tea", "de") == "herbal tea"  # no name: words
+    data = example()
+    data["category_names"]["coffee"] = {"nl": "koffie"}
+    data["category_names"]["tea"] = {"de": "Tee", "fr": ""}
+    data["category_names"]["baby-food"] = "babyvoeding"
+    problems = problems_of(data)
+    assert "[category_names] coffee: not a category of [categories]" in problems
+    assert "[category_names] tea: unknown language 'de' (nl, fr or en)" in problems
+    assert "[category_names] tea.fr must be a name on one line" in problems
+    assert any(p.startswith("[category_names] baby-food must map languages") for p in problems)

@@ -5,7 +5,7 @@ change of them is a new version."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import NotFound
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, Contact, RightsRequest
+from campaigns.recipients import Addressee
 from campaigns.rights.registry import HOLDINGS, People
 from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import suppression_status
@@ -21,6 +22,7 @@ from campaigns.suppression.hashing import AddressHasher
 
 FORMAT, VERSION = "permission-mailer/contact-export", 1
 CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
+REQUESTS = RightsRequest.__table__  # type: ignore[attr-defined]
 
 
 async def export_contact(
@@ -77,6 +79,37 @@ async def export_contact(
         ],
     }
     return document
+
+
+EXPORT_EVERY = timedelta(hours=24)  # a person's own export: at most one mail per day
+
+
+async def export_for_the_person(
+    session: AsyncSession, contact_id: str, *, clock: Clock, hasher: AddressHasher
+) -> tuple[Addressee, dict[str, Any] | None]:
+    """The person's own request from the preference page (C38): whom to mail the document
+    (the contact's address, never the page), and the document, or None when one went out in
+    the last day (a link in a forwarded mail must not make a mail bomb). Never commits."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    addressee = Addressee(contact.email, contact.name, contact.locale)
+    recent = await session.execute(
+        sa.select(sa.func.count())
+        .select_from(REQUESTS)
+        .where(
+            REQUESTS.c.contact_id == contact_id,
+            REQUESTS.c.kind == "export",
+            REQUESTS.c.channel == "page",
+            REQUESTS.c.requested_at > clock.now() - EXPORT_EVERY,
+        )
+    )
+    if recent.scalar_one():
+        return addressee, None
+    document = await export_contact(
+        session, contact_id, clock=clock, hasher=hasher, channel="page", actor="the person"
+    )
+    return addressee, document
 
 
 def _value(value: Any) -> Any:

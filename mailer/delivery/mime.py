@@ -10,6 +10,7 @@ never RFC 2047-encoded; the display name still is)."""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 from email.charset import Charset
@@ -148,3 +149,34 @@ def alternative(headers: list[tuple[str, str]], text: str, html: str, boundary: 
         )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts)
+
+
+def with_attachment(
+    headers: list[tuple[str, str]],
+    text: str,
+    html: str,
+    attachment: tuple[str, str, bytes],
+    boundary: str,
+) -> bytes:
+    """A multipart/mixed message: the text and HTML alternative, then one attachment
+    (`(filename, content type, bytes)`, base64 in lines of 76)."""
+    filename, content_type, payload = attachment
+    head = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    head += "MIME-Version: 1.0\r\n"
+    head += f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+    inner = alternative([], text, html, f"{boundary}.alt").split(b"MIME-Version: 1.0\r\n", 1)[1]
+    encoded = base64.b64encode(payload).decode("ascii")
+    lines = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return b"".join(
+        [
+            head.encode(),
+            f"--{boundary}\r\n".encode(),
+            inner,
+            f"\r\n--{boundary}\r\n"
+            f'Content-Type: {content_type}; name="{filename}"\r\n'
+            f'Content-Disposition: attachment; filename="{filename}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode(),
+            lines.encode("ascii"),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )

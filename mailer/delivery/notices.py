@@ -1,14 +1,17 @@
-"""Service mails that carry no advertising and no tracking: the double opt-in request (C5) and
-the acknowledgement of an opt-out (C15). `Notices` composes and sends them; the web pages, the
-shop API and the inbound listener all go through it."""
+"""Service mails that carry no advertising and no tracking: the double opt-in request (C5),
+the acknowledgement of an opt-out (C15) and the person's own data when they ask for it (C38).
+`Notices` composes and sends them; the web pages, the shop API and the inbound listener all go
+through it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from email.utils import format_datetime
 from html import escape
+from typing import Any
 
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
@@ -17,7 +20,7 @@ from campaigns.recipients import Addressee
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import Composed
 from mailer.delivery.footer import language
-from mailer.delivery.mime import address, alternative, header_text, mailbox
+from mailer.delivery.mime import address, alternative, header_text, mailbox, with_attachment
 from mailer.delivery.transport import SmtpTransport
 
 log = logging.getLogger("mailer.delivery")
@@ -31,6 +34,9 @@ TEXT = {
         "ack_subject": "Je bent afgemeld",
         "ack_body": "We hebben je afmelding goed ontvangen. Je krijgt van {shop} geen"
         " reclame-e-mails meer.",
+        "export_subject": "Je gegevens bij {shop}",
+        "export_body": "Je vroeg welke gegevens {shop} over je bewaart. Je vindt ze allemaal"
+        " in het bijgevoegde bestand (JSON).",
     },
     "fr": {
         "confirm_subject": "Confirmez votre inscription",
@@ -40,6 +46,9 @@ TEXT = {
         "ack_subject": "Votre désinscription est enregistrée",
         "ack_body": "Nous avons bien reçu votre désinscription. {shop} ne vous enverra plus"
         " d'e-mails publicitaires.",
+        "export_subject": "Vos données chez {shop}",
+        "export_body": "Vous avez demandé les données que {shop} conserve à votre sujet. Vous"
+        " les trouverez toutes dans le fichier joint (JSON).",
     },
     "en": {
         "confirm_subject": "Please confirm your subscription",
@@ -49,6 +58,9 @@ TEXT = {
         "ack_subject": "You are unsubscribed",
         "ack_body": "We received your request. {shop} will not send you advertising email"
         " any more.",
+        "export_subject": "Your data at {shop}",
+        "export_body": "You asked which data {shop} keeps about you. You find all of it in the"
+        " attached file (JSON).",
     },
 }
 
@@ -62,8 +74,9 @@ def notice(
     sender: SenderIdentity,
     clock: Clock,
     link: str = "",
+    attachment: tuple[str, str, bytes] | None = None,
 ) -> Composed:
-    """`kind` is "confirm" (needs `link`) or "ack"."""
+    """`kind` is "confirm" (needs `link`), "ack" or "export" (with its `attachment`)."""
     words = TEXT[language(locale, sender.default_locale)]
     body = words[f"{kind}_body"].format(shop=sender.from_name, link=link)
     identity = f"{sender.legal_name}, {sender.address}, {sender.enterprise_number}"
@@ -75,7 +88,8 @@ def notice(
         )
     html = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>'
-        f"{escape(words[f'{kind}_subject'])}</title></head><body>{paragraphs}"
+        f"{escape(words[f'{kind}_subject'].format(shop=sender.from_name))}</title></head>"
+        f"<body>{paragraphs}"
         f"<p>{escape(identity)}<br>{escape(sender.contact_email)}</p></body></html>"
     )
     message_id = f"<{uuid.uuid4().hex}@{sender.mail_domain}>"
@@ -84,12 +98,16 @@ def notice(
         ("From", address(sender.from_name, sender.from_email)),
         ("Reply-To", sender.contact_email),
         ("To", address(to_name, to)),
-        ("Subject", header_text(words[f"{kind}_subject"])),
+        ("Subject", header_text(words[f"{kind}_subject"].format(shop=sender.from_name))),
         ("Date", format_datetime(clock.now())),
         ("Message-ID", message_id),
         ("Auto-Submitted", "auto-generated"),
     ]
-    data = alternative(headers, text, html, f"=_notice_{uuid.uuid4().hex}")
+    boundary = f"=_notice_{uuid.uuid4().hex}"
+    if attachment is None:
+        data = alternative(headers, text, html, boundary)
+    else:
+        data = with_attachment(headers, text, html, attachment, boundary)
     # Service mail bounces go to the plain bounce mailbox: they map to no delivery.
     return Composed(f"bounces@{sender.mail_domain}", to, message_id, data, smtputf8)
 
@@ -116,8 +134,23 @@ class Notices:
         if self.acknowledge_opt_outs:
             await self._send("ack", addressee.email, addressee.name, addressee.locale)
 
+    async def send_export(self, addressee: Addressee, document: dict[str, Any]) -> None:
+        """The person's data, as they asked from the preference page: to the address only,
+        never to whoever holds the link (C38)."""
+        payload = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+        attachment = ("my-data.json", "application/json", payload)
+        await self._send(
+            "export", addressee.email, addressee.name, addressee.locale, attachment=attachment
+        )
+
     async def _send(
-        self, kind: str, email: str, name: str | None, locale: str | None, link: str = ""
+        self,
+        kind: str,
+        email: str,
+        name: str | None,
+        locale: str | None,
+        link: str = "",
+        attachment: tuple[str, str, bytes] | None = None,
     ) -> None:
         try:
             message = notice(
@@ -128,6 +161,7 @@ class Notices:
                 sender=self.sender,
                 clock=self.clock,
                 link=link,
+                attachment=attachment,
             )
         except Exception as exc:  # an odd name or address: the objection stands regardless
             log.warning("service mail not composed: %s", type(exc).__name__)

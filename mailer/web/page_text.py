@@ -29,6 +29,20 @@ PAGES: dict[str, dict[str, str]] = {
         "promotions": "Promoties en aanbiedingen",
         "partner_offers": "Aanbiedingen van onze partners",
         "tracking": "Meten of ik de e-mails open en op links klik",
+        "data_legend": "Je gegevens",
+        "data_text": "Je kunt al je gegevens opvragen of laten wissen.",
+        "export_button": "Mail mij mijn gegevens",
+        "export_title": "Je gegevens",
+        "export_sent": "We sturen al je gegevens naar je e-mailadres, in een bijlage.",
+        "export_already": "We stuurden je gegevens vandaag al naar je e-mailadres. Morgen kun"
+        " je ze opnieuw vragen.",
+        "erase_link": "Mijn gegevens wissen",
+        "erase_title": "Je gegevens wissen",
+        "erase_ask": "Wil je dat we al je gegevens wissen? We bewaren dan alleen een onleesbare"
+        " code van je adres, zodat we je nooit meer mailen. Dit kan niet ongedaan worden.",
+        "erase_button": "Alles wissen",
+        "erased_title": "Je gegevens zijn gewist",
+        "erased_text": "We hebben al je gegevens gewist. We mailen je niet meer.",
     },
     "fr": {
         "unsubscribe_title": "Se désinscrire",
@@ -56,6 +70,21 @@ PAGES: dict[str, dict[str, str]] = {
         "promotions": "Promotions et offres",
         "partner_offers": "Offres de nos partenaires",
         "tracking": "Mesurer si j'ouvre les e-mails et clique sur les liens",
+        "data_legend": "Vos données",
+        "data_text": "Vous pouvez demander toutes vos données ou les faire effacer.",
+        "export_button": "M'envoyer mes données par e-mail",
+        "export_title": "Vos données",
+        "export_sent": "Nous envoyons toutes vos données à votre adresse e-mail, en pièce jointe.",
+        "export_already": "Nous avons déjà envoyé vos données à votre adresse aujourd'hui. Vous"
+        " pourrez les redemander demain.",
+        "erase_link": "Effacer mes données",
+        "erase_title": "Effacer vos données",
+        "erase_ask": "Voulez-vous que nous effacions toutes vos données ? Nous ne garderons"
+        " qu'un code illisible de votre adresse, pour ne plus jamais vous écrire. C'est"
+        " définitif.",
+        "erase_button": "Tout effacer",
+        "erased_title": "Vos données sont effacées",
+        "erased_text": "Nous avons effacé toutes vos données. Nous ne vous écrirons plus.",
     },
     "en": {
         "unsubscribe_title": "Unsubscribe",
@@ -83,5 +112,19 @@ PAGES: dict[str, dict[str, str]] = {
         "promotions": "Promotions and offers",
         "partner_offers": "Offers from our partners",
         "tracking": "Measure whether I open the emails and click their links",
+        "data_legend": "Your data",
+        "data_text": "You can ask for all your data, or have it deleted.",
+        "export_button": "Email me my data",
+        "export_title": "Your data",
+        "export_sent": "We are sending all your data to your email address, as an attachment.",
+        "export_already": "We already sent your data to your email address today. You can ask"
+        " again tomorrow.",
+        "erase_link": "Delete my data",
+        "erase_title": "Delete your data",
+        "erase_ask": "Do you want us to delete all your data? We then keep only an unreadable"
+        " code of your address, so that we never email you again. This cannot be undone.",
+        "erase_button": "Delete everything",
+        "erased_title": "Your data is deleted",
+        "erased_text": "We deleted all your data. We will not email you again.",
     },
 }

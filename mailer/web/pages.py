@@ -1,4 +1,5 @@
-"""Recipient pages: unsubscribe (RFC 8058 one-click and a page), preferences, double opt-in.
+"""Recipient pages: unsubscribe (RFC 8058 one-click and a page), preferences with the person's
+own data rights (their data by mail, erasure: C38), double opt-in.
 
 No key, cookie, login or CSRF token: the signed token in the path is the credential. A GET
 never changes anything (link scanners fetch links, C27). A forged, tampered or unknown token
@@ -7,6 +8,7 @@ changes nothing and gets the same answer as a valid one (C28). Nothing here redi
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -14,6 +16,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath
 
 from campaigns.context import Context
+from campaigns.errors import NotFound
 from campaigns.recipients import (
     Addressee,
     change_preferences,
@@ -23,6 +26,8 @@ from campaigns.recipients import (
     signup_addressee,
     unsubscribe_delivery,
 )
+from campaigns.rights.erasure import erase_contact
+from campaigns.rights.export import export_for_the_person
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
 from mailer.delivery.notices import Notices
@@ -45,6 +50,23 @@ def render(pages: Pages, locale: str | None, **context: Any) -> Response[str]:
 def acknowledge(notices: Notices, addressee: Addressee | None) -> BackgroundTask | None:
     """The opt-out's acknowledgement (C15), sent after the commit."""
     return None if addressee is None else BackgroundTask(notices.acknowledge, addressee)
+
+
+def _invalid(pages: Pages) -> Response[str]:
+    w = pages.words(None)
+    return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+
+
+def _data_actions(w: dict[str, str], token: str) -> dict[str, str]:
+    """The person's own rights under the preferences (C38): their data by mail, erasure."""
+    return {
+        "legend": w["data_legend"],
+        "text": w["data_text"],
+        "export_action": f"/p/{token}/export",
+        "export_button": w["export_button"],
+        "erase_action": f"/p/{token}/erase",
+        "erase_link": w["erase_link"],
+    }
 
 
 class RecipientPages(Controller):
@@ -174,12 +196,14 @@ class RecipientPages(Controller):
             w = pages.words(None)
             return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
         w = pages.words(current.locale)
+        data = _data_actions(w, token)
         if current.suppressed:
             return render(
                 pages,
                 current.locale,
                 title=w["preferences_title"],
                 paragraphs=[w["preferences_suppressed"]],
+                data=data,
             )
         return render(
             pages,
@@ -195,7 +219,80 @@ class RecipientPages(Controller):
             all_legend=w["preferences_all_legend"],
             all_label=w["preferences_all"],
             button=w["preferences_button"],
+            data=data,
         )
+
+    @post(
+        "/p/{token:str}/export",
+        status_code=200,
+        summary="Mail me my data (C38): the export goes to the address, never to the page",
+    )
+    async def export_mine(
+        self,
+        token: FromPath[str],
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
+        notices: NoticesDep,
+        pages: PagesDep,
+    ) -> Response[str]:
+        contact_id = signer.read_hex(Kind.PREFERENCES, token)
+        asked = None
+        if contact_id is not None:
+            with contextlib.suppress(NotFound):
+                asked = await db.transaction(
+                    lambda s: export_for_the_person(
+                        s, contact_id, clock=ctx.clock, hasher=ctx.hasher
+                    )
+                )
+        if asked is None:
+            return _invalid(pages)
+        addressee, document = asked
+        w = pages.words(addressee.locale)
+        said = w["export_sent"] if document is not None else w["export_already"]
+        response = render(pages, addressee.locale, title=w["export_title"], paragraphs=[said])
+        if document is not None:
+            response.background = BackgroundTask(notices.send_export, addressee, document)
+        return response
+
+    @get("/p/{token:str}/erase", summary="Delete my data: a button that POSTs; changes nothing")
+    async def erase_page(
+        self, token: FromPath[str], db: DbDep, ctx: CtxDep, signer: SignerDep, pages: PagesDep
+    ) -> Response[str]:
+        contact_id = signer.read_hex(Kind.PREFERENCES, token)
+        current = None
+        if contact_id is not None:
+            current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
+        if current is None:
+            return _invalid(pages)
+        w = pages.words(current.locale)
+        return render(
+            pages,
+            current.locale,
+            title=w["erase_title"],
+            paragraphs=[w["erase_ask"]],
+            form="erase",
+            action=f"/p/{token}/erase",
+            button=w["erase_button"],
+        )
+
+    @post("/p/{token:str}/erase", status_code=200, summary="Delete my data (C33, C38)")
+    async def erase_mine(
+        self, token: FromPath[str], db: DbDep, ctx: CtxDep, signer: SignerDep, pages: PagesDep
+    ) -> Response[str]:
+        contact_id = signer.read_hex(Kind.PREFERENCES, token)
+        current = None
+        if contact_id is not None:
+            current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
+        if current is None or contact_id is None:
+            return _invalid(pages)
+        with contextlib.suppress(NotFound):  # erased meanwhile: it is done either way
+            await db.transaction(
+                lambda s: erase_contact(s, contact_id, ctx=ctx, channel="page", actor="the person"),
+                urgent=True,
+            )
+        w = pages.words(current.locale)
+        return render(pages, current.locale, title=w["erased_title"], paragraphs=[w["erased_text"]])
 
     @get("/confirm/{token:str}", summary="Double opt-in: a button that POSTs; changes nothing")
     async def confirm_page(

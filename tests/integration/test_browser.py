@@ -4,6 +4,7 @@ app served by a real uvicorn: unsubscribe from a received mail, preferences, dou
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -128,3 +129,56 @@ async def test_double_opt_in_in_a_browser(server, browser, keys, services, smtp)
     async with services.db.sessions() as session:
         event = (await session.execute(sa.select(ConsentEvent))).scalar_one()
     assert event.capture_method == "double_opt_in" and event.confirmed_at is not None
+
+
+DATA_WORDS = {  # the button, the confirm button, the heading after it: as a person reads them
+    "nl": (
+        "Mail mij mijn gegevens",
+        "Mijn gegevens wissen",
+        "Alles wissen",
+        "Je gegevens zijn gewist",
+    ),
+    "fr": (
+        "M'envoyer mes données par e-mail",
+        "Effacer mes données",
+        "Tout effacer",
+        "Vos données sont effacées",
+    ),
+    "en": ("Email me my data", "Delete my data", "Delete everything", "Your data is deleted"),
+}
+
+
+@pytest.mark.parametrize("locale", ["nl", "fr", "en"])
+async def test_c38_a_person_asks_for_their_data_and_deletes_it_in_a_browser(
+    server, browser, keys, services, smtp, locale
+):
+    """From the preference page of a received mail: the data comes by mail as JSON, never on
+    the page; deleting needs the confirming button; after it, nothing of the person is left."""
+    email = f"{locale}@example.be"
+    async with httpx.AsyncClient(base_url=server) as client:
+        message, _ = await mail_campaign_to(client, keys, services, smtp, email, locale)
+    html = message.get_body(("html",)).get_content()
+    preferences = re.search(r'href="https://mailer\.example\.test(/p/[a-z0-9]+)"', html).group(1)
+    send, erase, confirm, done = DATA_WORDS[locale]
+    page = await browser.new_page()
+    await page.goto(server + preferences)
+    await page.screenshot(path=str(SHOTS / f"preferences-data-{locale}.png"), full_page=True)
+    await page.get_by_role("button", name=send).click()
+    (mail,) = await smtp.wait_for(1)
+    assert mail.rcpt_tos == [email] and email not in await page.content()
+    [attachment] = list(mail.message.iter_attachments())
+    assert json.loads(attachment.get_content())["contact"]["email"] == email
+
+    await page.goto(server + preferences)
+    await page.get_by_role("link", name=erase).click()
+    await page.get_by_role("button", name=confirm).wait_for()
+    async with services.db.sessions() as session:
+        assert (await session.execute(sa.text("SELECT count(*) FROM contact"))).scalar() == 1
+    await page.screenshot(path=str(SHOTS / f"erase-confirm-{locale}.png"))
+    await page.get_by_role("button", name=confirm).click()
+    await page.get_by_role("heading", name=done).wait_for()
+    await page.screenshot(path=str(SHOTS / f"erased-{locale}.png"))
+    async with services.db.sessions() as session:
+        assert (await session.execute(sa.text("SELECT count(*) FROM contact"))).scalar() == 0
+        reasons = (await session.execute(sa.select(Suppression.reason))).scalars().all()
+    assert reasons == ["erasure"]

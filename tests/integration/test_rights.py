@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -341,3 +342,54 @@ async def test_c34_c36_retention_erases_what_outlived_its_purpose_and_keeps_the_
         assert job is not None and str(job.trigger).startswith("cron[hour='3', minute='30'")
     finally:
         await worker.stop(drain_seconds=1)
+
+
+# ---- the person's own rights, from the preference page -----------------------------------------
+
+
+async def test_c38_the_person_gets_their_data_by_mail_and_deletes_it_with_a_confirming_post(
+    world, smtp, listener, app_client, keys
+):
+    from campaigns.tokens import Kind
+
+    contact_id = await a_person_with_everything(world, smtp, listener, app_client, keys)
+    smtp.received.clear()
+    token = world.signer.hex_token(Kind.PREFERENCES, contact_id)
+    page = await app_client.get(f"/p/{token}")
+    assert "Mail mij mijn gegevens" in page.text and f'href="/p/{token}/erase"' in page.text
+
+    sent = await app_client.post(f"/p/{token}/export")
+    assert sent.status_code == 200
+    assert "We sturen al je gegevens naar je e-mailadres" in sent.text
+    assert EMAIL not in sent.text and "consent_events" not in sent.text  # never on the page
+    (mail,) = await smtp.wait_for(1)
+    assert mail.rcpt_tos == [EMAIL]
+    [attachment] = list(mail.message.iter_attachments())
+    assert attachment.get_filename() == "my-data.json"
+    document = json.loads(attachment.get_content())
+    assert document["contact"]["email"] == EMAIL and document["consent_events"]
+    again = await app_client.post(f"/p/{token}/export")
+    assert "vandaag al" in again.text  # at most one a day: a forwarded link is no mail bomb
+    await asyncio.sleep(0.2)
+    assert len(smtp.received) == 1
+
+    asked = await app_client.get(f"/p/{token}/erase")
+    assert "Alles wissen" in asked.text and 'method="post"' in asked.text
+    assert await leftovers(world, contact_id)  # a GET changes nothing
+    erased = await app_client.post(f"/p/{token}/erase")
+    assert erased.status_code == 200 and "Je gegevens zijn gewist" in erased.text
+    assert await leftovers(world, contact_id) == []
+    async with world.db.sessions() as session:
+        requests = (
+            await session.execute(
+                sa.text("SELECT kind, channel, actor, contact_id FROM rights_request ORDER BY id")
+            )
+        ).all()
+        entries = (await session.execute(sa.text("SELECT reason, channel FROM suppression"))).all()
+    assert [tuple(r) for r in requests] == [
+        ("export", "page", "the person", None),
+        ("erasure", "page", "the person", None),
+    ]
+    assert [tuple(e) for e in entries] == [("erasure", "page")]
+    gone = await app_client.get(f"/p/{token}")
+    assert "Deze link werkt niet" in gone.text

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -54,3 +56,8 @@ def _presented_key(header: str) -> str:
             return ""
         return decoded.partition(":")[2].strip()
     return ""
+
+
+def actor_of(request: Request[Any, Any, Any]) -> str:
+    """Who is asking, for the logs of decisions: the key the guard let in (never a secret)."""
+    return str(getattr(request.state, "actor", "unknown"))

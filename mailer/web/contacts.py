@@ -15,6 +15,7 @@ from campaigns.evidence.inputs import ConsentIn, ContactIn, SignupIn
 from campaigns.evidence.profiles import ContactView, contact_detail, contact_view, record_consent
 from campaigns.recipients import create_signup
 from campaigns.rights.erasure import erase_contact
+from mailer.web.auth import actor_of
 from mailer.web.deps import CtxDep, DbDep, NoticesDep
 from mailer.web.errors import pydantic_errors, responses, status_of
 from mailer.web.schemas import (
@@ -171,7 +172,7 @@ class ContactController(Controller):
         db: DbDep,
         ctx: CtxDep,
     ) -> Response[None]:
-        actor = str(getattr(request.state, "actor", "unknown"))
+        actor = actor_of(request)
         await db.transaction(
             lambda s: erase_contact(s, contact_id, ctx=ctx, channel="api", actor=actor),
             urgent=True,

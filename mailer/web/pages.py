@@ -19,6 +19,7 @@ from campaigns.context import Context
 from campaigns.errors import NotFound
 from campaigns.recipients import (
     Addressee,
+    Preferences,
     change_preferences,
     confirm_signup,
     locale_of_delivery,
@@ -55,6 +56,16 @@ def acknowledge(notices: Notices, addressee: Addressee | None) -> BackgroundTask
 def _invalid(pages: Pages) -> Response[str]:
     w = pages.words(None)
     return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+
+
+async def _the_person(
+    db: Database, ctx: Context, signer: TokenSigner, token: str
+) -> Preferences | None:
+    """Whose preference link this is, and their choices; None for a link that names nobody."""
+    contact_id = signer.read_hex(Kind.PREFERENCES, token)
+    if contact_id is None:
+        return None
+    return await db.transaction(lambda s: preferences(s, contact_id, ctx))
 
 
 def _data_actions(w: dict[str, str], token: str) -> dict[str, str]:
@@ -188,13 +199,9 @@ class RecipientPages(Controller):
         token: str,
         saved: bool,
     ) -> Response[str]:
-        contact_id = signer.read_hex(Kind.PREFERENCES, token)
-        current = None
-        if contact_id is not None:
-            current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
+        current = await _the_person(db, ctx, signer, token)
         if current is None:
-            w = pages.words(None)
-            return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
+            return _invalid(pages)
         w = pages.words(current.locale)
         data = _data_actions(w, token)
         if current.suppressed:
@@ -259,10 +266,7 @@ class RecipientPages(Controller):
     async def erase_page(
         self, token: FromPath[str], db: DbDep, ctx: CtxDep, signer: SignerDep, pages: PagesDep
     ) -> Response[str]:
-        contact_id = signer.read_hex(Kind.PREFERENCES, token)
-        current = None
-        if contact_id is not None:
-            current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
+        current = await _the_person(db, ctx, signer, token)
         if current is None:
             return _invalid(pages)
         w = pages.words(current.locale)
@@ -280,12 +284,10 @@ class RecipientPages(Controller):
     async def erase_mine(
         self, token: FromPath[str], db: DbDep, ctx: CtxDep, signer: SignerDep, pages: PagesDep
     ) -> Response[str]:
-        contact_id = signer.read_hex(Kind.PREFERENCES, token)
-        current = None
-        if contact_id is not None:
-            current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
-        if current is None or contact_id is None:
+        current = await _the_person(db, ctx, signer, token)
+        if current is None:
             return _invalid(pages)
+        contact_id = current.contact_id
         with contextlib.suppress(NotFound):  # erased meanwhile: it is done either way
             await db.transaction(
                 lambda s: erase_contact(s, contact_id, ctx=ctx, channel="page", actor="the person"),

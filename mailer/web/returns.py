@@ -13,6 +13,7 @@ from campaigns.returns.inputs import RelayEventIn
 from campaigns.returns.intake import Outcome, record_relay_event
 from campaigns.returns.providers import read_ses
 from campaigns.returns.review import decide_review, review_items
+from mailer.web.auth import actor_of
 from mailer.web.deps import CtxDep, DbDep, SignerDep
 from mailer.web.errors import responses
 from mailer.web.schemas import (
@@ -124,7 +125,7 @@ class ReviewQueue(Controller):
         db: DbDep,
         ctx: CtxDep,
     ) -> ReviewItemOut:
-        actor = str(getattr(request.state, "actor", "unknown"))
+        actor = actor_of(request)
         item = await db.transaction(
             lambda s: decide_review(s, item_id, data.action, note=data.note, actor=actor, ctx=ctx)
         )

@@ -12,6 +12,7 @@ from litestar.params import FromPath
 
 from campaigns.rights.export import export_contact
 from campaigns.rights.record import RelayInfo, processing_record
+from mailer.web.auth import actor_of
 from mailer.web.deps import CtxDep, DbDep
 from mailer.web.errors import responses
 
@@ -35,7 +36,7 @@ class RightsController(Controller):
         db: DbDep,
         ctx: CtxDep,
     ) -> dict[str, Any]:
-        actor = str(getattr(request.state, "actor", "unknown"))
+        actor = actor_of(request)
         return await db.transaction(
             lambda s: export_contact(
                 s, contact_id, clock=ctx.clock, hasher=ctx.hasher, channel="api", actor=actor

@@ -144,6 +144,20 @@ async def test_c33_c21_c22_erasure_leaves_only_the_suppression_hash(
     assert why["bases"] == [] and any(r["reason"] == "suppressed" for r in why["refused"]), why
 
 
+async def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m mailer ARGS` as an operator runs it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mailer", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 async def test_c33_the_cli_erases_by_address_and_prints_no_address(
     world, smtp, listener, app_client, keys, settings
 ):
@@ -155,52 +169,16 @@ async def test_c33_the_cli_erases_by_address_and_prints_no_address(
         "MAILER_SECRET_KEYS": TEST_SECRET.decode(),
         "MAILER_DEV": "1",
     }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "mailer", "contacts", "erase", EMAIL.upper()],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = await cli(env, "contacts", "erase", EMAIL.upper())
     assert done.returncode == 0, done.stderr
     assert "erased (" in done.stdout and "contact 1" in done.stdout
     assert EMAIL not in (done.stdout + done.stderr).lower()
     assert await leftovers(world, contact_id) == []
-    refused = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "mailer", "contacts", "erase", "not an address"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = await cli(env, "contacts", "erase", "not an address")
     assert refused.returncode == 2 and "not erased" in refused.stderr
-    record = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "mailer", "processing-record"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    record = await cli(env, "processing-record")
     assert record.returncode == 0, record.stderr
-    dry = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "mailer", "retention", "--dry-run"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    dry = await cli(env, "retention", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would go: 0 contacts without basis or activity for 36 months")
     assert record.stdout.startswith("# Record of processing")

@@ -55,6 +55,7 @@ class RetentionPolicy:
     inactive_contact_months: int = 36  # contacts with no basis and no activity (C34)
     delivery_log_months: int = 24  # deliveries; at least 12, as unsubscribe links work (C24)
     report_months: int = 6  # bounce and complaint reports, raw
+    unconfirmed_signup_days: int = 30  # a sign-up never confirmed (C5)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class CategoryMap:
 
 
 LANGUAGES = ("nl", "fr", "en")  # the languages of mails and pages
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f]")  # and other control characters
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,11 @@ def parse_business_config(data: Mapping[str, Any]) -> BusinessConfig:
     delivery = _parse_delivery(_section(data, "delivery", problems), problems)
     reputation = _parse_reputation(_section(data, "reputation", problems), problems)
     names = _parse_category_names(_section(data, "category_names", problems), categories, problems)
+    if retention.inactive_contact_months < marketing.soft_opt_in_months:
+        # Else a customer still mailable under the exception would be erased as inactive.
+        problems.append(
+            "[retention] inactive_contact_months must be at least [marketing] soft_opt_in_months"
+        )
     if problems or sender is None:
         raise ConfigError(problems or ["[sender] is incomplete"])
     return BusinessConfig(sender, marketing, retention, categories, delivery, reputation, names)
@@ -183,7 +190,7 @@ def _parse_category_names(
         for language, name in per_language.items():
             if language not in LANGUAGES:
                 problems.append(f"{where}: unknown language '{language}' (nl, fr or en)")
-            elif not isinstance(name, str) or not name.strip() or "\n" in name:
+            elif not isinstance(name, str) or not name.strip() or _LINE_BREAKS.search(name):
                 problems.append(f"{where}.{language} must be a name on one line")
             else:
                 names.setdefault(category, {})[language] = name.strip()
@@ -327,21 +334,18 @@ def _parse_marketing(table: Mapping[str, Any], problems: list[str]) -> Marketing
 
 
 def _parse_retention(table: Mapping[str, Any], problems: list[str]) -> RetentionPolicy:
-    keys = ("inactive_contact_months", "delivery_log_months", "report_months")
+    defaults = RetentionPolicy()
+    keys = tuple(defaults.__dataclass_fields__)
     problems.extend(_unknown_keys("retention", table, keys))
-    policy = RetentionPolicy(
-        inactive_contact_months=_positive_int(
-            table.get("inactive_contact_months", 36),
-            "[retention] inactive_contact_months",
-            problems,
-        ),
-        delivery_log_months=_positive_int(
-            table.get("delivery_log_months", 24), "[retention] delivery_log_months", problems
-        ),
-        report_months=_positive_int(
-            table.get("report_months", 6), "[retention] report_months", problems
-        ),
-    )
+    values = {}
+    for key in keys:
+        where = f"[retention] {key}"
+        value = _positive_int(table.get(key, getattr(defaults, key)), where, problems)
+        if value > 1200:  # a century: more is a typo, and past any date arithmetic
+            problems.append(f"{where} must be at most 1200")
+            value = getattr(defaults, key)
+        values[key] = value
+    policy = RetentionPolicy(**values)
     if policy.delivery_log_months < 12:
         # A mail's unsubscribe link must work for a year (C24): its delivery must be there.
         problems.append("[retention] delivery_log_months must be at least 12 (C24)")

@@ -151,26 +151,3 @@ class greatest(sa.sql.functions.GenericFunction[Any]):
 @compiles(greatest, "sqlite")
 def _greatest_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     return f"max({compiler.process(element.clauses, **kw)})"
-
-
-class bytes_contain(sa.sql.expression.ColumnElement[bool]):
-    """`needle in haystack` for binary columns: position() on PostgreSQL, instr() on SQLite."""
-
-    inherit_cache = True
-    type = sa.Boolean()
-
-    def __init__(self, haystack: Any, needle: bytes) -> None:
-        self.haystack = haystack
-        self.needle = sa.bindparam(None, needle, type_=sa.LargeBinary())
-
-
-@compiles(bytes_contain, "postgresql")
-def _bytes_contain_postgresql(element: bytes_contain, compiler: Any, **kw: Any) -> str:
-    haystack = compiler.process(element.haystack, **kw)
-    return f"(position({compiler.process(element.needle, **kw)} in {haystack}) > 0)"
-
-
-@compiles(bytes_contain, "sqlite")
-def _bytes_contain_sqlite(element: bytes_contain, compiler: Any, **kw: Any) -> str:
-    haystack = compiler.process(element.haystack, **kw)
-    return f"(instr({haystack}, {compiler.process(element.needle, **kw)}) > 0)"

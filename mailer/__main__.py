@@ -185,7 +185,9 @@ async def _retention(settings: Settings, *, dry_run: bool) -> int:
         f"{verb}: {due.inactive_contacts} contacts without basis or activity for"
         f" {policy.inactive_contact_months} months (erased),"
         f" {due.old_deliveries} deliveries older than {policy.delivery_log_months} months,"
-        f" {due.old_reports} bounce and complaint reports older than {policy.report_months} months"
+        f" {due.old_reports} bounce and complaint reports older than {policy.report_months}"
+        f" months, {due.unconfirmed_signups} sign-ups unconfirmed after"
+        f" {policy.unconfirmed_signup_days} days"
     )
     return 0
 

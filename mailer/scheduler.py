@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -64,14 +65,12 @@ def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> li
 async def run_retention(db: Database, ctx: Context) -> Due:
     """What is past its period, batch after batch (each its own short transaction) until
     nothing is: the totals, by reason."""
-    contacts = deliveries = reports = 0
+    total = Due(0, 0, 0, 0)
     cursor: Cursor | None = Cursor()
     while cursor is not None:
         done, cursor = await db.transaction(partial(retention_batch, ctx=ctx, after=cursor))
-        contacts += done.inactive_contacts
-        deliveries += done.old_deliveries
-        reports += done.old_reports
-    return Due(contacts, deliveries, reports)
+        total = Due(*(a + b for a, b in zip(astuple(total), astuple(done), strict=True)))
+    return total
 
 
 class Worker:
@@ -116,11 +115,12 @@ class Worker:
         done = await run_retention(self.db, self.ctx)
         if done:
             log.info(
-                "retention: %d inactive contacts erased, %d old deliveries and %d old reports"
-                " deleted",
+                "retention: %d inactive contacts erased, %d old deliveries, %d old reports and"
+                " %d unconfirmed sign-ups deleted",
                 done.inactive_contacts,
                 done.old_deliveries,
                 done.old_reports,
+                done.unconfirmed_signups,
             )
         return done
 

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.addresses import without_addresses
 from campaigns.context import Context
 from campaigns.db import among
 from campaigns.models import CampaignRun, Contact, Delivery, InboundMessage
@@ -36,7 +37,6 @@ from campaigns.returns.table import (
     Verdict,
     decide,
     status_in,
-    without_addresses,
 )
 from campaigns.sending.states import DeliveryStatus
 from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all

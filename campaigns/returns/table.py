@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from campaigns.addresses import without_addresses
+
 
 class Verdict(StrEnum):
     HARD = "hard"  # about the address, permanent: suppressed as `hard_bounce` (C17)
@@ -184,12 +186,6 @@ _BASIC = re.compile(r"(?<![\d.])([245])[0-5]\d(?=[ -]|$)", re.MULTILINE)
 
 
 READ_AT_MOST = 8000  # characters of a diagnostic: what fails is said first, the rest is ours
-
-
-def without_addresses(text: str) -> str:
-    """The text on one line, each word with an @ in it replaced (linear: a pattern like
-    `\\S+@\\S+` takes quadratic time on a long run without spaces, and reports are anyone's)."""
-    return " ".join("<address>" if "@" in word else word for word in text.split())
 
 
 # The MX a Postfix or Exim report names ("host spam.example.net[192.0.2.5] said: ..."): its

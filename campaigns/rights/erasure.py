@@ -18,6 +18,7 @@ from campaigns.models import Contact
 from campaigns.rights.registry import CONTACT, HOLDINGS, People
 from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all
+from campaigns.suppression.predicate import SUPPRESSION
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Erased:
 async def erase_contact(
     session: AsyncSession, contact_id: str, *, ctx: Context, channel: str, actor: str
 ) -> Erased:
+    # The address locked before it is read, so a push that changes it meanwhile waits: the
+    # address erased and suppressed is the contact's own.
+    await lock_addresses(session, of_contacts=[contact_id])
     contact = await session.get(Contact, contact_id)
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
@@ -62,8 +66,11 @@ async def erase_people(
     (reason `erasure`, by `channel`), so the address is not mailed again (C21, C22); retention
     (`requested=False`) leaves none: it is no objection, and the person may come back with a
     new consent. The caller logs the request, if it was one. Never commits."""
-    await lock_addresses(session, addresses=people.emails)
     if requested:
+        # Against a profile rebuild of the address meanwhile (see lock_addresses). Retention
+        # locks its contacts' rows instead: thousands of these would fill PostgreSQL's lock
+        # table, and it makes no entry.
+        await lock_addresses(session, addresses=people.emails)
         already = await active_reasons(session, people.emails, ctx.hasher)
         entries = [
             NewEntry(email, reason="erasure", channel=channel)
@@ -71,6 +78,11 @@ async def erase_people(
             if "erasure" not in already.get(email, set())
         ]
         await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
+    # What stays of the person is the hash with reason, channel and date: no note (C21).
+    hashes = sorted({h for email in people.emails for h in ctx.hasher.all_hashes(email)})
+    await session.execute(
+        sa.update(SUPPRESSION).where(SUPPRESSION.c.address_hash.in_(hashes)).values(note=None)
+    )
     rows: Counter[str] = Counter()
     for holding in HOLDINGS:
         if not people.contact_ids and "contact_id" in holding.table.c:

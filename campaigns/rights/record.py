@@ -45,7 +45,10 @@ def processing_record(config: BusinessConfig, relay: RelayInfo) -> dict[str, Any
     for purpose in marketing.purposes:
         if purpose == "tracking":
             bases = [_BASES["tracking"]]
-            what = "per-person clicks and opens in marketing mail, only for who consented"
+            what = (
+                "consent to per-person clicks and opens in marketing mail (asked for; the"
+                " service does not measure them yet)"
+            )
         else:
             bases = [_BASES["consent"]]
             if purpose not in marketing.third_party_purposes:
@@ -89,6 +92,9 @@ def processing_record(config: BusinessConfig, relay: RelayInfo) -> dict[str, Any
             "contacts_without_basis_or_activity_months": retention.inactive_contact_months,
             "delivery_log_months": retention.delivery_log_months,
             "bounce_and_complaint_report_months": retention.report_months,
+            "unconfirmed_signup_days": retention.unconfirmed_signup_days,
+            "rights_requests": "kept without end, without the person once erased: the record"
+            " that each request was met",
             "customer_exception_months_after_the_last_order": marketing.soft_opt_in_months,
             "suppression_list": "kept without end: an objection must be honoured for as long"
             " as the shop mails (C21); it holds a keyed hash, not the address",

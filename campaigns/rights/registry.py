@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from campaigns.db import bytes_contain
 from campaigns.models import (
     ConsentEvent,
     Contact,
@@ -37,10 +36,6 @@ class People:
 
     contact_ids: tuple[str, ...]
     emails: tuple[str, ...]
-    # Also look for the addresses inside raw reports that name no delivery of theirs: a scan
-    # of the reports, right for one person's request, not for a retention batch (their
-    # reports are past their own period by then).
-    scan_reports: bool = True
 
     @classmethod
     def one(cls, contact_id: str | None, email: str) -> People:
@@ -68,15 +63,13 @@ def _deliveries(people: People) -> Any:
 
 
 def _reports(people: People) -> sa.ColumnElement[bool]:
-    """Reports about the people's deliveries, and those that name an address (a report that
-    mapped to no delivery, in review): its own recipient field, or the address in its bytes."""
-    found: list[sa.ColumnElement[bool]] = [
+    """Reports about the people's deliveries, and those whose own recipient field names one of
+    the addresses (a report that mapped to no delivery, in review). Not a search of the raw
+    bytes: "an@example.be" is inside "joan@example.be", and that report is joan's."""
+    return sa.or_(
         MESSAGE.c.delivery_id.in_(_deliveries(people)),
         sa.func.lower(MESSAGE.c.reported_recipient).in_(people.emails),
-    ]
-    if people.scan_reports:
-        found += [bytes_contain(MESSAGE.c.raw, email.encode()) for email in people.emails]
-    return sa.or_(*found)
+    )
 
 
 @dataclass(frozen=True)
@@ -198,5 +191,6 @@ NOT_PERSONAL: dict[str, str] = {
     "campaign_category": "a campaign's categories",
     "campaign_run": "when a campaign ran",
     "run_domain_count": "counts per receiving domain, no person",
-    "suppression": "an HMAC of the address with reason, channel and date: kept by design (C21)",
+    "suppression": "an HMAC of the address with reason, channel and date, kept by design (C21);"
+    " its notes are written without addresses, and an erasure clears them",
 }

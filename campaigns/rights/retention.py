@@ -15,22 +15,33 @@ the periods of `[retention]`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import months_before
 from campaigns.context import Context
-from campaigns.models import ConsentEvent, CurrentConsent, InboundMessage, ShopOrder
+from campaigns.models import (
+    ConsentEvent,
+    CurrentConsent,
+    InboundMessage,
+    MarketingProfile,
+    ShopOrder,
+    Signup,
+)
 from campaigns.rights.erasure import erase_people
 from campaigns.rights.registry import CONTACT, DELIVERY, People
 from campaigns.sending.states import OPEN_DELIVERIES
+from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all
 
 CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 CURRENT = CurrentConsent.__table__  # type: ignore[attr-defined]
 ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 MESSAGE = InboundMessage.__table__  # type: ignore[attr-defined]
+PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
+SIGNUP = Signup.__table__  # type: ignore[attr-defined]
 BATCH = 5000  # rows per transaction: short locks, and a crash loses at most one batch's work
 
 
@@ -39,6 +50,7 @@ class Cutoffs:
     contacts: datetime
     deliveries: datetime
     reports: datetime
+    signups: datetime
 
     @classmethod
     def now(cls, ctx: Context) -> Cutoffs:
@@ -47,6 +59,7 @@ class Cutoffs:
             contacts=months_before(now, policy.inactive_contact_months),
             deliveries=months_before(now, policy.delivery_log_months),
             reports=months_before(now, policy.report_months),
+            signups=now - timedelta(days=policy.unconfirmed_signup_days),
         )
 
 
@@ -57,30 +70,62 @@ class Due:
     inactive_contacts: int
     old_deliveries: int
     old_reports: int
+    unconfirmed_signups: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.inactive_contacts or self.old_deliveries or self.old_reports)
+        return bool(
+            self.inactive_contacts
+            or self.old_deliveries
+            or self.old_reports
+            or self.unconfirmed_signups
+        )
+
+
+def _earliest(a: Any, b: Any) -> Any:
+    return sa.case((a < b, a), else_=b)
 
 
 def _inactive(cutoff: datetime) -> sa.ColumnElement[bool]:
+    """No valid basis (no consent standing, or suppressed) and nothing the person did since
+    the cutoff. Dates the shop sends are taken no later than when they reached us: a consent
+    or an order dated in the future does not keep a contact for ever."""
     contact = CONTACT.c.id
+    basis = sa.and_(
+        sa.exists().where(CURRENT.c.contact_id == contact, CURRENT.c.granted.is_(True)),
+        ~sa.exists().where(PROFILE.c.contact_id == contact, PROFILE.c.suppressed.is_(True)),
+    )
     return sa.and_(
         CONTACT.c.created_at < cutoff,
-        ~sa.exists().where(CURRENT.c.contact_id == contact, CURRENT.c.granted.is_(True)),
-        ~sa.exists().where(ORDER.c.contact_id == contact, ORDER.c.placed_at >= cutoff),
+        ~basis,
+        ~sa.exists().where(
+            ORDER.c.contact_id == contact,
+            _earliest(ORDER.c.placed_at, ORDER.c.recorded_at) >= cutoff,
+        ),
         ~sa.exists().where(
             CONSENT.c.contact_id == contact,
-            sa.or_(CONSENT.c.captured_at >= cutoff, CONSENT.c.confirmed_at >= cutoff),
+            CONSENT.c.valid.is_(True),
+            sa.or_(
+                _earliest(CONSENT.c.captured_at, CONSENT.c.recorded_at) >= cutoff,
+                CONSENT.c.confirmed_at >= cutoff,
+            ),
         ),
+        # A sign-up of the address waiting for its confirmation is the person acting.
+        ~sa.exists().where(SIGNUP.c.email == CONTACT.c.email, SIGNUP.c.created_at >= cutoff),
     )
 
 
 def _old_delivery(cutoff: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(DELIVERY.c.queued_at < cutoff, DELIVERY.c.status.not_in(OPEN_DELIVERIES))
+    # From when the mail went out: its unsubscribe link works a year from then (C24).
+    sent = sa.func.coalesce(DELIVERY.c.sent_at, DELIVERY.c.queued_at)
+    return sa.and_(sent < cutoff, DELIVERY.c.status.not_in(OPEN_DELIVERIES))
 
 
 def _old_report(cutoff: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(MESSAGE.c.received_at < cutoff, MESSAGE.c.state != "pending")
+
+
+def _unconfirmed_signup(cutoff: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(SIGNUP.c.confirmed_at.is_(None), SIGNUP.c.created_at < cutoff)
 
 
 async def retention_due(session: AsyncSession, ctx: Context) -> Due:
@@ -95,6 +140,7 @@ async def retention_due(session: AsyncSession, ctx: Context) -> Due:
         inactive_contacts=await count(CONTACT, _inactive(cut.contacts)),
         old_deliveries=await count(DELIVERY, _old_delivery(cut.deliveries)),
         old_reports=await count(MESSAGE, _old_report(cut.reports)),
+        unconfirmed_signups=await count(SIGNUP, _unconfirmed_signup(cut.signups)),
     )
 
 
@@ -114,33 +160,72 @@ async def retention_batch(
     """One batch of each after `after`: what went, and where to go on from (None: nothing
     is left). Never commits."""
     cut = Cutoffs.now(ctx)
-    contacts = (
+    chosen = (
         await session.execute(
-            sa.select(CONTACT.c.id, CONTACT.c.email)
+            sa.select(CONTACT.c.id)
             .where(CONTACT.c.id > after.contact, _inactive(cut.contacts))
             .order_by(CONTACT.c.id)
             .limit(limit)
         )
-    ).all()
-    if contacts:
-        people = People(
-            tuple(row.id for row in contacts),
-            tuple(row.email for row in contacts),
-            scan_reports=False,  # their reports are long past report_months
+    ).scalars()
+    ids = list(chosen)
+    contacts: list[Any] = []
+    if ids:
+        # Their rows locked (a consent or an order for one of them now waits), then looked at
+        # again: one that committed since the first look keeps its contact.
+        await session.execute(
+            sa.select(CONTACT.c.id)
+            .where(CONTACT.c.id.in_(ids))
+            .order_by(CONTACT.c.id)
+            .with_for_update()
         )
+        contacts = list(
+            (
+                await session.execute(
+                    sa.select(CONTACT.c.id, CONTACT.c.email)
+                    .where(CONTACT.c.id.in_(ids), _inactive(cut.contacts))
+                    .order_by(CONTACT.c.id)
+                )
+            ).all()
+        )
+    if contacts:
+        people = People(tuple(row.id for row in contacts), tuple(row.email for row in contacts))
+        await _keep_opt_outs(session, people, ctx)
         await erase_people(session, people, ctx, "retention", requested=False)
     deliveries = await _some(
         session, DELIVERY, _old_delivery(cut.deliveries), after.delivery, limit
     )
     reports = await _some(session, MESSAGE, _old_report(cut.reports), after.report, limit)
-    done = Due(len(contacts), len(deliveries), len(reports))
+    signups = await session.execute(sa.delete(SIGNUP).where(_unconfirmed_signup(cut.signups)))
+    done = Due(len(contacts), len(deliveries), len(reports), signups.rowcount)  # type: ignore[attr-defined]
     if not done:
         return done, None
     return done, Cursor(
-        contacts[-1].id if contacts else after.contact,
+        ids[-1] if ids else after.contact,
         deliveries[-1] if deliveries else after.delivery,
         reports[-1] if reports else after.report,
     )
+
+
+async def _keep_opt_outs(session: AsyncSession, people: People, ctx: Context) -> None:
+    """Who used the marketing opt-out when an order was placed must never get mail under the
+    customer exception (C7), and that order goes with the contact: the address keeps an
+    `unsubscribe` entry instead, which only an explicit, confirmed consent lifts (C22)."""
+    used = await session.execute(
+        sa.select(ORDER.c.email)
+        .where(ORDER.c.contact_id.in_(people.contact_ids), ORDER.c.opt_out_used.is_(True))
+        .distinct()
+    )
+    emails = sorted(set(used.scalars()))
+    if not emails:
+        return
+    already = await active_reasons(session, emails, ctx.hasher)
+    entries = [
+        NewEntry(email, "unsubscribe", "retention", note="used the opt-out at an order (C7)")
+        for email in emails
+        if not already.get(email)
+    ]
+    await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
 
 
 async def _some(

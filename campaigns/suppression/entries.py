@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.addresses import normalise_address
+from campaigns.addresses import normalise_address, without_addresses
 from campaigns.clock import Clock
 from campaigns.db import among
 from campaigns.errors import InvalidInput
@@ -126,7 +126,9 @@ async def suppress_all(
                 "key_id": key_id,
                 "reason": entry.reason,
                 "channel": entry.channel,
-                "note": entry.note,
+                # A relay's reply quotes the address ("550 <an@example.be>: no such user"):
+                # the entry outlives an erasure, the address must not (C21).
+                "note": without_addresses(entry.note)[:500] if entry.note else None,
                 "campaign_id": entry.campaign_id,
                 "created_at": now,
                 "lifted_at": None,

@@ -371,3 +371,90 @@ async def test_c38_the_person_gets_their_data_by_mail_and_deletes_it_with_a_conf
     assert [tuple(e) for e in entries] == [("erasure", "page")]
     gone = await app_client.get(f"/p/{token}")
     assert "Deze link werkt niet" in gone.text
+
+
+async def test_c34_c7_c24_retention_judges_basis_activity_and_dates_as_the_rules_do(
+    app_client, keys, services, clock
+):
+    """A suppressed contact has no basis though its consent stands; a sign-up waiting for its
+    confirmation, not a refused consent dated in 2099, is activity; who used the opt-out at an
+    order keeps an unsubscribe entry (C7); a delivery counts from when it was sent (C24); a
+    sign-up never confirmed goes after its days."""
+    from datetime import timedelta
+
+    from campaigns.clock import months_before
+    from campaigns.models import ConsentEvent, Delivery, Signup
+    from mailer.scheduler import run_retention
+
+    now = clock.now()
+    long_ago = months_before(now, 37)
+    clock.set(long_ago)
+    bodies = {
+        "bounced@example.be": factories.contact(
+            "bounced@example.be", consents=[factories.consent(captured_at=_at(long_ago))]
+        ),
+        "waiting@example.be": factories.contact(
+            "waiting@example.be", orders=[factories.order("SO-3", placed_at=_at(long_ago))]
+        ),
+        "future@example.be": factories.contact(
+            "future@example.be", orders=[factories.order("SO-4", placed_at=_at(long_ago))]
+        ),
+        "optout@example.be": factories.contact(
+            "optout@example.be",
+            orders=[factories.order("SO-5", placed_at=_at(long_ago), marketing_opt_out_used=True)],
+        ),
+    }
+    ids = {}
+    for email, body in bodies.items():
+        pushed = await app_client.post("/api/v1/contacts", json=body, headers=keys["shop"])
+        assert pushed.status_code == 201, pushed.text
+        ids[email] = pushed.json()["id"]
+    clock.set(now)
+    hard = {"email": "bounced@example.be", "reason": "manual", "channel": "test",
+            "note": "550 5.1.1 <bounced@example.be>: no such user"}  # fmt: skip
+    assert (
+        await app_client.post("/api/v1/suppressions", json=hard, headers=keys["admin"])
+    ).status_code in (200, 201)
+    async with services.db.sessions() as session:
+        note = (await session.execute(sa.text("SELECT note FROM suppression"))).scalar_one()
+        assert note == "550 5.1.1 <address> no such user"  # written without the address
+        session.add(
+            Signup(id="s" * 32, email="waiting@example.be", purposes="newsletter", wording="Ja",
+                   wording_version="1", url="https://shop.example.be", created_at=now)
+        )  # fmt: skip
+        for n, days in enumerate((31, 10)):
+            session.add(
+                Signup(id=f"{n}" * 32, email=f"nobody{n}@example.be", purposes="newsletter",
+                       wording="Ja", wording_version="1", url="https://shop.example.be",
+                       created_at=now - timedelta(days=days))
+            )  # fmt: skip
+        session.add(
+            ConsentEvent(contact_id=ids["future@example.be"], purpose="newsletter",
+                         granted=True, captured_at=now.replace(year=2099), valid=False,
+                         capture_method="checkbox", recorded_at=now, fingerprint="f" * 64)
+        )  # fmt: skip
+        session.add(
+            Delivery(campaign_id="cmp", run=1, contact_id=ids["waiting@example.be"],
+                     status="sent", basis_kind="soft_opt_in", attempts=1, id=9100,
+                     queued_at=months_before(now, 26), sent_at=months_before(now, 11))
+        )  # fmt: skip
+        await session.commit()
+    done = await run_retention(services.db, services.context)
+    assert (done.inactive_contacts, done.unconfirmed_signups) == (3, 1)
+    async with services.db.sessions() as session:
+        emails = set((await session.execute(sa.text("SELECT email FROM contact"))).scalars())
+        signups = set((await session.execute(sa.text("SELECT email FROM signup"))).scalars())
+        deliveries = list((await session.execute(sa.text("SELECT id FROM delivery"))).scalars())
+        entries = sorted(
+            tuple(row)
+            for row in (
+                await session.execute(sa.text("SELECT reason, channel, note FROM suppression"))
+            ).all()
+        )
+    assert emails == {"waiting@example.be"}
+    assert signups == {"waiting@example.be", "nobody1@example.be"}
+    assert deliveries == [9100]  # sent 11 months ago: its unsubscribe link still works
+    assert entries == [  # only hash, reason, channel and date of the erased stay (C21)
+        ("manual", "test", None),
+        ("unsubscribe", "retention", None),
+    ]

@@ -97,7 +97,8 @@ def load_sql(n: int) -> list[str]:
         SELECT i, 'bench', 1, md5('c' || i), 'sent', 'consent',
                CASE WHEN i % 4 = 1 THEN now() - interval '26 months'
                     ELSE now() - interval '2 months' END,
-               now() - interval '2 months', 1
+               CASE WHEN i % 4 = 1 THEN now() - interval '26 months'
+                    ELSE now() - interval '2 months' END, 1
         FROM generate_series(1, {n}) AS i""",
         """INSERT INTO inbound_message (received_at, channel, recipient, raw, truncated,
                                      null_sender, state, verdict)

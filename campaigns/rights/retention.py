@@ -42,7 +42,7 @@ ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
 MESSAGE = InboundMessage.__table__  # type: ignore[attr-defined]
 PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
 SIGNUP = Signup.__table__  # type: ignore[attr-defined]
-BATCH = 5000  # rows per transaction: short locks, and a crash loses at most one batch's work
+BATCH = 10000  # rows per transaction: short locks, and a crash loses at most one batch's work
 
 
 @dataclass(frozen=True)

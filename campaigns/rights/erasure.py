@@ -80,9 +80,11 @@ async def erase_people(
         await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
     # What stays of the person is the hash with reason, channel and date: no note (C21).
     hashes = sorted({h for email in people.emails for h in ctx.hasher.all_hashes(email)})
-    await session.execute(
-        sa.update(SUPPRESSION).where(SUPPRESSION.c.address_hash.in_(hashes)).values(note=None)
-    )
+    for start in range(0, len(hashes), 5000):  # within any database's limit of parameters
+        chunk = hashes[start : start + 5000]
+        await session.execute(
+            sa.update(SUPPRESSION).where(SUPPRESSION.c.address_hash.in_(chunk)).values(note=None)
+        )
     rows: Counter[str] = Counter()
     for holding in HOLDINGS:
         if not people.contact_ids and "contact_id" in holding.table.c:

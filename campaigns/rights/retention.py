@@ -23,23 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import months_before
 from campaigns.context import Context
-from campaigns.models import (
-    ConsentEvent,
-    CurrentConsent,
-    InboundMessage,
-    MarketingProfile,
-    ShopOrder,
-    Signup,
-)
+from campaigns.models import ConsentEvent, CurrentConsent, MarketingProfile, Signup
 from campaigns.rights.erasure import erase_people
-from campaigns.rights.registry import CONTACT, DELIVERY, People
+from campaigns.rights.registry import CONTACT, DELIVERY, MESSAGE, ORDER, People
 from campaigns.sending.states import OPEN_DELIVERIES
 from campaigns.suppression.entries import NewEntry, active_reasons, suppress_all
 
 CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 CURRENT = CurrentConsent.__table__  # type: ignore[attr-defined]
-ORDER = ShopOrder.__table__  # type: ignore[attr-defined]
-MESSAGE = InboundMessage.__table__  # type: ignore[attr-defined]
 PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
 SIGNUP = Signup.__table__  # type: ignore[attr-defined]
 BATCH = 10000  # rows per transaction: short locks, and a crash loses at most one batch's work

@@ -138,16 +138,23 @@ async def test_c17_sender_level_refusal_suppresses_nothing_and_counts_a_block(
     assert (await counts(world))["blocks"] == 1
 
 
-async def test_c18_soft_bounces_in_a_row_suppress_at_the_limit(world, smtp, listener, clock):
-    """Three campaigns a week apart (the frequency cap allows two a week), each soft-bounced;
-    the third suppresses (soft_bounce_limit = 3)."""
+async def weekly_campaigns(world, smtp, clock, n: int) -> list[str]:
+    """n campaigns to one person a week apart (the frequency cap allows two a week): the VERP
+    address of each mail."""
     await people(world, 1)
     verps = []
-    for _week in range(3):
+    for _week in range(n):
         campaign_id = await new_campaign(world)
         await send(world, campaign_id, await fire(world, campaign_id))
         verps.append(smtp.received[-1].mail_from)
         clock.advance(timedelta(days=8))
+    return verps
+
+
+async def test_c18_soft_bounces_in_a_row_suppress_at_the_limit(world, smtp, listener, clock):
+    """Three campaigns a week apart (the frequency cap allows two a week), each soft-bounced;
+    the third suppresses (soft_bounce_limit = 3)."""
+    verps = await weekly_campaigns(world, smtp, clock, 3)
     for i, verp in enumerate(verps):
         raw = reports.dsn(
             status="4.2.2", action="delayed", diagnostic="452 4.2.2 Mailbox full", verp=verp
@@ -162,13 +169,7 @@ async def test_c18_soft_bounces_in_a_row_suppress_at_the_limit(world, smtp, list
 async def test_c18_a_delivery_between_soft_bounces_starts_the_count_again(
     world, smtp, listener, clock
 ):
-    await people(world, 1)
-    verps = []
-    for _week in range(4):
-        campaign_id = await new_campaign(world)
-        await send(world, campaign_id, await fire(world, campaign_id))
-        verps.append(smtp.received[-1].mail_from)
-        clock.advance(timedelta(days=8))
+    verps = await weekly_campaigns(world, smtp, clock, 4)
     # soft, (delivered: no report), soft, soft: two in a row, not three
     for verp in (verps[0], verps[2], verps[3]):
         await mail_report(listener[1], verp, reports.dsn(status="4.4.7", verp=verp))

@@ -56,6 +56,7 @@ class RetentionPolicy:
     delivery_log_months: int = 24  # deliveries; at least 12, as unsubscribe links work (C24)
     report_months: int = 6  # bounce and complaint reports, raw
     unconfirmed_signup_days: int = 30  # a sign-up never confirmed (C5)
+    tracking_months: int = 13  # clicks and opens of people who consented to tracking (C35)
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,62 @@ class RightsRequest(SQLModel, table=True):
     requested_at: datetime = _utc()
 
 
+class SoftOptInObjection(SQLModel, table=True):
+    """The person ended the customer exception alone (C38, GDPR 21, ePD 13(2)): no more mail
+    under the soft opt-in, whatever they buy, while consents they gave stand. Evidence like a
+    consent event: never updated; an explicit consent is the way back."""
+
+    __tablename__ = "soft_opt_in_objection"
+
+    id: int | None = _id()
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32),
+            sa.ForeignKey("contact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    channel: str = Field(max_length=64)  # preference_center
+    objected_at: datetime = _utc()
+
+
+class TrackedLink(SQLModel, table=True):
+    """A link of a campaign that is rewritten through `/c/{token}` for contacts who consented
+    to `tracking` (C35): the redirect goes only to a URL stored here for the delivery's
+    campaign. `clicks` counts people's clicks (not link scanners'), kept after the events of
+    the people who clicked are erased: an aggregate, no one in it."""
+
+    __tablename__ = "tracked_link"
+    __table_args__ = (sa.UniqueConstraint("campaign_id", "url", name="uq_tracked_link_url"),)
+
+    id: int | None = _id()
+    campaign_id: str = Field(max_length=32)
+    url: str = Field(max_length=2048)
+    clicks: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class TrackingEvent(SQLModel, table=True):
+    """A click or an open by a contact who consented to `tracking` (C35), per person. Opens
+    never count as activity (C36); fetches judged a link scanner's are kept apart
+    (`scanner`), not counted."""
+
+    __tablename__ = "tracking_event"
+
+    id: int | None = _id()
+    delivery_id: int = Field(
+        sa_column=sa.Column(
+            BigId, sa.ForeignKey("delivery.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    contact_id: str = Field(max_length=32, index=True)
+    campaign_id: str = Field(max_length=32, index=True)
+    kind: str = Field(max_length=8)  # click | open
+    link_id: int | None = Field(default=None, sa_column=sa.Column(BigId, nullable=True))
+    at: datetime = _utc()
+    scanner: str | None = Field(default=None, max_length=32)  # why it is not a person's
+
+
 class InboundMessage(SQLModel, table=True):
     """Everything that comes back: mail the inbound listener received (bounces, complaints,
     auto-replies, unmapped mail) and relay events. Stored raw first, decided after (C20): a
@@ -399,6 +455,7 @@ class PurchaseStanding(SQLModel, table=True):
     )
     first_order_at: datetime | None = _utc(nullable=True)
     opted_out_order_id: str | None = Field(default=None, max_length=128)
+    soft_opt_in_ended_at: datetime | None = _utc(nullable=True)  # soft_opt_in_objection
 
 
 # JSON documents: binary JSONB on PostgreSQL (read without parsing text), JSON text on SQLite.
@@ -422,6 +479,7 @@ class MarketingProfile(SQLModel, table=True):
     suppressed: bool  # an active suppression entry matches the address (C16, C21-C22)
     first_order_at: datetime | None = _utc(nullable=True)  # from purchase_standing
     opted_out_order_id: str | None = Field(default=None, max_length=128)  # C7
+    soft_opt_in_ended_at: datetime | None = _utc(nullable=True)  # the person ended it (C38)
     # purpose -> consent event id of the current grant (no key: no consent now)
     consents: dict[str, int] | None = Field(default=None, sa_column=sa.Column(JsonMap))
     # category -> latest qualifying order placed with the current address (purchase_coverage):

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.audience.eligibility import consent_for_purpose  # the same predicate as sending
+from campaigns.audience.eligibility import (  # the same predicates as sending
+    Basis,
+    consent_for_purpose,
+    current_bases,
+)
 from campaigns.context import Context
 from campaigns.errors import InvalidInput
 from campaigns.evidence.consent import consent_row
 from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
-from campaigns.evidence.projections import append_consent_events
-from campaigns.models import Contact, Delivery, Signup
+from campaigns.evidence.projections import append_consent_events, refresh_evidence
+from campaigns.models import Contact, Delivery, MarketingProfile, Signup, SoftOptInObjection
 from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
 from campaigns.suppression.predicate import NEVER_MAILED_AGAIN
 
@@ -108,6 +113,14 @@ class Preferences:
     locale: str | None
     suppressed: bool
     purposes: dict[str, bool]  # purpose -> consent now
+    # What the person is mailed under now, in the words of the page (C38): consents with their
+    # dates, and the customer exception per order; none while suppressed.
+    bases: list[Basis]
+    soft_opt_in_ended_at: datetime | None  # when the person ended the customer exception
+
+    @property
+    def customer_bases(self) -> list[Basis]:
+        return [basis for basis in self.bases if basis.kind == "soft_opt_in"]
 
 
 async def preferences(session: AsyncSession, contact_id: str, ctx: Context) -> Preferences | None:
@@ -121,7 +134,15 @@ async def preferences(session: AsyncSession, contact_id: str, ctx: Context) -> P
             await session.execute(sa.select(sa.func.count()).select_from(consent))
         ).scalar_one() > 0
     suppressed = bool(await active_entries(session, contact.email, ctx.hasher))
-    return Preferences(contact_id, contact.locale, suppressed, state)
+    bases = await current_bases(session, [contact_id], clock=ctx.clock, policy=ctx.config.marketing)
+    ended = (
+        await session.execute(
+            sa.select(col(MarketingProfile.soft_opt_in_ended_at)).where(
+                col(MarketingProfile.contact_id) == contact_id
+            )
+        )
+    ).scalar_one_or_none()
+    return Preferences(contact_id, contact.locale, suppressed, state, bases[contact_id], ended)
 
 
 async def change_preferences(
@@ -132,9 +153,11 @@ async def change_preferences(
     wording: dict[str, str],
     stop_all: bool,
     ctx: Context,
+    end_soft_opt_in: bool = False,
 ) -> Addressee | None:
-    """Apply the preference form: a grant or withdrawal event per changed purpose; "all
-    marketing" is a suppression. Returns who to acknowledge when something was withdrawn."""
+    """Apply the preference form: a grant or withdrawal event per changed purpose; an end of
+    the customer exception (C38); "all marketing" is a suppression. Returns who to acknowledge
+    when something was withdrawn or ended."""
     current = await preferences(session, contact_id, ctx)
     if current is None:
         return None
@@ -162,7 +185,23 @@ async def change_preferences(
         )
         rows.append(consent_row(evidence, contact_id=contact_id, now=now))
     await append_consent_events(session, rows)
+    if end_soft_opt_in and current.soft_opt_in_ended_at is None:
+        await end_customer_exception(session, contact_id, channel="preference_center", ctx=ctx)
+        withdrew = True
     return Addressee(contact.email, contact.name, contact.locale) if withdrew else None
+
+
+async def end_customer_exception(
+    session: AsyncSession, contact_id: str, *, channel: str, ctx: Context
+) -> None:
+    """The person objects to mail under the customer exception alone (ePD 13(2), GDPR 21):
+    from now no soft-opt-in basis, whatever they bought or buy; consents stand. Never
+    commits."""
+    session.add(
+        SoftOptInObjection(contact_id=contact_id, channel=channel, objected_at=ctx.clock.now())
+    )
+    await session.flush()
+    await refresh_evidence(session, purchases_of=[contact_id])
 
 
 async def create_signup(session: AsyncSession, data: SignupIn, ctx: Context) -> Signup | None:

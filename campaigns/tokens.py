@@ -26,6 +26,8 @@ class Kind(Enum):
     MESSAGE = b"m"  # bound to a delivery (the Message-ID: a complaint quoting it finds it)
     PREFERENCES = b"p"  # bound to a contact
     CONFIRM = b"c"  # bound to a pending sign-up
+    CLICK = b"k"  # bound to a delivery and a tracked link (C35)
+    OPEN = b"o"  # bound to a delivery: the open pixel (C35)
 
 
 _MAC_BYTES = 16
@@ -40,6 +42,16 @@ class TokenSigner:
 
     def hex_token(self, kind: Kind, hex_id: str) -> str:
         return self._sign(kind, bytes.fromhex(hex_id))
+
+    def click_token(self, delivery_id: int, link_id: int) -> str:
+        return self._sign(Kind.CLICK, delivery_id.to_bytes(8, "big") + link_id.to_bytes(8, "big"))
+
+    def read_click(self, token: str) -> tuple[int, int] | None:
+        """(delivery id, link id) of a tracked link's token."""
+        ref = self._verify(Kind.CLICK, token)
+        if ref is None or len(ref) != 16:
+            return None
+        return int.from_bytes(ref[:8], "big"), int.from_bytes(ref[8:], "big")
 
     def read_delivery(self, kind: Kind, token: str) -> int | None:
         ref = self._verify(kind, token)

@@ -187,7 +187,8 @@ async def _retention(settings: Settings, *, dry_run: bool) -> int:
         f" {due.old_deliveries} deliveries older than {policy.delivery_log_months} months,"
         f" {due.old_reports} bounce and complaint reports older than {policy.report_months}"
         f" months, {due.unconfirmed_signups} sign-ups unconfirmed after"
-        f" {policy.unconfirmed_signup_days} days"
+        f" {policy.unconfirmed_signup_days} days, {due.old_tracking_events} clicks and opens"
+        f" older than {policy.tracking_months} months"
     )
     return 0
 

@@ -30,6 +30,7 @@ from mailer.web.pages import RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
 from mailer.web.rights import RightsController, get_processing_record
 from mailer.web.suppressions import SuppressionController
+from mailer.web.tracking import TrackingController
 
 MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
 
@@ -81,6 +82,7 @@ def create_app(
             RightsController,
             get_processing_record,
             RecipientPages,
+            TrackingController,
             healthz,
         ],
         guards=[require_scope],

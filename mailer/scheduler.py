@@ -115,12 +115,13 @@ class Worker:
         done = await run_retention(self.db, self.ctx)
         if done:
             log.info(
-                "retention: %d inactive contacts erased, %d old deliveries, %d old reports and"
-                " %d unconfirmed sign-ups deleted",
+                "retention: %d inactive contacts erased, %d old deliveries, %d old reports,"
+                " %d unconfirmed sign-ups and %d old clicks and opens deleted",
                 done.inactive_contacts,
                 done.old_deliveries,
                 done.old_reports,
                 done.unconfirmed_signups,
+                done.old_tracking_events,
             )
         return done
 

@@ -194,6 +194,8 @@ _EXCLUSION_TEXT = {
     "third_party_purpose": "the purpose is for third-party offers, which soft opt-in never"
     " covers, and there is no consent for it",
     "opted_out_at_collection": "the customer used the opt-out when the address was collected",
+    "soft_opt_in_ended": "the customer ended mail about what they bought (preference page),"
+    " and there is no consent for this purpose",
     "lapsed": "the last qualifying order for these categories is older than the soft-opt-in window",
     "category_mismatch": "the campaign's categories are not similar to what the customer bought",
     "frequency_cap": "the contact has reached the frequency cap for marketing mail",

@@ -47,6 +47,8 @@ def _only(column: Any, contact_ids: ContactIds) -> list[Any]:
 SUPPRESSED = PROFILE.c.suppressed.is_(True)
 # The opt-out offered at collection was used for the contact's address: no soft opt-in (C7).
 OPTED_OUT = PROFILE.c.opted_out_order_id.is_not(None)
+# The person ended the customer exception from a preference page (C38): no soft opt-in either.
+ENDED = PROFILE.c.soft_opt_in_ended_at.is_not(None)
 
 
 def consent_event(purpose: str) -> Any:
@@ -93,7 +95,7 @@ class PurchaseWindow:
             sa.literal(category, sa.String).label("category"),
             covering_order(category).label("order_id"),
             placed.label("placed"),
-        ).where(~OPTED_OUT, self.holds(placed), *_only(PROFILE.c.contact_id, contact_ids))
+        ).where(~OPTED_OUT, ~ENDED, self.holds(placed), *_only(PROFILE.c.contact_id, contact_ids))
 
 
 def consent_for_purpose(purpose: str, contact_ids: ContactIds = None) -> sa.Subquery:
@@ -209,6 +211,7 @@ EXCLUSION_REASONS = (
     "no_basis",
     "third_party_purpose",
     "opted_out_at_collection",
+    "soft_opt_in_ended",
     "lapsed",
     "category_mismatch",
     "frequency_cap",
@@ -320,7 +323,7 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
         covered_in_window = covered_ever = sa.false()
         order_id = sa.null()
     opted_out = OPTED_OUT  # C7
-    soft_opt_in = sa.and_(~opted_out, covered_in_window)
+    soft_opt_in = sa.and_(~opted_out, ~ENDED, covered_in_window)
     has_basis = sa.or_(has_consent, soft_opt_in)
     no_order = sa.or_(profile.c.first_order_at.is_(None), profile.c.first_order_at > rules.now)
     suppressed = SUPPRESSED
@@ -334,6 +337,7 @@ def audience_query(rules: AudienceRules, contact_ids: ContactIds = None) -> sa.S
         (opted_out, "opted_out_at_collection"),
         (no_order, "no_basis"),
         (sa.false() if rules.soft_opt_in_allowed else sa.true(), "third_party_purpose"),
+        (ENDED, "soft_opt_in_ended"),
         (covered_ever, "lapsed"),
         else_="category_mismatch",
     ).label("reason")

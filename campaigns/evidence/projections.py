@@ -39,6 +39,7 @@ from campaigns.models import (
     PurchaseCoverage,
     PurchaseStanding,
     ShopOrder,
+    SoftOptInObjection,
     Suppression,
 )
 from campaigns.suppression.predicate import is_suppressed
@@ -53,6 +54,7 @@ PURCHASE_STANDING = PurchaseStanding.__table__  # type: ignore[attr-defined]
 MARKETING_PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
 CONTACT_HASH = ContactHash.__table__  # type: ignore[attr-defined]
 SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
+OBJECTION = SoftOptInObjection.__table__  # type: ignore[attr-defined]
 
 # Restricts a statement to some contacts: given a contact-id column, the clauses to add.
 Only = Callable[[Any], list[sa.ColumnElement[bool]]]
@@ -141,14 +143,15 @@ def purchase_coverage_rows(only: Only = _everyone) -> sa.Select[Any]:
 
 
 def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
-    """Per contact: its first qualifying order with its current address, and an order in which
-    the opt-out was used for that address, by any contact (C7). Contacts with neither have no
-    row."""
+    """Per contact: its first qualifying order with its current address, an order in which
+    the opt-out was used for that address, by any contact (C7), and when the person ended the
+    customer exception (C38). Contacts with none of these have no row."""
     first = (
         sa.select(
             ORDER.c.contact_id.label("contact_id"),
             sa.func.min(ORDER.c.placed_at).label("first_order_at"),
             sa.null().label("opted_out_order_id"),
+            sa.cast(sa.null(), OBJECTION.c.objected_at.type).label("soft_opt_in_ended_at"),
         )
         .select_from(_with_current_address())
         .where(*_qualifying_orders(), *only(ORDER.c.contact_id))
@@ -159,16 +162,28 @@ def purchase_standing_rows(only: Only = _everyone) -> sa.Select[Any]:
             CONTACT.c.id.label("contact_id"),
             sa.null().label("first_order_at"),
             sa.func.max(ORDER.c.id).label("opted_out_order_id"),
+            sa.cast(sa.null(), OBJECTION.c.objected_at.type).label("soft_opt_in_ended_at"),
         )
         .select_from(CONTACT.join(ORDER, ORDER.c.email == CONTACT.c.email))
         .where(ORDER.c.opt_out_used.is_(True), *only(CONTACT.c.id))
         .group_by(CONTACT.c.id)
     )
-    both = sa.union_all(first, opted_out).subquery("standing")
+    ended = (
+        sa.select(
+            OBJECTION.c.contact_id.label("contact_id"),
+            sa.null().label("first_order_at"),
+            sa.null().label("opted_out_order_id"),
+            sa.func.min(OBJECTION.c.objected_at).label("soft_opt_in_ended_at"),
+        )
+        .where(*only(OBJECTION.c.contact_id))
+        .group_by(OBJECTION.c.contact_id)
+    )
+    both = sa.union_all(first, opted_out, ended).subquery("standing")
     return sa.select(
         both.c.contact_id,
         sa.func.max(both.c.first_order_at).label("first_order_at"),
         sa.func.max(both.c.opted_out_order_id).label("opted_out_order_id"),
+        sa.func.max(both.c.soft_opt_in_ended_at).label("soft_opt_in_ended_at"),
     ).group_by(both.c.contact_id)
 
 
@@ -190,6 +205,7 @@ def marketing_profile_rows(only: Only = _everyone) -> sa.Select[Any]:
             is_suppressed(CONTACT.c.id).label("suppressed"),
             PURCHASE_STANDING.c.first_order_at,
             PURCHASE_STANDING.c.opted_out_order_id,
+            PURCHASE_STANDING.c.soft_opt_in_ended_at,
             per_contact(
                 CURRENT_CONSENT,
                 CURRENT_CONSENT.c.purpose,
@@ -224,7 +240,7 @@ PROJECTIONS = (*CONSENT_PROJECTIONS, *PURCHASE_PROJECTIONS, PROFILE)
 
 def rebuild_statements(projections: Sequence[Projection] = PROJECTIONS) -> list[sa.Executable]:
     """Empty these projections (all by default) and fill them from the evidence: the
-    migrations that introduced them, and loaders that write evidence in plain SQL
+    last migration that changed their columns, and loaders that write evidence in plain SQL
     (bench/audience.py), run these."""
     statements: list[sa.Executable] = []
     for table, rows in projections:

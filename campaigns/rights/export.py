@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import Clock
 from campaigns.errors import NotFound
-from campaigns.models import Campaign, Contact, RightsRequest
+from campaigns.models import Campaign, Contact, RightsRequest, TrackedLink
 from campaigns.recipients import Addressee
 from campaigns.rights.registry import HOLDINGS, People
 from campaigns.rights.requests import log_request
@@ -23,6 +23,7 @@ from campaigns.suppression.hashing import AddressHasher
 FORMAT, VERSION = "permission-mailer/contact-export", 1
 CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
 REQUESTS = RightsRequest.__table__  # type: ignore[attr-defined]
+LINK = TrackedLink.__table__  # type: ignore[attr-defined]
 
 
 async def export_contact(
@@ -64,6 +65,9 @@ async def export_contact(
         sa.select(CAMPAIGN.c.id, CAMPAIGN.c.name).where(CAMPAIGN.c.id.in_(campaign_ids))
     )
     document["campaigns"] = {row.id: row.name for row in names.all()}
+    link_ids = sorted({e["link_id"] for e in document.get("tracking_events", []) if e["link_id"]})
+    links = await session.execute(sa.select(LINK.c.id, LINK.c.url).where(LINK.c.id.in_(link_ids)))
+    document["tracked_links"] = {str(row.id): row.url for row in links.all()}
     status = await suppression_status(session, contact.email, hasher)
     document["suppression"] = {
         "suppressed": status.suppressed,

@@ -93,6 +93,7 @@ def processing_record(config: BusinessConfig, relay: RelayInfo) -> dict[str, Any
             "delivery_log_months": retention.delivery_log_months,
             "bounce_and_complaint_report_months": retention.report_months,
             "unconfirmed_signup_days": retention.unconfirmed_signup_days,
+            "tracking_event_months": retention.tracking_months,
             "rights_requests": "kept without end, without the person once erased: the record"
             " that each request was met",
             "customer_exception_months_after_the_last_order": marketing.soft_opt_in_months,

@@ -26,6 +26,8 @@ from campaigns.models import (
     RightsRequest,
     ShopOrder,
     Signup,
+    SoftOptInObjection,
+    TrackingEvent,
 )
 
 
@@ -90,6 +92,14 @@ class Holding:
 HOLDINGS: tuple[Holding, ...] = (
     # Children first: the erasure deletes in this order.
     Holding(
+        _t(TrackingEvent),
+        _of_contact(_t(TrackingEvent)),
+        "tracking_events",
+        ("id", "campaign_id", "delivery_id", "kind", "link_id", "at", "scanner"),
+        "delete",
+        "clicks and opens of the person's mail, only with their consent to tracking (C35)",
+    ),
+    Holding(
         MESSAGE,
         _reports,
         "reports",
@@ -133,6 +143,14 @@ HOLDINGS: tuple[Holding, ...] = (
         "delete",
         "consent evidence: purpose, wording and its version, channel, time, the IP address"
         " when the shop sends it, a double opt-in's confirmation; withdrawals likewise",
+    ),
+    Holding(
+        _t(SoftOptInObjection),
+        _of_contact(_t(SoftOptInObjection)),
+        "soft_opt_in_objections",
+        ("id", "channel", "objected_at"),
+        "delete",
+        "when the person ended mail under the customer exception, and where",
     ),
     Holding(
         _t(CurrentConsent), _of_contact(_t(CurrentConsent)), None, (), "delete",
@@ -191,6 +209,7 @@ NOT_PERSONAL: dict[str, str] = {
     "campaign_category": "a campaign's categories",
     "campaign_run": "when a campaign ran",
     "run_domain_count": "counts per receiving domain, no person",
+    "tracked_link": "a campaign's links and their aggregate clicks, no person",
     "suppression": "an HMAC of the address with reason, channel and date, kept by design (C21);"
     " its notes are written without addresses, and an erasure clears them",
 }

@@ -10,6 +10,8 @@ the periods of `[retention]`.
   a year, C24) is deleted, unless it is still open.
 - A bounce or complaint report older than `report_months` is deleted, raw and all, unless it is
   still waiting to be decided.
+- A click or an open (only recorded with consent to tracking, C35) older than
+  `tracking_months` is deleted; the links' aggregate counts stay (they name nobody).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from campaigns.clock import months_before
 from campaigns.context import Context
-from campaigns.models import ConsentEvent, CurrentConsent, MarketingProfile, Signup
+from campaigns.models import (
+    ConsentEvent,
+    CurrentConsent,
+    MarketingProfile,
+    Signup,
+    SoftOptInObjection,
+    TrackingEvent,
+)
 from campaigns.rights.erasure import erase_people
 from campaigns.rights.registry import CONTACT, DELIVERY, MESSAGE, ORDER, People
 from campaigns.sending.states import OPEN_DELIVERIES
@@ -33,6 +42,8 @@ CONSENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 CURRENT = CurrentConsent.__table__  # type: ignore[attr-defined]
 PROFILE = MarketingProfile.__table__  # type: ignore[attr-defined]
 SIGNUP = Signup.__table__  # type: ignore[attr-defined]
+EVENT = TrackingEvent.__table__  # type: ignore[attr-defined]
+OBJECTION = SoftOptInObjection.__table__  # type: ignore[attr-defined]
 BATCH = 10000  # rows per transaction: short locks, and a crash loses at most one batch's work
 
 
@@ -42,6 +53,7 @@ class Cutoffs:
     deliveries: datetime
     reports: datetime
     signups: datetime
+    tracking: datetime
 
     @classmethod
     def now(cls, ctx: Context) -> Cutoffs:
@@ -51,6 +63,7 @@ class Cutoffs:
             deliveries=months_before(now, policy.delivery_log_months),
             reports=months_before(now, policy.report_months),
             signups=now - timedelta(days=policy.unconfirmed_signup_days),
+            tracking=months_before(now, policy.tracking_months),
         )
 
 
@@ -62,6 +75,7 @@ class Due:
     old_deliveries: int
     old_reports: int
     unconfirmed_signups: int = 0
+    old_tracking_events: int = 0
 
     def __bool__(self) -> bool:
         return bool(
@@ -69,6 +83,7 @@ class Due:
             or self.old_deliveries
             or self.old_reports
             or self.unconfirmed_signups
+            or self.old_tracking_events
         )
 
 
@@ -132,6 +147,7 @@ async def retention_due(session: AsyncSession, ctx: Context) -> Due:
         old_deliveries=await count(DELIVERY, _old_delivery(cut.deliveries)),
         old_reports=await count(MESSAGE, _old_report(cut.reports)),
         unconfirmed_signups=await count(SIGNUP, _unconfirmed_signup(cut.signups)),
+        old_tracking_events=await count(EVENT, EVENT.c.at < cut.tracking),
     )
 
 
@@ -143,6 +159,7 @@ class Cursor:
     contact: str = ""
     delivery: int = 0
     report: int = 0
+    tracking_event: int = 0
 
 
 async def retention_batch(
@@ -188,31 +205,44 @@ async def retention_batch(
     )
     reports = await _some(session, MESSAGE, _old_report(cut.reports), after.report, limit)
     signups = await session.execute(sa.delete(SIGNUP).where(_unconfirmed_signup(cut.signups)))
-    done = Due(len(contacts), len(deliveries), len(reports), signups.rowcount)  # type: ignore[attr-defined]
+    events = await _some(session, EVENT, EVENT.c.at < cut.tracking, after.tracking_event, limit)
+    done = Due(
+        len(contacts),
+        len(deliveries),
+        len(reports),
+        signups.rowcount,  # type: ignore[attr-defined]
+        len(events),
+    )
     if not done:
         return done, None
     return done, Cursor(
         ids[-1] if ids else after.contact,
         deliveries[-1] if deliveries else after.delivery,
         reports[-1] if reports else after.report,
+        events[-1] if events else after.tracking_event,
     )
 
 
 async def _keep_opt_outs(session: AsyncSession, people: People, ctx: Context) -> None:
     """Who used the marketing opt-out when an order was placed must never get mail under the
-    customer exception (C7), and that order goes with the contact: the address keeps an
-    `unsubscribe` entry instead, which only an explicit, confirmed consent lifts (C22)."""
+    customer exception (C7), and that order goes with the contact; who ended the exception
+    from a preference page objected to it (C38), and the objection goes too. The address keeps
+    an `unsubscribe` entry instead, which only an explicit, confirmed consent lifts (C22)."""
     used = await session.execute(
         sa.select(ORDER.c.email)
         .where(ORDER.c.contact_id.in_(people.contact_ids), ORDER.c.opt_out_used.is_(True))
-        .distinct()
+        .union(
+            sa.select(CONTACT.c.email)
+            .select_from(CONTACT.join(OBJECTION, OBJECTION.c.contact_id == CONTACT.c.id))
+            .where(CONTACT.c.id.in_(people.contact_ids))
+        )
     )
     emails = sorted(set(used.scalars()))
     if not emails:
         return
     already = await active_reasons(session, emails, ctx.hasher)
     entries = [
-        NewEntry(email, "unsubscribe", "retention", note="used the opt-out at an order (C7)")
+        NewEntry(email, "unsubscribe", "retention", note="objected to the customer exception")
         for email in emails
         if not already.get(email)
     ]

@@ -20,6 +20,7 @@ from campaigns.audience.audience import (
     campaign_categories,
     load_target,
 )
+from campaigns.audience.eligibility import PROFILE
 from campaigns.context import Context
 from campaigns.db import among
 from campaigns.errors import InvalidInput
@@ -38,6 +39,7 @@ from campaigns.returns.reputation import Reputation, run_reputation
 from campaigns.sending.content import CampaignContent
 from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.states import CampaignStatus
+from campaigns.tracking import tracking_held
 
 DEFAULT_TEMPLATES = Path("templates/email")
 
@@ -201,6 +203,7 @@ class DeliveryRecipient:
     basis_date: datetime
     purpose: str | None
     categories: tuple[str, ...]
+    tracked: bool = False  # consent for tracking stands now: tracked links, a pixel (C35)
 
 
 async def delivery_recipients(
@@ -220,11 +223,13 @@ async def delivery_recipients(
             consent.c.purpose,
             order.c.placed_at,
             order.c.id.label("order_id"),
+            sa.func.coalesce(tracking_held(), False).label("tracked"),
         )
         .select_from(
             delivery.join(contact, contact.c.id == delivery.c.contact_id)
             .outerjoin(consent, consent.c.id == delivery.c.consent_event_id)
             .outerjoin(order, order.c.id == delivery.c.order_id)
+            .outerjoin(PROFILE, PROFILE.c.contact_id == delivery.c.contact_id)
         )
         .where(among(delivery.c.id, delivery_ids, session))
         .order_by(delivery.c.id)
@@ -250,6 +255,7 @@ async def delivery_recipients(
             basis_date=row[6] if row[5] == "consent" else row[8],
             purpose=row[7],
             categories=tuple(categories[row.order_id]) if row.order_id else (),
+            tracked=bool(row.tracked),
         )
         for row in found
     ]

@@ -8,6 +8,8 @@ render, is rejected when the campaign is created, with the template's name and l
 
 from __future__ import annotations
 
+import html
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,7 @@ class CampaignContent:
         self.name = name
         self.default_locale = default_locale
         env = environment(templates_dir)
+        self._env = env
         stem = name.removesuffix(".html")
         self._variants: dict[str, Variant] = {}
         if not (templates_dir / name).is_file():
@@ -87,6 +90,20 @@ class CampaignContent:
             return str(locale), self._variants[str(locale)]
         return self.default_locale, self._variants[self.default_locale]
 
+    def literal_links(self) -> tuple[str, ...]:
+        """The http(s) links written out in the templates' own text, every variant: the links
+        tracking may rewrite (C35). A link made from a value is left as it is: it is not known
+        before the render, so the redirect could not tell it from one the campaign never had."""
+        links: list[str] = []
+        for variant in self._variants.values():
+            for template, html_part in ((variant.html, True), (variant.text, False)):
+                tree = self_contained_tree(self._env, str(template.name))
+                if tree is None:  # it pulls in another template: what that one has too
+                    tree = self._env.parse(_source(self._env, str(template.name)))
+                for data in tree.find_all(nodes.TemplateData):
+                    links += written_links(data.data, html_part)
+        return tuple(dict.fromkeys(links))
+
     def check(self) -> None:
         """Render every variant with a sample context: fail now, not at send time."""
         for locale, variant in self._variants.items():
@@ -109,15 +126,30 @@ class CampaignContent:
         return Variant(variant.html, variant.text, contact_fields_read(env, (html, text)))
 
 
+HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
+TEXT_URL = re.compile(r"""https?://[^\s<>"']+""")
+URL_TRAILING = ".,;:!?)]"  # punctuation after a URL in prose is not part of it
+
+
+def written_links(text: str, html_part: bool) -> list[str]:
+    """The URLs of `href` attributes (HTML, unescaped) or the URLs in plain text."""
+    if html_part:
+        return [html.unescape(m.group(3)) for m in HREF.finditer(text)]
+    return [m.group(0).rstrip(URL_TRAILING) for m in TEXT_URL.finditer(text)]
+
+
 # Builtins whose output is not a function of the context: a template using one is never cached.
 _UNREPEATABLE = {"random", "lipsum", "shuffle"}
+
+
+def _source(env: Environment, name: str) -> str:
+    return env.loader.get_source(env, name)[0] if env.loader else ""
 
 
 def self_contained_tree(env: Environment, name: str) -> nodes.Template | None:
     """A template's syntax tree, or None when it pulls in another template (include, import,
     extends), whose use of the context a reading of this tree alone would miss."""
-    source = env.loader.get_source(env, name)[0] if env.loader else ""
-    tree = env.parse(source)
+    tree = env.parse(_source(env, name))
     pulled_in = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
     return None if any(tree.find_all(pulled_in)) else tree
 

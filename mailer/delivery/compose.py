@@ -38,6 +38,7 @@ from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.footer import NO_NAMES, TEXT, MailBasis, footer, language, why_line
 from mailer.delivery.mime import address, alternative, header_text, mailbox
+from mailer.delivery.tracking import Tracker
 
 
 class CompositionError(Exception):
@@ -61,6 +62,7 @@ class Recipient:
     name: str | None
     locale: str | None
     basis: MailBasis
+    tracked: bool = False  # consent for tracking stands (C35)
 
 
 def recipient_of(row: DeliveryRecipient) -> Recipient:
@@ -71,6 +73,7 @@ def recipient_of(row: DeliveryRecipient) -> Recipient:
         name=row.name,
         locale=row.locale,
         basis=MailBasis(row.basis_kind, row.basis_date, row.purpose, row.categories),
+        tracked=row.tracked,
     )
 
 
@@ -296,6 +299,9 @@ class CampaignComposer:
         self.clock = clock
         self.dkim = dkim
         self.content = CampaignContent(templates_dir, campaign.template, sender.default_locale)
+        # The links tracking may rewrite, and once `track` has their ids, the rewriter (C35).
+        self.links = self.content.literal_links()
+        self.tracker: Tracker | None = None
         self.layout = Layout(templates_dir)
         # The layout per locale, rendered now; None where only the full render is exact.
         self.prefilled = {
@@ -341,6 +347,9 @@ class CampaignComposer:
             },
         }
         html_body, text_body = self._bodies(locale, variant, context)
+        if recipient.tracked and self.tracker is not None and recipient.delivery_id:
+            html_body = self.tracker.html(html_body, recipient.delivery_id)
+            text_body = self.tracker.text(text_body, recipient.delivery_id)
         prefilled = self.prefilled[locale]
         if prefilled is not None:
             why = why_line(recipient.basis, locale, self.category_names)
@@ -380,6 +389,11 @@ class CampaignComposer:
         if self.dkim is not None:
             data = self.dkim.sign(data)
         return Composed(f"bounces+{bounce}@{domain}", to, message_id, data, smtputf8)
+
+    def track(self, links: dict[str, int]) -> None:
+        """Rewrite these links (url -> stored link id) for recipients who consented to
+        tracking. Without it (a preview, a test send) every message keeps its own links."""
+        self.tracker = Tracker(links, self.public_url, self.signer)
 
     def _bodies(self, locale: str, variant: Variant, context: dict[str, Any]) -> tuple[Markup, str]:
         """The campaign's own html and text for this recipient. When the template reads only

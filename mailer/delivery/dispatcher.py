@@ -39,6 +39,7 @@ from campaigns.sending.ledger import (
 )
 from campaigns.sending.lifecycle import finish_run_if_done, pause_itself
 from campaigns.sending.states import CampaignStatus, DeliveryStatus
+from campaigns.tracking import record_links
 from mailer.db import Database
 from mailer.delivery.compose import CampaignComposer, Composed, Composers, recipient_of
 from mailer.delivery.pool import SmtpPool
@@ -146,7 +147,10 @@ class Dispatcher:
         run stops is released (queued again), never left claimed."""
         db = self.db
         campaign, _ = await db.transaction(lambda s: load_target(s, campaign_id))
-        run = _Run(campaign_id, run_id, self.composers.for_campaign(campaign), wait_for_retries)
+        composer = self.composers.for_campaign(campaign)
+        links = await db.transaction(lambda s: record_links(s, campaign_id, composer.links))
+        composer.track(links)
+        run = _Run(campaign_id, run_id, composer, wait_for_retries)
         producer = asyncio.create_task(self._prepare(run))
         ended = False  # the producer said it has nothing more
         try:

@@ -21,6 +21,7 @@ from campaigns.sending.campaigns import (
     list_campaigns,
 )
 from campaigns.sending.inputs import CampaignIn
+from campaigns.tracking import CampaignClicks, campaign_clicks
 from mailer.db import Database
 from mailer.delivery.preview import compose_preview, sample_recipient
 from mailer.web.deps import ComposersDep, CronParserDep, CtxDep, DbDep, TemplatesDep, TransportDep
@@ -29,6 +30,7 @@ from mailer.web.schemas import (
     AudienceOut,
     CampaignDetailOut,
     CampaignOut,
+    ClicksOut,
     PreviewIn,
     PreviewOut,
     ScheduleIn,
@@ -214,6 +216,19 @@ class CampaignController(Controller):
             await transport.send(composer.compose(sample_recipient(email)))
             sent.append(email)
         return TestSendOut(sent=sent)
+
+    @get(
+        "/campaigns/{campaign_id:str}/clicks",
+        summary="Clicks per link, aggregate for everyone; opens (tracking with consent, C35)",
+        responses=responses(401, 403, 404),
+    )
+    async def clicks(self, campaign_id: FromPath[str], db: DbDep) -> ClicksOut:
+        async def work(session: AsyncSession) -> CampaignClicks:
+            await load_target(session, campaign_id)  # 404 for an unknown campaign
+            return await campaign_clicks(session, campaign_id)
+
+        found = await db.transaction(work)
+        return ClicksOut.model_validate(found, from_attributes=True)
 
     @get(
         "/contacts/{contact_id:str}/why",

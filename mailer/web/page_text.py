@@ -4,6 +4,14 @@ from __future__ import annotations
 
 PAGES: dict[str, dict[str, str]] = {
     "nl": {
+        "consent_since": "Je gaf hiervoor toestemming op {date}.",
+        "customer_legend": "Omdat je bij ons kocht",
+        "customer_basis": "Je krijgt e-mails over {categories} omdat je dat op {date} bij ons"
+        " kocht en je toen niet afmeldde (tot {until}).",
+        "customer_keep": "Blijf me mailen over wat ik kocht",
+        "customer_ended": "Op {date} zette je de e-mails over wat je kocht stop. Wil je toch"
+        " reclame, vink dan hierboven aan wat je wilt ontvangen.",
+        "and": " en ",
         "unsubscribe_title": "Afmelden",
         "unsubscribe_ask": "Wil je geen reclame-e-mails meer van ons ontvangen?",
         "unsubscribe_button": "Afmelden",
@@ -45,6 +53,14 @@ PAGES: dict[str, dict[str, str]] = {
         "erased_text": "We hebben al je gegevens gewist. We mailen je niet meer.",
     },
     "fr": {
+        "consent_since": "Vous l'avez accepté le {date}.",
+        "customer_legend": "Parce que vous avez acheté chez nous",
+        "customer_basis": "Vous recevez des e-mails sur {categories} parce que vous l'avez"
+        " acheté chez nous le {date} sans refuser nos messages (jusqu'au {until}).",
+        "customer_keep": "Continuer à m'écrire sur ce que j'ai acheté",
+        "customer_ended": "Le {date}, vous avez arrêté les e-mails sur ce que vous avez acheté."
+        " Pour recevoir quand même de la publicité, cochez ci-dessus ce que vous souhaitez.",
+        "and": " et ",
         "unsubscribe_title": "Se désinscrire",
         "unsubscribe_ask": "Vous ne souhaitez plus recevoir nos e-mails publicitaires ?",
         "unsubscribe_button": "Me désinscrire",
@@ -87,6 +103,14 @@ PAGES: dict[str, dict[str, str]] = {
         "erased_text": "Nous avons effacé toutes vos données. Nous ne vous écrirons plus.",
     },
     "en": {
+        "consent_since": "You agreed to this on {date}.",
+        "customer_legend": "Because you bought from us",
+        "customer_basis": "You get email about {categories} because you bought it from us on"
+        " {date} and did not opt out then (until {until}).",
+        "customer_keep": "Keep emailing me about what I bought",
+        "customer_ended": "On {date} you stopped the email about what you bought. To get"
+        " advertising anyway, tick above what you want to receive.",
+        "and": " and ",
         "unsubscribe_title": "Unsubscribe",
         "unsubscribe_ask": "Do you want to stop receiving advertising email from us?",
         "unsubscribe_button": "Unsubscribe",

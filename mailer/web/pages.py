@@ -9,12 +9,14 @@ changes nothing and gets the same answer as a valid one (C28). Nothing here redi
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath
 
+from campaigns.config import CategoryNames
 from campaigns.context import Context
 from campaigns.errors import NotFound
 from campaigns.recipients import (
@@ -31,6 +33,8 @@ from campaigns.rights.erasure import erase_contact
 from campaigns.rights.export import export_for_the_person
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
+from mailer.delivery.footer import TEXT as FOOTER_TEXT
+from mailer.delivery.footer import language
 from mailer.delivery.notices import Notices
 from mailer.web.deps import CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
 from mailer.web.pages_env import Pages
@@ -66,6 +70,51 @@ async def _the_person(
     if contact_id is None:
         return None
     return await db.transaction(lambda s: preferences(s, contact_id, ctx))
+
+
+def _day(locale: str, when: datetime) -> str:
+    return when.strftime(FOOTER_TEXT[locale]["date"])  # type: ignore[arg-type]
+
+
+def _purposes_in_words(
+    w: dict[str, str], locale: str, current: Preferences
+) -> list[dict[str, Any]]:
+    """Each purpose with its switch, and for a consent held now the day it was given (C38)."""
+    since = {b.purpose: b.since for b in current.bases if b.kind == "consent" and b.since}
+    return [
+        {
+            "purpose": purpose,
+            "label": w.get(purpose, purpose),
+            "on": on,
+            "since": w["consent_since"].format(date=_day(locale, since[purpose]))
+            if on and purpose in since
+            else None,
+        }
+        for purpose, on in current.purposes.items()
+    ]
+
+
+def _customer_in_words(
+    w: dict[str, str], locale: str, current: Preferences, names: CategoryNames
+) -> dict[str, Any] | None:
+    """The customer exception, per order it stands on, with one switch to end it alone
+    (C38); or the day it was ended. None when the person is not mailed under it."""
+    if current.soft_opt_in_ended_at is not None:
+        ended = w["customer_ended"].format(date=_day(locale, current.soft_opt_in_ended_at))
+        return {"legend": w["customer_legend"], "sentences": [ended], "switch": None}
+    bases = current.customer_bases
+    if not bases:
+        return None
+    sentences = [
+        w["customer_basis"].format(
+            categories=w["and"].join(names.of(c, locale) for c in basis.categories or ()),
+            date=_day(locale, basis.since),
+            until=_day(locale, basis.until),
+        )
+        for basis in bases
+        if basis.since is not None and basis.until is not None
+    ]
+    return {"legend": w["customer_legend"], "sentences": sentences, "switch": w["customer_keep"]}
 
 
 def _data_actions(w: dict[str, str], token: str) -> dict[str, str]:
@@ -172,6 +221,11 @@ class RecipientPages(Controller):
         if contact_id is not None:
             form = await request.form()
             chosen = set(form.getall("purpose", []))
+            # Only a switch the page showed can end the customer exception: a basis that
+            # appeared since the page was drawn is not ended by a box the person never saw.
+            end_soft_opt_in = "soft_opt_in" in form.getall("shown", []) and (
+                form.get("soft_opt_in") != "keep"
+            )
             current = await db.transaction(lambda s: preferences(s, contact_id, ctx))
             if current is not None:
                 w = pages.words(current.locale)
@@ -184,6 +238,7 @@ class RecipientPages(Controller):
                         wording={p: w.get(p, p) for p in purposes},
                         stop_all=form.get("stop_all") == "1",
                         ctx=ctx,
+                        end_soft_opt_in=end_soft_opt_in,
                     )
                 )
         response = await self._preferences(db, ctx, signer, pages, token, saved=True)
@@ -203,6 +258,7 @@ class RecipientPages(Controller):
         if current is None:
             return _invalid(pages)
         w = pages.words(current.locale)
+        locale = language(current.locale, pages.sender.default_locale)
         data = _data_actions(w, token)
         if current.suppressed:
             return render(
@@ -220,9 +276,8 @@ class RecipientPages(Controller):
             form="preferences",
             action=f"/p/{token}",
             legend=w["preferences_legend"],
-            purposes=[
-                {"purpose": p, "label": w.get(p, p), "on": on} for p, on in current.purposes.items()
-            ],
+            purposes=_purposes_in_words(w, locale, current),
+            customer=_customer_in_words(w, locale, current, ctx.config.category_names),
             all_legend=w["preferences_all_legend"],
             all_label=w["preferences_all"],
             button=w["preferences_button"],

@@ -214,6 +214,22 @@ class CampaignDetailOut(CampaignOut):
     reputation: ReputationOut
 
 
+class LinkClicksOut(BaseModel):
+    url: str
+    clicks: int = Field(description="people's clicks on the link (link scanners' not counted)")
+    people: int = Field(description="distinct people who clicked, among the events kept")
+
+
+class ClicksOut(BaseModel):
+    """Aggregate tracking of a campaign (C35): only contacts who consented to `tracking` get
+    tracked links and the pixel."""
+
+    campaign_id: str
+    links: list[LinkClicksOut]
+    opens: int = Field(description="people who opened (never counted as activity: C36)")
+    scanner_fetches: int = Field(description="fetches put down as link scanners', not counted")
+
+
 # ---- the return channel -------------------------------------------------------------------
 
 

@@ -161,7 +161,7 @@ async def test_c7_an_opt_out_recorded_later_on_a_known_order(app_client, keys, s
     campaign_id = await campaign(app_client, keys, "promotions", TEA)
     used = {**order, "marketing_opt_out_used": True}
     await push(app_client, keys, factories.contact(orders=[used]))
-    ((_, _, opted_out_order_id),) = await rows(services, PurchaseStanding)
+    ((_, _, opted_out_order_id, _),) = await rows(services, PurchaseStanding)
     assert opted_out_order_id == "SO-1"
     answer = await why(app_client, keys, contact_id, campaign_id)
     assert answer["reason"] == "opted_out_at_collection"

@@ -12,7 +12,6 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 import campaigns.models
-from campaigns.evidence.projections import PROFILE, rebuild_statements
 
 
 revision: str = '0007'
@@ -42,9 +41,7 @@ def upgrade() -> None:
     with op.batch_alter_table('purchase_coverage', schema=None) as batch_op:
         batch_op.drop_index('ix_purchase_coverage_category', postgresql_include=['order_id', 'placed_at'])
 
-    # Fill it from the projections already stored, with the statement that refreshes it.
-    for statement in rebuild_statements((PROFILE,)):
-        op.execute(statement)
+    # Filled by 0010 (see 0005).
 
 
 def downgrade() -> None:

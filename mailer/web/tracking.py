@@ -1,0 +1,88 @@
+"""Tracked links and the open pixel (C35): only contacts who consented to `tracking` have them
+in their mail. A redirect goes only to a link of the delivery's own campaign: an unknown or
+tampered token, or a link of another campaign, is 404, never a redirect elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, head
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
+
+from campaigns.context import Context
+from campaigns.tokens import Kind, TokenSigner
+from campaigns.tracking import Fetch, follow_click, record_open
+from mailer.db import Database
+from mailer.web.deps import CtxDep, DbDep, SignerDep
+
+# A transparent 1x1 GIF.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _fetch(request: Request[Any, Any, Any]) -> Fetch:
+    return Fetch(request.method, request.headers.get("user-agent", ""))
+
+
+class TrackingController(Controller):
+    tags = ["tracking"]
+
+    @get("/c/{token:str}", summary="A tracked link: a redirect (302) to the campaign's URL")
+    async def click(
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, Any],
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
+    ) -> Response[None]:
+        return await _follow(token, request, db, ctx, signer)
+
+    @head("/c/{token:str}", summary="A link scanner's check: the redirect, never counted")
+    async def check(
+        self,
+        token: FromPath[str],
+        request: Request[Any, Any, Any],
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
+    ) -> Response[None]:
+        return await _follow(token, request, db, ctx, signer)
+
+    @get("/o/{name:str}", summary="The open pixel, `/o/{token}.gif`")
+    async def pixel(
+        self,
+        name: FromPath[str],
+        request: Request[Any, Any, Any],
+        db: DbDep,
+        ctx: CtxDep,
+        signer: SignerDep,
+    ) -> Response[bytes]:
+        token = name.removesuffix(".gif")
+        delivery_id = signer.read_delivery(Kind.OPEN, token) if name.endswith(".gif") else None
+        if delivery_id is None:
+            raise NotFoundException()
+        fetch = _fetch(request)
+        await db.transaction(lambda s: record_open(s, delivery_id, fetch, ctx))
+        return Response(PIXEL, media_type="image/gif", headers=PRIVATE)
+
+
+async def _follow(
+    token: str,
+    request: Request[Any, Any, Any],
+    db: Database,
+    ctx: Context,
+    signer: TokenSigner,
+) -> Response[None]:
+    ref = signer.read_click(token)
+    if ref is None:
+        raise NotFoundException()
+    delivery_id, link_id = ref
+    fetch = _fetch(request)
+    url = await db.transaction(lambda s: follow_click(s, delivery_id, link_id, fetch, ctx))
+    if url is None:
+        raise NotFoundException()
+    return Response(None, status_code=302, headers={**PRIVATE, "Location": url})

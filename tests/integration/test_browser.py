@@ -17,6 +17,8 @@ from playwright.async_api import Browser, async_playwright
 
 from campaigns.models import ConsentEvent, Suppression
 from mailer.app import create_app
+from mailer.web.page_text import PAGES
+from tests import factories
 from tests.integration.test_recipient_flows import mail_campaign_to, one_click_url, suppressed
 from tests.smtp import free_port
 
@@ -152,15 +154,40 @@ DATA_WORDS = {  # the button, the confirm button, the heading after it: as a per
 async def test_c38_a_person_asks_for_their_data_and_deletes_it_in_a_browser(
     server, browser, keys, services, smtp, locale
 ):
-    """From the preference page of a received mail: the data comes by mail as JSON, never on
-    the page; deleting needs the confirming button; after it, nothing of the person is left."""
+    """From the preference page of a received mail: each basis in words; the customer
+    exception ended alone (the consent stays); the data comes by mail as JSON, never on the
+    page; deleting needs the confirming button; after it, nothing of the person is left."""
     email = f"{locale}@example.be"
     async with httpx.AsyncClient(base_url=server) as client:
         message, _ = await mail_campaign_to(client, keys, services, smtp, email, locale)
+        # The newsletter reader also bought tea: a second basis, the customer exception.
+        order = factories.contact(email, locale=locale, orders=[factories.order("SO-9")])
+        pushed = await client.post("/api/v1/contacts", json=order, headers=keys["shop"])
+        assert pushed.status_code in (200, 201), pushed.text
     html = message.get_body(("html",)).get_content()
     preferences = re.search(r'href="https://mailer\.example\.test(/p/[a-z0-9]+)"', html).group(1)
     send, erase, confirm, done = DATA_WORDS[locale]
+    words = PAGES[locale]
     page = await browser.new_page()
+    await page.goto(server + preferences)
+    tea = {"nl": "thee", "fr": "thé", "en": "tea"}[locale]  # [category_names], not the key
+    assert await page.get_by_text(words["customer_basis"].split("{")[0] + tea).count() == 1
+    await page.screenshot(path=str(SHOTS / f"preferences-bases-{locale}.png"), full_page=True)
+    await page.get_by_label(words["customer_keep"]).uncheck()
+    await page.get_by_role("button", name=words["preferences_button"]).click()
+    await page.get_by_text(words["preferences_saved"]).wait_for()
+    assert await page.get_by_label(words["customer_keep"]).count() == 0
+    assert await page.get_by_label(words["newsletter"]).is_checked()  # the consent stays
+    await page.screenshot(path=str(SHOTS / f"preferences-ended-{locale}.png"), full_page=True)
+    (ack,) = await smtp.wait_for(1)  # the objection is acknowledged (C15)
+    assert ack.rcpt_tos == [email]
+    smtp.received.clear()
+    async with services.db.sessions() as session:
+        ended = (
+            await session.execute(sa.text("SELECT count(*) FROM soft_opt_in_objection"))
+        ).scalar()
+    assert ended == 1
+
     await page.goto(server + preferences)
     await page.screenshot(path=str(SHOTS / f"preferences-data-{locale}.png"), full_page=True)
     await page.get_by_role("button", name=send).click()

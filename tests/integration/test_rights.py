@@ -458,3 +458,76 @@ async def test_c34_c7_c24_retention_judges_basis_activity_and_dates_as_the_rules
         ("manual", "test", None),
         ("unsubscribe", "retention", None),
     ]
+
+
+async def test_c38_the_page_names_each_basis_and_ends_the_customer_exception_alone(
+    world, smtp, app_client, keys
+):
+    """A customer who also agreed to the newsletter: the page says both bases in words; the
+    customer exception is switched off alone (an objection, acknowledged); the consent stays,
+    and a promotion about tea no longer reaches them (`soft_opt_in_ended`), whatever they buy."""
+    from campaigns.tokens import Kind
+    from tests.integration.test_audience_scenarios import campaign
+
+    person = factories.contact(
+        EMAIL,
+        orders=[factories.order("SO-1", categories=["tea", "herbal-tea"])],
+        consents=[factories.consent()],
+    )
+    pushed = await app_client.post("/api/v1/contacts", json=person, headers=keys["shop"])
+    contact_id = pushed.json()["id"]
+    promotion = (
+        await app_client.post(
+            "/api/v1/campaigns", json=campaign("promotions", ["tea"]), headers=keys["marketer"]
+        )
+    ).json()["id"]
+
+    async def why() -> dict:
+        url = f"/api/v1/contacts/{contact_id}/why?campaign_id={promotion}"
+        return (await app_client.get(url, headers=keys["marketer"])).json()
+
+    assert (await why())["basis"]["kind"] == "soft_opt_in"
+    token = world.signer.hex_token(Kind.PREFERENCES, contact_id)
+    page = (await app_client.get(f"/p/{token}")).text
+    assert "Je gaf hiervoor toestemming op 20-11-2026." in page
+    assert (
+        "Je krijgt e-mails over kruidenthee en thee omdat je dat op 20-11-2026 bij ons kocht"
+        in page
+    )
+    assert "(tot 20-11-2028)" in page
+    assert 'name="soft_opt_in" value="keep" checked' in page
+    # Saved with the box still ticked: nothing ends. A form without the switch shown (a basis
+    # that appeared after the page was drawn) ends nothing either.
+    keep = {"purpose": ["newsletter"], "shown": "soft_opt_in", "soft_opt_in": "keep"}
+    await app_client.post(f"/p/{token}", data=keep)
+    await app_client.post(f"/p/{token}", data={"purpose": ["newsletter"]})
+    assert (await why())["basis"]["kind"] == "soft_opt_in"
+    assert smtp.received == []
+
+    ended = await app_client.post(
+        f"/p/{token}", data={"purpose": ["newsletter"], "shown": "soft_opt_in"}
+    )
+    assert ended.status_code == 200
+    said = await why()
+    assert said["reason"] == "soft_opt_in_ended" and said.get("basis") is None
+    (ack,) = await smtp.wait_for(1)  # an opt-out is acknowledged (C15)
+    assert ack.rcpt_tos == [EMAIL]
+    page = (await app_client.get(f"/p/{token}")).text
+    assert "Op 27-11-2026 zette je de e-mails over wat je kocht stop." in page
+    assert 'name="soft_opt_in"' not in page
+    assert "Je gaf hiervoor toestemming op 20-11-2026." in page  # the consent stands
+    # A new order gives no basis again; the newsletter still goes.
+    again = factories.contact(EMAIL, orders=[factories.order("SO-2", categories=["tea"])])
+    await app_client.post("/api/v1/contacts", json=again, headers=keys["shop"])
+    assert (await why())["reason"] == "soft_opt_in_ended"
+    newsletter = (
+        await app_client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
+    ).json()["id"]
+    url = f"/api/v1/contacts/{contact_id}/why?campaign_id={newsletter}"
+    assert (await app_client.get(url, headers=keys["marketer"])).json()["eligible"] is True
+    # In the export, and gone with an erasure (the registry walk of the erasure test).
+    document = (
+        await app_client.get(f"/api/v1/contacts/{contact_id}/export", headers=keys["admin"])
+    ).json()
+    [objection] = document["soft_opt_in_objections"]
+    assert objection["channel"] == "preference_center"

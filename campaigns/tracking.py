@@ -142,17 +142,7 @@ async def follow_click(
             sa.update(LINK).where(LINK.c.id == link_id).values(clicks=LINK.c.clicks + 1)
         )
     if sent.tracked:
-        await session.execute(
-            sa.insert(EVENT).values(
-                delivery_id=delivery_id,
-                contact_id=sent.contact_id,
-                campaign_id=sent.campaign_id,
-                kind="click",
-                link_id=link_id,
-                at=now,
-                scanner=scanner,
-            )
-        )
+        await _record(session, delivery_id, sent, "click", now, scanner, link_id)
     return str(url)
 
 
@@ -192,14 +182,28 @@ async def record_open(session: AsyncSession, delivery_id: int, fetch: Fetch, ctx
     if sent is None or not sent.tracked:
         return
     now = ctx.clock.now()
+    await _record(session, delivery_id, sent, "open", now, scanner_reason(fetch, sent.sent_at, now))
+
+
+async def _record(
+    session: AsyncSession,
+    delivery_id: int,
+    sent: _Sent,
+    kind: str,
+    at: datetime,
+    scanner: str | None,
+    link_id: int | None = None,
+) -> None:
+    """A person's event: only for a contact whose tracking consent stands (the callers ask)."""
     await session.execute(
         sa.insert(EVENT).values(
             delivery_id=delivery_id,
             contact_id=sent.contact_id,
             campaign_id=sent.campaign_id,
-            kind="open",
-            at=now,
-            scanner=scanner_reason(fetch, sent.sent_at, now),
+            kind=kind,
+            link_id=link_id,
+            at=at,
+            scanner=scanner,
         )
     )
 

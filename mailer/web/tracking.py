@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, head
+from litestar import Controller, HttpMethod, Request, Response, get, route
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from campaigns.context import Context
-from campaigns.tokens import Kind, TokenSigner
+from campaigns.tokens import Kind
 from campaigns.tracking import Fetch, follow_click, record_open
-from mailer.db import Database
 from mailer.web.deps import CtxDep, DbDep, SignerDep
 
 # A transparent 1x1 GIF.
@@ -30,7 +28,11 @@ def _fetch(request: Request[Any, Any, Any]) -> Fetch:
 class TrackingController(Controller):
     tags = ["tracking"]
 
-    @get("/c/{token:str}", summary="A tracked link: a redirect (302) to the campaign's URL")
+    @route(
+        "/c/{token:str}",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="A tracked link: a redirect (302) to the campaign's URL (HEAD: never counted)",
+    )
     async def click(
         self,
         token: FromPath[str],
@@ -39,18 +41,15 @@ class TrackingController(Controller):
         ctx: CtxDep,
         signer: SignerDep,
     ) -> Response[None]:
-        return await _follow(token, request, db, ctx, signer)
-
-    @head("/c/{token:str}", summary="A link scanner's check: the redirect, never counted")
-    async def check(
-        self,
-        token: FromPath[str],
-        request: Request[Any, Any, Any],
-        db: DbDep,
-        ctx: CtxDep,
-        signer: SignerDep,
-    ) -> Response[None]:
-        return await _follow(token, request, db, ctx, signer)
+        ref = signer.read_click(token)
+        if ref is None:
+            raise NotFoundException()
+        delivery_id, link_id = ref
+        fetch = _fetch(request)
+        url = await db.transaction(lambda s: follow_click(s, delivery_id, link_id, fetch, ctx))
+        if url is None:
+            raise NotFoundException()
+        return Response(None, status_code=302, headers={**PRIVATE, "Location": url})
 
     @get("/o/{name:str}", summary="The open pixel, `/o/{token}.gif`")
     async def pixel(
@@ -68,21 +67,3 @@ class TrackingController(Controller):
         fetch = _fetch(request)
         await db.transaction(lambda s: record_open(s, delivery_id, fetch, ctx))
         return Response(PIXEL, media_type="image/gif", headers=PRIVATE)
-
-
-async def _follow(
-    token: str,
-    request: Request[Any, Any, Any],
-    db: Database,
-    ctx: Context,
-    signer: TokenSigner,
-) -> Response[None]:
-    ref = signer.read_click(token)
-    if ref is None:
-        raise NotFoundException()
-    delivery_id, link_id = ref
-    fetch = _fetch(request)
-    url = await db.transaction(lambda s: follow_click(s, delivery_id, link_id, fetch, ctx))
-    if url is None:
-        raise NotFoundException()
-    return Response(None, status_code=302, headers={**PRIVATE, "Location": url})

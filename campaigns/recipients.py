@@ -24,6 +24,7 @@ from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.evidence.projections import append_consent_events, refresh_evidence
 from campaigns.models import Contact, Delivery, MarketingProfile, Signup, SoftOptInObjection
+from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
 from campaigns.suppression.predicate import NEVER_MAILED_AGAIN
 
@@ -199,6 +200,10 @@ async def end_customer_exception(
     commits."""
     session.add(
         SoftOptInObjection(contact_id=contact_id, channel=channel, objected_at=ctx.clock.now())
+    )
+    # An objection is a right exercised (GDPR 21): logged like access and erasure (C38).
+    await log_request(
+        session, contact_id, kind="objection", channel="page", actor="the person", clock=ctx.clock
     )
     await session.flush()
     await refresh_evidence(session, purchases_of=[contact_id])

@@ -99,6 +99,8 @@ class _Sent:
 
 
 async def _delivery(session: AsyncSession, delivery_id: int) -> _Sent | None:
+    """The delivery, locked until the transaction ends: a scanner fetches a message's links at
+    once, and each fetch must see the ones before it to tell a burst (SQLite: one writer)."""
     row = (
         await session.execute(
             sa.select(
@@ -108,7 +110,9 @@ async def _delivery(session: AsyncSession, delivery_id: int) -> _Sent | None:
                 sa.select(tracking_held())
                 .where(PROFILE.c.contact_id == DELIVERY.c.contact_id)
                 .scalar_subquery(),
-            ).where(DELIVERY.c.id == delivery_id)
+            )
+            .where(DELIVERY.c.id == delivery_id)
+            .with_for_update(of=DELIVERY)
         )
     ).first()
     if row is None:
@@ -149,28 +153,24 @@ async def follow_click(
 async def _burst(session: AsyncSession, delivery_id: int, link_id: int, now: datetime) -> bool:
     """A click on another link of the message just before this one: both were a scanner's.
     The earlier ones are taken back from their links' counts."""
-    earlier = (
-        await session.execute(
-            sa.select(EVENT.c.id, EVENT.c.link_id, EVENT.c.scanner).where(
-                EVENT.c.delivery_id == delivery_id,
-                EVENT.c.kind == "click",
-                EVENT.c.at > now - BURST,
-                EVENT.c.link_id != link_id,
-            )
-        )
-    ).all()
-    if not earlier:
+    burst = [
+        EVENT.c.delivery_id == delivery_id,
+        EVENT.c.kind == "click",
+        EVENT.c.at > now - BURST,
+        EVENT.c.link_id != link_id,
+    ]
+    earlier = await session.execute(sa.select(sa.func.count()).where(*burst))
+    if not earlier.scalar_one():
         return False
-    counted = [row for row in earlier if row.scanner is None]
-    for row in counted:
+    taken_back = await session.execute(
+        sa.update(EVENT)
+        .where(*burst, EVENT.c.scanner.is_(None))
+        .values(scanner="burst")
+        .returning(EVENT.c.link_id)
+    )
+    for taken in taken_back.scalars().all():
         await session.execute(
-            sa.update(LINK).where(LINK.c.id == row.link_id).values(clicks=LINK.c.clicks - 1)
-        )
-    if counted:
-        await session.execute(
-            sa.update(EVENT)
-            .where(EVENT.c.id.in_([row.id for row in counted]))
-            .values(scanner="burst")
+            sa.update(LINK).where(LINK.c.id == taken).values(clicks=LINK.c.clicks - 1)
         )
     return True
 
@@ -225,7 +225,7 @@ class CampaignClicks:
 
 async def campaign_clicks(session: AsyncSession, campaign_id: str) -> CampaignClicks:
     people = (
-        sa.select(EVENT.c.link_id, sa.func.count(sa.distinct(EVENT.c.delivery_id)).label("n"))
+        sa.select(EVENT.c.link_id, sa.func.count(sa.distinct(EVENT.c.contact_id)).label("n"))
         .where(
             EVENT.c.campaign_id == campaign_id, EVENT.c.kind == "click", EVENT.c.scanner.is_(None)
         )
@@ -239,7 +239,7 @@ async def campaign_clicks(session: AsyncSession, campaign_id: str) -> CampaignCl
         .order_by(LINK.c.id)
     )
     opens = await session.execute(
-        sa.select(sa.func.count(sa.distinct(EVENT.c.delivery_id))).where(
+        sa.select(sa.func.count(sa.distinct(EVENT.c.contact_id))).where(
             EVENT.c.campaign_id == campaign_id, EVENT.c.kind == "open", EVENT.c.scanner.is_(None)
         )
     )

@@ -231,19 +231,22 @@ async def _keep_opt_outs(session: AsyncSession, people: People, ctx: Context) ->
     used = await session.execute(
         sa.select(ORDER.c.email)
         .where(ORDER.c.contact_id.in_(people.contact_ids), ORDER.c.opt_out_used.is_(True))
-        .union(
-            sa.select(CONTACT.c.email)
-            .select_from(CONTACT.join(OBJECTION, OBJECTION.c.contact_id == CONTACT.c.id))
-            .where(CONTACT.c.id.in_(people.contact_ids))
-        )
+        .distinct()
     )
-    emails = sorted(set(used.scalars()))
-    if not emails:
+    ended = await session.execute(
+        sa.select(CONTACT.c.email)
+        .select_from(CONTACT.join(OBJECTION, OBJECTION.c.contact_id == CONTACT.c.id))
+        .where(CONTACT.c.id.in_(people.contact_ids))
+        .distinct()
+    )
+    notes = dict.fromkeys(ended.scalars(), "ended the customer exception on a preference page")
+    notes.update(dict.fromkeys(used.scalars(), "used the opt-out at an order (C7)"))
+    if not notes:
         return
-    already = await active_reasons(session, emails, ctx.hasher)
+    already = await active_reasons(session, sorted(notes), ctx.hasher)
     entries = [
-        NewEntry(email, "unsubscribe", "retention", note="objected to the customer exception")
-        for email in emails
+        NewEntry(email, "unsubscribe", "retention", note=note)
+        for email, note in sorted(notes.items())
         if not already.get(email)
     ]
     await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)

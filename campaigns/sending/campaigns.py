@@ -39,7 +39,7 @@ from campaigns.returns.reputation import Reputation, run_reputation
 from campaigns.sending.content import CampaignContent
 from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.states import CampaignStatus
-from campaigns.tracking import tracking_held
+from campaigns.tracking import TRACKING_PURPOSE, tracking_held
 
 DEFAULT_TEMPLATES = Path("templates/email")
 
@@ -91,6 +91,13 @@ def check_campaign(data: CampaignIn, ctx: Context, templates: Path) -> None:
             f"unknown purpose '{data.purpose}' (known: {', '.join(marketing.purposes)})",
             field="purpose",
             reason="unknown_purpose",
+        )
+    if data.purpose == TRACKING_PURPOSE:  # consent to be measured is no consent to be mailed
+        raise InvalidInput(
+            f"'{TRACKING_PURPOSE}' is not a purpose to mail for: it only allows measuring mail"
+            " sent for another purpose (C35)",
+            field="purpose",
+            reason="not_a_mailing_purpose",
         )
     for i, category in enumerate(data.categories):
         if category not in ctx.config.categories.names:

@@ -97,12 +97,12 @@ class CampaignContent:
         links: list[str] = []
         for variant in self._variants.values():
             for template, html_part in ((variant.html, True), (variant.text, False)):
-                tree = self_contained_tree(self._env, str(template.name))
-                if tree is None:  # it pulls in another template: what that one has too
-                    tree = self._env.parse(_source(self._env, str(template.name)))
+                # This template's own text only: links of a template it pulls in stay as
+                # they are (untracked).
+                tree = self._env.parse(_source(self._env, str(template.name)))
                 for data in tree.find_all(nodes.TemplateData):
                     links += written_links(data.data, html_part)
-        return tuple(dict.fromkeys(links))
+        return tuple(dict.fromkeys(link for link in links if len(link) <= MAX_LINK))
 
     def check(self) -> None:
         """Render every variant with a sample context: fail now, not at send time."""
@@ -126,7 +126,12 @@ class CampaignContent:
         return Variant(variant.html, variant.text, contact_fields_read(env, (html, text)))
 
 
-HREF = re.compile(r"""(href\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE)
+# The href of a link a person follows (<a>, <area>): not a stylesheet's (<link>, fetched on
+# open) nor <base>'s, nor a data-href.
+HREF = re.compile(
+    r"""(<(?:a|area)\s(?:[^>]*?\s)?href\s*=\s*)(["'])(https?://[^"'<>\s]+)\2""", re.IGNORECASE
+)
+MAX_LINK = 2048  # tracked_link.url; a longer link stays untracked
 TEXT_URL = re.compile(r"""https?://[^\s<>"']+""")
 URL_TRAILING = ".,;:!?)]"  # punctuation after a URL in prose is not part of it
 

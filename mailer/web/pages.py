@@ -239,7 +239,8 @@ class RecipientPages(Controller):
                         stop_all=form.get("stop_all") == "1",
                         ctx=ctx,
                         end_soft_opt_in=end_soft_opt_in,
-                    )
+                    ),
+                    urgent=True,  # an objection goes before a sending campaign's commits
                 )
         response = await self._preferences(db, ctx, signer, pages, token, saved=True)
         response.background = acknowledge(notices, addressee)

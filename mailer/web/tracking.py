@@ -5,8 +5,9 @@ tampered token, or a link of another campaign, is 404, never a redirect elsewher
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
-from litestar import Controller, HttpMethod, Request, Response, get, route
+from litestar import Controller, HttpMethod, Request, Response, route
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
@@ -19,6 +20,15 @@ PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _location(url: str) -> str:
+    """A link as a Location header carries it: non-ASCII characters percent-encoded (UTF-8),
+    the rest as written (a template may write https://shop.be/thé)."""
+    return quote(url, safe=_PRINTABLE_ASCII)
+
+
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(33, 127))
 
 
 def _fetch(request: Request[Any, Any, Any]) -> Fetch:
@@ -46,12 +56,19 @@ class TrackingController(Controller):
             raise NotFoundException()
         delivery_id, link_id = ref
         fetch = _fetch(request)
-        url = await db.transaction(lambda s: follow_click(s, delivery_id, link_id, fetch, ctx))
+        url = await db.transaction(
+            lambda s: follow_click(s, delivery_id, link_id, fetch, ctx),
+            urgent=True,  # a click while a campaign sends must not wait out its commits (SQLite)
+        )
         if url is None:
             raise NotFoundException()
-        return Response(None, status_code=302, headers={**PRIVATE, "Location": url})
+        return Response(None, status_code=302, headers={**PRIVATE, "Location": _location(url)})
 
-    @get("/o/{name:str}", summary="The open pixel, `/o/{token}.gif`")
+    @route(
+        "/o/{name:str}",
+        http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        summary="The open pixel, `/o/{token}.gif`",
+    )
     async def pixel(
         self,
         name: FromPath[str],
@@ -65,5 +82,5 @@ class TrackingController(Controller):
         if delivery_id is None:
             raise NotFoundException()
         fetch = _fetch(request)
-        await db.transaction(lambda s: record_open(s, delivery_id, fetch, ctx))
+        await db.transaction(lambda s: record_open(s, delivery_id, fetch, ctx), urgent=True)
         return Response(PIXEL, media_type="image/gif", headers=PRIVATE)

@@ -531,3 +531,8 @@ async def test_c38_the_page_names_each_basis_and_ends_the_customer_exception_alo
     ).json()
     [objection] = document["soft_opt_in_objections"]
     assert objection["channel"] == "preference_center"
+    # A right exercised, logged like the others (C38), without the address.
+    assert [(r["kind"], r["channel"], r["actor"]) for r in document["rights_requests"]] == [
+        ("objection", "page", "the person"),
+        ("export", "api", document["rights_requests"][1]["actor"]),
+    ]

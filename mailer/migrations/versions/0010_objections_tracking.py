@@ -66,6 +66,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Before 0010 nothing can say that a person ended the customer exception: going back would
+    # mail them under it again. Refused while anyone has.
+    ended = op.get_bind().execute(sa.text('SELECT count(*) FROM soft_opt_in_objection')).scalar()
+    if ended:
+        raise RuntimeError(
+            f'{ended} people ended the customer exception (soft_opt_in_objection): a downgrade'
+            ' below 0010 would mail them under it again; refused'
+        )
     for table in ('marketing_profile', 'purchase_standing'):
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_column('soft_opt_in_ended_at')

@@ -19,7 +19,7 @@ What is measured:
   with the job's own predicate (`SELECT count(*)` over the same NOT EXISTS), the least a job
   that finds them must do.
 
-Target (issue 12): under 60 s on this machine, memory flat (the job works in batches of 1,000:
+Target (issue 12): under 60 s on this machine, memory flat (the job works in batches of 10,000:
 its peak RSS does not grow with the number of contacts; `--contacts 200000` shows it).
 
 Run: `.venv/bin/python bench/retention.py [--contacts N] [--runs R]`; the median of R runs is

@@ -9,8 +9,9 @@ modules, not in the commands.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from campaigns.addresses import normalise_address
 from campaigns.config import SUPPORTED_LOCALES
@@ -22,9 +23,35 @@ HTTP_URL = r"^https?://\S+$"
 
 
 class StrictInput(BaseModel):
-    """Unknown fields are refused; surrounding whitespace is stripped."""
+    """Unknown fields are refused; surrounding whitespace is stripped; text that no database
+    stores alike is refused, in every field (`storable`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        storable(value)
+        return value
+
+
+def storable(value: Any) -> None:
+    """Raise ValueError for text PostgreSQL refuses and SQLite would keep: a NUL character, or
+    a lone surrogate (no UTF-8 for it), in a string or in the lists and maps of one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text cannot contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            storable(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable(key)
+            storable(item)
 
 
 def single_line(value: str | None, what: str) -> str | None:

@@ -26,6 +26,7 @@ from mailer.web.auth import require_scope
 from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
+from mailer.web.inputs import refuse_unstorable_text
 from mailer.web.pages import RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
 from mailer.web.rights import RightsController, get_processing_record
@@ -86,6 +87,7 @@ def create_app(
             healthz,
         ],
         guards=[require_scope],
+        middleware=[refuse_unstorable_text],
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
         # Guards and exception handlers take no dependencies: they read these.
@@ -120,13 +122,14 @@ def create_app(
         ),
         debug=False,
     )
-    _document_error_statuses(app)
+    _document_statuses(app)
     return app
 
 
-def _document_error_statuses(app: Litestar) -> None:
+def _document_statuses(app: Litestar) -> None:
     """Litestar documents body validation as 400; this service answers 422 for it and keeps 400
-    for a body that is not JSON at all. Say so in the OpenAPI document."""
+    for a body that is not JSON at all. And an answer with no body (204, a redirect) has no
+    content type. Say so in the OpenAPI document."""
     malformed = OpenAPIResponse(
         description="Malformed body (not JSON)",
         content={
@@ -134,10 +137,16 @@ def _document_error_statuses(app: Litestar) -> None:
         },
     )
     for path_item in (app.openapi_schema.paths or {}).values():
-        for method in ("get", "post", "put", "patch", "delete"):
+        for method in ("get", "head", "post", "put", "patch", "delete"):
             operation = getattr(path_item, method, None)
-            if operation is not None and operation.responses and "400" in operation.responses:
+            if operation is None or not operation.responses:
+                continue
+            if "400" in operation.responses:
                 operation.responses["400"] = malformed
+            for code in ("204", "302"):
+                answer = operation.responses.get(code)
+                if isinstance(answer, OpenAPIResponse):
+                    answer.content = None
 
 
 def app_from_env() -> Litestar:

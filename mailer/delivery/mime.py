@@ -29,9 +29,20 @@ def header_text(value: str) -> str:
     """A header value, RFC 2047-encoded when it is not plain ASCII."""
     if "\r" in value or "\n" in value:
         raise HeaderInjection("a header value cannot contain a line break")
+    if len(value) > LONG:
+        return _folded(value)
     if value.isascii():
         return value
     return Header(value, "utf-8", maxlinelen=998).encode(linesep="\r\n")
+
+
+# A value longer than this may not fit a line (998 octets, RFC 5322 2.1.1) as it is, when it
+# has no space to fold at: it goes as RFC 2047 encoded-words, which can be folded anywhere.
+LONG = 400
+
+
+def _folded(value: str) -> str:
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
 _NOT_IN_EMAIL = re.compile("[\r\n<>,]")
@@ -51,6 +62,8 @@ def address(name: str | None, email: str) -> str:
         raise HeaderInjection("an address cannot contain line breaks or delimiters")
     if not name:
         return email
+    if len(name) > LONG:
+        return f"{_folded(name)} <{email}>"
     if email.isascii():
         if name.isascii() and not _SPECIALS.search(name):
             return f"{name} <{email}>"  # what formataddr returns for a plain ASCII name

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, Parameter, QueryParameter
 
 from campaigns.returns.inputs import RelayEventIn
 from campaigns.returns.intake import Outcome, record_relay_event
@@ -89,6 +89,9 @@ def _event_out(outcome: Outcome | None) -> RelayEventOut:
     )
 
 
+MAX_ID = 2**63 - 1  # a 64-bit id: a larger number names nothing (and would overflow a query)
+
+
 class ReviewQueue(Controller):
     path = "/api/v1/review"
     tags = ["admin"]
@@ -119,7 +122,7 @@ class ReviewQueue(Controller):
     )
     async def decide(
         self,
-        item_id: FromPath[int],
+        item_id: Annotated[int, Parameter(ge=1, le=MAX_ID, description="the item's id")],
         data: JSONBody[ReviewDecisionIn],
         request: Request,  # type: ignore[type-arg]
         db: DbDep,

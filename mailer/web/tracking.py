@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from litestar import Controller, HttpMethod, Request, Response, route
 from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from campaigns.tokens import Kind
@@ -41,7 +42,13 @@ class TrackingController(Controller):
     @route(
         "/c/{token:str}",
         http_method=[HttpMethod.GET, HttpMethod.HEAD],
+        status_code=302,
         summary="A tracked link: a redirect (302) to the campaign's URL (HEAD: never counted)",
+        responses={
+            404: ResponseSpec(
+                None, description="Unknown or tampered token, or a link of another campaign"
+            )
+        },
     )
     async def click(
         self,

@@ -4,10 +4,14 @@ free port (`listener`)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 
 import pytest
+import uvicorn
 
+from mailer.app import create_app
 from mailer.inbound import start_listener
 from mailer.services import Services
 from tests.integration.test_dispatch import FAST
@@ -46,3 +50,26 @@ async def listener(world):
     server = await start_listener(handler, "127.0.0.1", port)
     yield handler, port
     await server.close()
+
+
+@pytest.fixture
+async def server(settings, clock, services) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on a free port: its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, clock=clock),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
+    instance = uvicorn.Server(config)
+    task = asyncio.create_task(instance.serve())
+    for _ in range(200):
+        if instance.started:
+            break
+        await asyncio.sleep(0.025)
+    assert instance.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    await asyncio.wait_for(task, 10)

@@ -3,7 +3,6 @@ app served by a real uvicorn: unsubscribe from a received mail, preferences, dou
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -12,43 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from playwright.async_api import Browser, async_playwright
 
 from campaigns.models import ConsentEvent, Suppression
-from mailer.app import create_app
 from mailer.web.page_text import PAGES
 from tests import factories
 from tests.integration.test_recipient_flows import mail_campaign_to, one_click_url, suppressed
-from tests.smtp import free_port
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 SHOTS.mkdir(parents=True, exist_ok=True)
-
-
-@pytest.fixture
-async def server(settings, clock, services) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, clock=clock),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    for _ in range(200):
-        if instance.started:
-            break
-        await asyncio.sleep(0.025)
-    assert instance.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture

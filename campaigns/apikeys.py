@@ -15,7 +15,8 @@ from campaigns.clock import Clock
 from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import ApiKey
 
-SCOPES = ("shop", "marketer", "relay", "admin")  # relay: bounce and complaint events
+# relay: bounce and complaint events; metrics: GET /metrics only (a scraper's key)
+SCOPES = ("shop", "marketer", "relay", "metrics", "admin")
 PREFIX = "mk"
 
 

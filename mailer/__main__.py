@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 from campaigns.apikeys import SCOPES, create_key, list_keys, revoke_key
 from campaigns.clock import SystemClock
 from campaigns.config import ConfigError
+from mailer.logs import configure_logging
 from mailer.settings import Settings, redact_url
 
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke.add_argument("key_id")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -144,6 +144,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         log_level="info",
+        log_config=None,  # the service's own (mailer/logs.py), JSON lines when asked
         access_log=False,  # paths of recipient pages carry tokens
     )
     return 0

@@ -20,6 +20,7 @@ from litestar.openapi.spec import (
 from campaigns.clock import Clock
 from campaigns.rights.record import RelayInfo
 from mailer.inbound import Listener, start_listener
+from mailer.logs import configure_logging
 from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
@@ -27,6 +28,7 @@ from mailer.web.campaigns import CampaignController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.inputs import refuse_unstorable_text
+from mailer.web.operations import OperationsController, Readiness
 from mailer.web.pages import RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
 from mailer.web.rights import RightsController, get_processing_record
@@ -38,7 +40,7 @@ MAX_BODY = 1024 * 1024  # API.md: bodies over 1 MiB get 413
 log = logging.getLogger("mailer")
 
 
-@get("/healthz", summary="Liveness: the process answers", tags=["operations"])
+@get("/healthz", summary="Liveness (as /health; kept for existing probes)", tags=["operations"])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -84,6 +86,7 @@ def create_app(
             get_processing_record,
             RecipientPages,
             TrackingController,
+            OperationsController,
             healthz,
         ],
         guards=[require_scope],
@@ -102,6 +105,14 @@ def create_app(
             "transport": provide(services.transport),
             "templates": provide(settings.templates_dir),
             "parse_cron": provide(services.parse_cron),
+            "readiness": provide(
+                Readiness(
+                    bool(settings.inbound_port),
+                    lambda: (
+                        any(listener) and all(server.server.is_serving() for server in listener)
+                    ),
+                )
+            ),
             "relay": provide(
                 RelayInfo(settings.smtp_host, settings.smtp_tls, settings.dkim_selector)
             ),
@@ -150,5 +161,7 @@ def _document_statuses(app: Litestar) -> None:
 
 
 def app_from_env() -> Litestar:
-    """Factory for uvicorn (`serve`): settings from the environment, checked at start."""
+    """Factory for uvicorn (`serve`): settings from the environment, checked at start. Each
+    worker process of `serve --workers N` runs it: its logging is set up here too."""
+    configure_logging()
     return create_app(Settings.from_env(), with_worker=os.environ.get("MAILER_WITH_WORKER") == "1")

@@ -40,12 +40,12 @@ async def current_revision(database_url: str) -> str | None:
     engine = make_engine(database_url)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_current)
+            return await connection.run_sync(revision_of)
     finally:
         await engine.dispose()
 
 
-def _current(connection: Connection) -> str | None:
+def revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from litestar.di import NamedDependency
 
@@ -16,6 +16,9 @@ from mailer.delivery.notices import Notices
 from mailer.delivery.transport import SmtpTransport
 from mailer.web.pages_env import Pages
 
+if TYPE_CHECKING:
+    from mailer.web.operations import Readiness
+
 DbDep: TypeAlias = NamedDependency[Database]  # parameter `db`
 CtxDep: TypeAlias = NamedDependency[Context]  # parameter `ctx`
 SignerDep: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
@@ -25,3 +28,4 @@ ComposersDep: TypeAlias = NamedDependency[Composers]  # parameter `composers`
 TransportDep: TypeAlias = NamedDependency[SmtpTransport]  # parameter `transport`
 TemplatesDep: TypeAlias = NamedDependency[Path]  # parameter `templates`: templates/email/
 CronParserDep: TypeAlias = NamedDependency[CronParser]  # parameter `parse_cron`
+ReadinessDep: TypeAlias = NamedDependency["Readiness"]  # parameter `readiness`

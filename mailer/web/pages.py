@@ -9,6 +9,7 @@ changes nothing and gets the same answer as a valid one (C28). Nothing here redi
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,7 @@ from mailer.db import Database
 from mailer.delivery.footer import TEXT as FOOTER_TEXT
 from mailer.delivery.footer import language
 from mailer.delivery.notices import Notices
+from mailer.metrics import ONE_CLICK_SECONDS
 from mailer.web.deps import CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
 from mailer.web.pages_env import Pages
 
@@ -172,6 +174,7 @@ class RecipientPages(Controller):
         notices: NoticesDep,
         pages: PagesDep,
     ) -> Response[str]:
+        started = time.perf_counter()
         channel = "one_click"
         try:
             form = await request.form()
@@ -192,6 +195,7 @@ class RecipientPages(Controller):
             pages, locale, title=w["unsubscribed_title"], paragraphs=[w["unsubscribed_text"]]
         )
         response.background = acknowledge(notices, addressee)
+        ONE_CLICK_SECONDS.observe(time.perf_counter() - started)
         return response
 
     @get("/p/{token:str}", summary="Preference center: a choice per purpose and 'all marketing'")

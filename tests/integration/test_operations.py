@@ -64,7 +64,9 @@ async def test_metrics_count_what_happened_behind_their_own_scope(
         content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    await mail_report(listener[1], second.mail_from, reports.dsn(status="5.1.1", verp=second.mail_from))
+    await mail_report(
+        listener[1], second.mail_from, reports.dsn(status="5.1.1", verp=second.mail_from)
+    )
     await decided(listener)
 
     assert (await app_client.get("/metrics")).status_code == 401

@@ -316,6 +316,27 @@ class SoftOptInObjection(SQLModel, table=True):
     objected_at: datetime = _utc()
 
 
+class Acknowledgement(SQLModel, table=True):
+    """An opt-out's acknowledgement mail (C15), written in the objection's own transaction, so
+    that no restart between the answer and the mail loses it: sent right after the commit by
+    the process that took the objection, or else by a worker (mailer/delivery/acknowledger.py).
+    `claimed_at`: a sender has it in hand (a lease, so a crashed sender's share is taken up)."""
+
+    id: int | None = _id()
+    contact_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32),
+            sa.ForeignKey("contact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    created_at: datetime = _utc()
+    claimed_at: datetime | None = _utc(nullable=True)
+    sent_at: datetime | None = _utc(nullable=True, index=True)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
 class TrackedLink(SQLModel, table=True):
     """A link of a campaign that is rewritten through `/c/{token}` for contacts who consented
     to `tracking` (C35): the redirect goes only to a URL stored here for the delivery's

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from campaigns.acknowledgements import add_acknowledgement
 from campaigns.audience.eligibility import (  # the same predicates as sending
     Basis,
     consent_for_purpose,
@@ -38,6 +39,18 @@ class Addressee:
     email: str
     name: str | None
     locale: str | None
+    # The opt-out's acknowledgement, stored with it (campaigns/acknowledgements.py); None when
+    # the shop sends none, or for a confirmation request.
+    acknowledgement: int | None = None
+
+
+async def _to_acknowledge(session: AsyncSession, contact: Contact, ctx: Context) -> Addressee:
+    """Who confirmed an opt-out, with the acknowledgement stored in the same transaction
+    (C15): no restart between the answer and the mail loses it."""
+    ack = None
+    if ctx.config.marketing.acknowledge_opt_outs:
+        ack = await add_acknowledgement(session, contact.id, ctx.clock)
+    return Addressee(contact.email, contact.name, contact.locale, ack)
 
 
 async def unsubscribe_delivery(
@@ -87,7 +100,7 @@ async def _objection(
         campaign_id=campaign_id,
     )
     await _withdraw_all(session, contact.id, channel=channel, ctx=ctx)
-    return Addressee(contact.email, contact.name, contact.locale)
+    return await _to_acknowledge(session, contact, ctx)
 
 
 async def _withdraw_all(
@@ -189,7 +202,7 @@ async def change_preferences(
     if end_soft_opt_in and current.soft_opt_in_ended_at is None:
         await end_customer_exception(session, contact_id, channel="preference_center", ctx=ctx)
         withdrew = True
-    return Addressee(contact.email, contact.name, contact.locale) if withdrew else None
+    return await _to_acknowledge(session, contact, ctx) if withdrew else None
 
 
 async def end_customer_exception(

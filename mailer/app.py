@@ -100,6 +100,7 @@ def create_app(
             "ctx": provide(services.context),
             "signer": provide(services.signer),
             "notices": provide(services.notices),
+            "acknowledger": provide(services.acknowledger),
             "pages": provide(services.pages),
             "composers": provide(services.composers),
             "transport": provide(services.transport),

@@ -61,7 +61,7 @@ class InboundHandler:
         db: Database,
         ctx: Context,
         signer: TokenSigner,
-        acknowledge: Callable[[Addressee], Awaitable[None]],
+        acknowledge: Callable[[Addressee], Awaitable[None]],  # after the objection's commit
     ) -> None:
         self.db = db
         self.ctx = ctx

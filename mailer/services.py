@@ -18,6 +18,7 @@ from campaigns.suppression.entries import sync_contact_hashes
 from campaigns.suppression.hashing import AddressHasher
 from campaigns.tokens import TokenSigner
 from mailer.db import Database
+from mailer.delivery.acknowledger import Acknowledger
 from mailer.delivery.compose import Composers
 from mailer.delivery.dispatcher import Dispatcher, process_pool
 from mailer.delivery.dkim import DkimSigner
@@ -105,12 +106,17 @@ class Services:
     def worker(self) -> Worker:
         from mailer.scheduler import Worker
 
-        return Worker(self.db, self.context, self.pool(), self.dispatcher)
+        return Worker(self.db, self.context, self.pool(), self.dispatcher, self.acknowledger.send)
 
     def inbound_handler(self) -> InboundHandler:
         from mailer.inbound import InboundHandler
 
-        return InboundHandler(self.db, self.context, self.signer, self.notices.acknowledge)
+        return InboundHandler(self.db, self.context, self.signer, self.acknowledger.after_commit)
+
+    @property
+    def acknowledger(self) -> Acknowledger:
+        """Sends the opt-outs' acknowledgements from their outbox (C15)."""
+        return Acknowledger(self.db, self.context, self.notices)
 
     async def close(self) -> None:
         await self.db.close()

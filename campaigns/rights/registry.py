@@ -13,6 +13,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from campaigns.models import (
+    Acknowledgement,
     ConsentEvent,
     Contact,
     ContactHash,
@@ -143,6 +144,14 @@ HOLDINGS: tuple[Holding, ...] = (
         "delete",
         "consent evidence: purpose, wording and its version, channel, time, the IP address"
         " when the shop sends it, a double opt-in's confirmation; withdrawals likewise",
+    ),
+    Holding(
+        _t(Acknowledgement),
+        _of_contact(_t(Acknowledgement)),
+        "acknowledgements",
+        ("id", "created_at", "sent_at"),
+        "delete",
+        "the acknowledgements of the person's opt-outs (C15): when asked, when sent",
     ),
     Holding(
         _t(SoftOptInObjection),

@@ -129,10 +129,12 @@ class Notices:
         link = f"{self.public_url}/confirm/{self.signer.hex_token(Kind.CONFIRM, signup.id)}"
         await self._send("confirm", signup.email, signup.name, signup.locale, link)
 
-    async def acknowledge(self, addressee: Addressee) -> None:
-        """One acknowledgement per opt-out, without advertising (C15), if the shop wants them."""
-        if self.acknowledge_opt_outs:
-            await self._send("ack", addressee.email, addressee.name, addressee.locale)
+    async def acknowledge(self, addressee: Addressee) -> bool:
+        """One acknowledgement per opt-out, without advertising (C15), if the shop wants them.
+        Whether it is done (sent, or not wanted, or not composable: never worth a retry)."""
+        if not self.acknowledge_opt_outs:
+            return True
+        return await self._send("ack", addressee.email, addressee.name, addressee.locale)
 
     async def send_export(self, addressee: Addressee, document: dict[str, Any]) -> None:
         """The person's data, as they asked from the preference page: to the address only,
@@ -151,7 +153,7 @@ class Notices:
         locale: str | None,
         link: str = "",
         attachment: tuple[str, str, bytes] | None = None,
-    ) -> None:
+    ) -> bool:
         try:
             message = notice(
                 kind,
@@ -165,5 +167,5 @@ class Notices:
             )
         except Exception as exc:  # an odd name or address: the objection stands regardless
             log.warning("service mail not composed: %s", type(exc).__name__)
-            return
-        await self.transport.send_quietly(message)
+            return True  # it never will be
+        return await self.transport.send_quietly(message)

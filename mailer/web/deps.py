@@ -11,6 +11,7 @@ from campaigns.context import Context
 from campaigns.sending.lifecycle import CronParser
 from campaigns.tokens import TokenSigner
 from mailer.db import Database
+from mailer.delivery.acknowledger import Acknowledger
 from mailer.delivery.compose import Composers
 from mailer.delivery.notices import Notices
 from mailer.delivery.transport import SmtpTransport
@@ -23,6 +24,7 @@ DbDep: TypeAlias = NamedDependency[Database]  # parameter `db`
 CtxDep: TypeAlias = NamedDependency[Context]  # parameter `ctx`
 SignerDep: TypeAlias = NamedDependency[TokenSigner]  # parameter `signer`
 NoticesDep: TypeAlias = NamedDependency[Notices]  # parameter `notices`
+AcknowledgerDep: TypeAlias = NamedDependency[Acknowledger]  # parameter `acknowledger`
 PagesDep: TypeAlias = NamedDependency[Pages]  # parameter `pages`
 ComposersDep: TypeAlias = NamedDependency[Composers]  # parameter `composers`
 TransportDep: TypeAlias = NamedDependency[SmtpTransport]  # parameter `transport`

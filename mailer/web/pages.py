@@ -34,11 +34,11 @@ from campaigns.rights.erasure import erase_contact
 from campaigns.rights.export import export_for_the_person
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
+from mailer.delivery.acknowledger import Acknowledger
 from mailer.delivery.footer import TEXT as FOOTER_TEXT
 from mailer.delivery.footer import language
-from mailer.delivery.notices import Notices
 from mailer.metrics import ONE_CLICK_SECONDS
-from mailer.web.deps import CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
+from mailer.web.deps import AcknowledgerDep, CtxDep, DbDep, NoticesDep, PagesDep, SignerDep
 from mailer.web.pages_env import Pages
 
 HEADERS = {
@@ -54,9 +54,10 @@ def render(pages: Pages, locale: str | None, **context: Any) -> Response[str]:
     return Response(html, media_type=MediaType.HTML, status_code=200, headers=HEADERS)
 
 
-def acknowledge(notices: Notices, addressee: Addressee | None) -> BackgroundTask | None:
-    """The opt-out's acknowledgement (C15), sent after the commit."""
-    return None if addressee is None else BackgroundTask(notices.acknowledge, addressee)
+def acknowledge(acknowledger: Acknowledger, addressee: Addressee | None) -> BackgroundTask | None:
+    """The opt-out's acknowledgement (C15), sent after the commit; stored with the objection,
+    so a worker sends it if this process stops first."""
+    return None if addressee is None else BackgroundTask(acknowledger.after_commit, addressee)
 
 
 def _invalid(pages: Pages) -> Response[str]:
@@ -171,7 +172,7 @@ class RecipientPages(Controller):
         db: DbDep,
         ctx: CtxDep,
         signer: SignerDep,
-        notices: NoticesDep,
+        acknowledger: AcknowledgerDep,
         pages: PagesDep,
     ) -> Response[str]:
         started = time.perf_counter()
@@ -194,7 +195,7 @@ class RecipientPages(Controller):
         response = render(
             pages, locale, title=w["unsubscribed_title"], paragraphs=[w["unsubscribed_text"]]
         )
-        response.background = acknowledge(notices, addressee)
+        response.background = acknowledge(acknowledger, addressee)
         ONE_CLICK_SECONDS.observe(time.perf_counter() - started)
         return response
 
@@ -217,7 +218,7 @@ class RecipientPages(Controller):
         db: DbDep,
         ctx: CtxDep,
         signer: SignerDep,
-        notices: NoticesDep,
+        acknowledger: AcknowledgerDep,
         pages: PagesDep,
     ) -> Response[str]:
         contact_id = signer.read_hex(Kind.PREFERENCES, token)
@@ -247,7 +248,7 @@ class RecipientPages(Controller):
                     urgent=True,  # an objection goes before a sending campaign's commits
                 )
         response = await self._preferences(db, ctx, signer, pages, token, saved=True)
-        response.background = acknowledge(notices, addressee)
+        response.background = acknowledge(acknowledger, addressee)
         return response
 
     async def _preferences(

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from campaigns.audience.audience import load_target, materialise
 from campaigns.models import ConsentEvent, Delivery, InboundMessage, Suppression
+from campaigns.recipients import unsubscribe_delivery
 from campaigns.sending.campaigns import delivery_recipients
 from campaigns.suppression.entries import suppress, suppressed_among
 from campaigns.tokens import Kind
@@ -431,3 +432,55 @@ async def test_c25_dkim_signature_survives_a_round_trip_through_smtp(services, s
         assert message.rcpt_tos == [composed.recipient] and message.data == composed.data
         assert ("SMTPUTF8" in message.mail_options) is composed.smtputf8
         assert dkim.verify(message.data, dnsfunc=dns_for(record))
+
+
+async def test_c15_no_restart_or_relay_failure_loses_an_acknowledgement(
+    app_client, keys, services, smtp, clock
+):
+    """The acknowledgement is stored with the objection: if the relay refuses it right after
+    the answer, or the process stops before sending it, a worker sends it later, once."""
+    from campaigns.acknowledgements import LEASE
+    from campaigns.models import Acknowledgement
+
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    smtp.received.clear()
+    smtp.mail_replies = ["421 4.3.2 try later"] * 3  # the relay down when the answer goes
+    answered = await app_client.post(
+        one_click_url(message),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answered.status_code == 200 and await suppressed(services)
+    assert smtp.received == []
+    acknowledger = services.acknowledger
+    assert await acknowledger.send() == 0  # claimed by the failed sender: its lease holds
+    clock.advance(LEASE + LEASE / 2)  # the worker's next round after the lease
+    smtp.mail_replies = []
+    assert await acknowledger.send() == 1
+    (ack,) = await smtp.wait_for(1)
+    assert ack.rcpt_tos == ["an@example.be"]
+    assert await acknowledger.send() == 0  # once
+    async with services.db.sessions() as session:
+        (row,) = (await session.execute(sa.select(Acknowledgement))).scalars().all()
+    assert row.sent_at is not None and row.attempts == 2
+
+
+async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_worker(
+    app_client, keys, services, smtp
+):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    smtp.received.clear()
+    token = one_click_url(message).rsplit("/", 1)[1]
+    delivery_id = services.signer.read_delivery(Kind.UNSUBSCRIBE, token)
+    # What the POST commits, and then the process is gone before its background task.
+    await services.db.transaction(
+        lambda s: unsubscribe_delivery(s, delivery_id, channel="one_click", ctx=services.context)
+    )
+    assert smtp.received == []
+    worker = services.worker()
+    await worker.start()
+    try:
+        (ack,) = await smtp.wait_for(1, within=15)
+    finally:
+        await worker.stop(drain_seconds=1)
+    assert ack.rcpt_tos == ["an@example.be"]

@@ -50,6 +50,7 @@ bench: install ## Benchmarks (bench/*.py; several minutes each); figures go to b
 	$(PY) bench/dispatch.py
 	$(PY) bench/bounces.py
 	$(PY) bench/retention.py
+	$(PY) bench/oneclick.py
 
 clean: ## Remove the venv, local database and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,18 @@ def _utc(nullable: bool = False, **kw: Any) -> Any:
     return Field(sa_column=sa.Column(UTCDateTime(), nullable=nullable, **kw))
 
 
+def _of_contact() -> Any:
+    """A row of a contact's, gone with it (an erasure deletes the contact last)."""
+    return Field(
+        sa_column=sa.Column(
+            sa.String(32),
+            sa.ForeignKey("contact.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+
+
 class Contact(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     email: str = Field(max_length=320, unique=True)  # normalised address
@@ -100,14 +112,7 @@ class ShopOrder(SQLModel, table=True):
     __tablename__ = "shop_order"
 
     id: str = Field(primary_key=True, max_length=128)
-    contact_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(32),
-            sa.ForeignKey("contact.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
-    )
+    contact_id: str = _of_contact()
     # The address the customer gave in this order (C6); indexed for the C7 opt-out check.
     email: str = Field(max_length=320, index=True)
     placed_at: datetime = _utc()
@@ -304,14 +309,7 @@ class SoftOptInObjection(SQLModel, table=True):
     __tablename__ = "soft_opt_in_objection"
 
     id: int | None = _id()
-    contact_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(32),
-            sa.ForeignKey("contact.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
-    )
+    contact_id: str = _of_contact()
     channel: str = Field(max_length=64)  # preference_center
     objected_at: datetime = _utc()
 
@@ -323,14 +321,7 @@ class Acknowledgement(SQLModel, table=True):
     `claimed_at`: a sender has it in hand (a lease, so a crashed sender's share is taken up)."""
 
     id: int | None = _id()
-    contact_id: str = Field(
-        sa_column=sa.Column(
-            sa.String(32),
-            sa.ForeignKey("contact.id", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
-    )
+    contact_id: str = _of_contact()
     created_at: datetime = _utc()
     claimed_at: datetime | None = _utc(nullable=True)
     sent_at: datetime | None = _utc(nullable=True, index=True)

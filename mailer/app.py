@@ -133,6 +133,7 @@ def create_app(
             security=[{"bearer": []}],
         ),
         debug=False,
+        logging_config=None,  # the service's own (mailer/logs.py): text, or JSON lines
     )
     _document_statuses(app)
     return app

@@ -60,6 +60,21 @@ def acknowledge(acknowledger: Acknowledger, addressee: Addressee | None) -> Back
     return None if addressee is None else BackgroundTask(acknowledger.after_commit, addressee)
 
 
+def _one_button(pages: Pages, locale: str | None, what: str, action: str) -> Response[str]:
+    """A page that asks, and a button that POSTs what it asks (a GET changes nothing: link
+    scanners fetch links, C27): its words are `<what>_title`, `<what>_ask`, `<what>_button`."""
+    w = pages.words(locale)
+    return render(
+        pages,
+        locale,
+        title=w[f"{what}_title"],
+        paragraphs=[w[f"{what}_ask"]],
+        form=what,
+        action=action,
+        button=w[f"{what}_button"],
+    )
+
+
 def _invalid(pages: Pages) -> Response[str]:
     w = pages.words(None)
     return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
@@ -147,16 +162,7 @@ class RecipientPages(Controller):
         locale = None
         if delivery_id is not None:
             locale = await db.transaction(lambda s: locale_of_delivery(s, delivery_id))
-        w = pages.words(locale)
-        return render(
-            pages,
-            locale,
-            title=w["unsubscribe_title"],
-            paragraphs=[w["unsubscribe_ask"]],
-            form="unsubscribe",
-            action=f"/u/{token}",
-            button=w["unsubscribe_button"],
-        )
+        return _one_button(pages, locale, "unsubscribe", f"/u/{token}")
 
     @post(
         "/u/{token:str}",
@@ -330,16 +336,7 @@ class RecipientPages(Controller):
         current = await _the_person(db, ctx, signer, token)
         if current is None:
             return _invalid(pages)
-        w = pages.words(current.locale)
-        return render(
-            pages,
-            current.locale,
-            title=w["erase_title"],
-            paragraphs=[w["erase_ask"]],
-            form="erase",
-            action=f"/p/{token}/erase",
-            button=w["erase_button"],
-        )
+        return _one_button(pages, current.locale, "erase", f"/p/{token}/erase")
 
     @post("/p/{token:str}/erase", status_code=200, summary="Delete my data (C33, C38)")
     async def erase_mine(
@@ -369,19 +366,9 @@ class RecipientPages(Controller):
         addressee = None
         if signup_id is not None:
             addressee = await db.transaction(lambda s: signup_addressee(s, signup_id))
-        locale = addressee.locale if addressee else None
-        w = pages.words(locale)
         if addressee is None:
-            return render(pages, None, title=w["invalid_title"], paragraphs=[w["invalid_text"]])
-        return render(
-            pages,
-            locale,
-            title=w["confirm_title"],
-            paragraphs=[w["confirm_ask"]],
-            form="confirm",
-            action=f"/confirm/{token}",
-            button=w["confirm_button"],
-        )
+            return _invalid(pages)
+        return _one_button(pages, addressee.locale, "confirm", f"/confirm/{token}")
 
     @post("/confirm/{token:str}", status_code=200, summary="Confirm a sign-up (C5)")
     async def confirm(

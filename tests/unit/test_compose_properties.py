@@ -1,8 +1,8 @@
-"""Properties of the composer over any input (DESIGN invariant 3, RULES C23, C29, C30): whatever
-the contact's name, the campaign's subject, the locale or the template's text, the result is a
-message that parses, whose headers are the composer's own (no header injected through a value),
-with CRLF line ends only and no line over 998 octets (RFC 5322 2.1.1); or a clear error, never
-a broken message."""
+"""Properties of the composer over any input (bad input gets a clear error; RULES C23, C29,
+C30): whatever the contact's name, the campaign's subject, the locale or the template's text,
+the result is a message that parses, whose headers are the composer's own (no header injected
+through a value), with CRLF line ends only and no line over 998 octets (RFC 5322 2.1.1); or a
+clear error, never a broken message."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def assert_well_formed(data: bytes) -> None:
 
 @SETTINGS
 @given(name=nasty, locale=st.one_of(st.none(), st.sampled_from(["nl", "fr", "en"]), nasty))
-def test_invariant_3_any_name_and_locale_give_a_well_formed_message(name, locale):
+def test_bad_input_any_name_and_locale_give_a_well_formed_message(name, locale):
     try:
         data = composer().compose(recipient(locale=locale, name=name or None)).data
     except (CompositionError, HeaderInjection):
@@ -70,7 +70,7 @@ def test_invariant_3_any_name_and_locale_give_a_well_formed_message(name, locale
 
 @SETTINGS
 @given(subject=nasty)
-def test_invariant_3_any_subject_gives_a_well_formed_message_or_a_clear_error(subject):
+def test_bad_input_any_subject_gives_a_well_formed_message_or_a_clear_error(subject):
     try:
         data = composer(subject=subject).compose(recipient()).data
     except (CompositionError, HeaderInjection, InvalidInput):
@@ -80,7 +80,7 @@ def test_invariant_3_any_subject_gives_a_well_formed_message_or_a_clear_error(su
 
 @SETTINGS
 @given(body=nasty)
-def test_invariant_3_any_template_text_gives_a_well_formed_message_or_a_clear_error(
+def test_bad_input_any_template_text_gives_a_well_formed_message_or_a_clear_error(
     tmp_path_factory, body
 ):
     folder = tmp_path_factory.mktemp("t")

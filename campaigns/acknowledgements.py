@@ -23,9 +23,15 @@ BATCH = 200
 
 
 async def add_acknowledgement(session: AsyncSession, contact_id: str, clock: Clock) -> int:
-    """The acknowledgement to send for this opt-out; its id. Never commits."""
+    """The acknowledgement to send for this opt-out; its id. It is claimed already, by the
+    process that took the objection and sends it right after (no second transaction on the
+    one-click path); should that process stop first, the lease runs out and a worker takes
+    it. Never commits."""
+    now = clock.now()
     found = await session.execute(
-        sa.insert(ACK).values(contact_id=contact_id, created_at=clock.now()).returning(ACK.c.id)
+        sa.insert(ACK)
+        .values(contact_id=contact_id, created_at=now, claimed_at=now, attempts=1)
+        .returning(ACK.c.id)
     )
     return int(found.scalar_one())
 

@@ -20,9 +20,11 @@ class Acknowledger:
         self.notices = notices
 
     async def after_commit(self, addressee: Addressee) -> None:
-        """The acknowledgement of this opt-out, now (a background task of the answer)."""
-        if addressee.acknowledgement is not None:
-            await self.send([addressee.acknowledgement])
+        """The acknowledgement of this opt-out, now (a background task of the answer): it was
+        stored claimed for this process, so it goes without another claim."""
+        ack_id = addressee.acknowledgement
+        if ack_id is not None and await self.notices.acknowledge(addressee):
+            await self.db.transaction(lambda s: mark_sent(s, [ack_id], self.ctx.clock))
 
     async def send(self, ids: Sequence[int] | None = None) -> int:
         """Send these acknowledgements, or all that are due; how many went."""

@@ -466,8 +466,10 @@ async def test_c15_no_restart_or_relay_failure_loses_an_acknowledgement(
 
 
 async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_worker(
-    app_client, keys, services, smtp
+    app_client, keys, services, smtp, clock
 ):
+    from campaigns.acknowledgements import LEASE
+
     message, _ = await mail_campaign_to(app_client, keys, services, smtp)
     smtp.received.clear()
     token = one_click_url(message).rsplit("/", 1)[1]
@@ -477,6 +479,7 @@ async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_wor
         lambda s: unsubscribe_delivery(s, delivery_id, channel="one_click", ctx=services.context)
     )
     assert smtp.received == []
+    clock.advance(LEASE * 2)  # the restarted worker, once the stopped process's lease ran out
     worker = services.worker()
     await worker.start()
     try:

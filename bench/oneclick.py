@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import socket
 import statistics
@@ -93,15 +94,63 @@ def wait_for_port(port: int, seconds: float = 30) -> None:
 
 
 @contextmanager
-def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
     proc = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_for_port(port)
-        yield
+        yield proc.pid
     finally:
         dispatch._stop(proc)
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None, seconds: int) -> Iterator[None]:
+    """py-spy (PyPI) on the service for the burst: where its CPU goes, as a flame graph
+    (.svg) or collapsed stacks (any other name)."""
+    if out is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration",
+         str(seconds), "--rate", "250", "--output", str(out), "--nonblocking",
+         "--format", "flamegraph" if out.suffix == ".svg" else "raw"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.wait(timeout=seconds + 60)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its waited-for children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU of every PostgreSQL process now (the backends come and go with connections; the
+    ones of a burst outlive it, in the pool)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+@contextmanager
+def cpu_of(pid: int, into: dict[str, Any]) -> Iterator[None]:
+    """The CPU seconds the service and PostgreSQL used while the block ran."""
+    ours, pg = cpu_seconds(pid), postgres_cpu()
+    yield
+    into["service_cpu_s"] = round(cpu_seconds(pid) - ours, 2)
+    into["postgres_cpu_s"] = round(postgres_cpu() - pg, 2)
 
 
 def wrk(
@@ -242,17 +291,25 @@ def one_run(args: argparse.Namespace, work: Path, env: dict[str, str], sink: int
     port = dispatch.free_port()
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                "--no-access-log", "--log-level", "warning"]  # fmt: skip
-    with serving(
-        [*uvicorn, "--factory", "bare_app:app_from_env"],
-        {**env, "PYTHONPATH": str(ROOT / "bench")},
-        port,
+    bare_cpu: dict[str, Any] = {}
+    with (
+        serving(
+            [*uvicorn, "--factory", "bare_app:app_from_env"],
+            {**env, "PYTHONPATH": str(ROOT / "bench")},
+            port,
+        ) as pid,
+        cpu_of(pid, bare_cpu),
     ):
         bare = wrk(port, None, args.connections, args.seconds, work)
+    bare.update(bare_cpu)
     port = dispatch.free_port()
     serve = [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(serve, {**env, "MAILER_INBOUND_PORT": "0"}, port):
-        ours = wrk(port, tokens, args.connections, args.seconds, work)
+    ours_cpu: dict[str, Any] = {}
+    with serving(serve, {**env, "MAILER_INBOUND_PORT": "0"}, port) as pid:
+        with profiled(pid, args.profile, args.seconds), cpu_of(pid, ours_cpu):
+            ours = wrk(port, tokens, args.connections, args.seconds, work)
         outcome = asyncio.run(_outcome(settings, args.contacts))
+    ours.update(ours_cpu)
     return {"bare": bare, "ours": ours, "outcome": outcome}
 
 
@@ -262,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10, help="length of each burst")
+    parser.add_argument("--profile", type=Path, help="a py-spy flame graph of ours (.svg)")
     args = parser.parse_args(argv)
     dispatch.ensure_postfix()
     work = ROOT / "var" / "bench-oneclick"
@@ -282,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                     f" (p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms, errors"
                     f" {ours['socket_errors']}, non-2xx {ours['non_2xx']}); ratio"
                     f" {ours['requests_per_second'] / bare['requests_per_second']:.3f};"
+                    f" CPU s service/PostgreSQL: bare {bare['service_cpu_s']}/"
+                    f"{bare['postgres_cpu_s']}, ours {ours['service_cpu_s']}/"
+                    f"{ours['postgres_cpu_s']};"
                     f" {outcome}",
                     flush=True,
                 )

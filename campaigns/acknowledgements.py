@@ -22,18 +22,22 @@ MAX_ATTEMPTS = 10  # then it is left, unsent, for an operator to see
 BATCH = 200
 
 
-async def add_acknowledgement(session: AsyncSession, contact_id: str, clock: Clock) -> int:
-    """The acknowledgement to send for this opt-out; its id. It is claimed already, by the
-    process that took the objection and sends it right after (no second transaction on the
-    one-click path); should that process stop first, the lease runs out and a worker takes
-    it. Never commits."""
+async def add_acknowledgements(
+    session: AsyncSession, contact_ids: Sequence[str], clock: Clock
+) -> list[int]:
+    """The acknowledgements to send for these opt-outs, one per contact; their ids, in the
+    contacts' order. They are claimed already, by the process that took the objections and
+    sends them right after (no second transaction); should that process stop first, the
+    lease runs out and a worker takes them. Never commits."""
     now = clock.now()
-    found = await session.execute(
-        sa.insert(ACK)
-        .values(contact_id=contact_id, created_at=now, claimed_at=now, attempts=1)
-        .returning(ACK.c.id)
+    rows = [
+        {"contact_id": contact_id, "created_at": now, "claimed_at": now, "attempts": 1}
+        for contact_id in contact_ids
+    ]
+    added = await session.execute(
+        sa.insert(ACK).returning(ACK.c.id, sort_by_parameter_order=True), rows
     )
-    return int(found.scalar_one())
+    return list(added.scalars())
 
 
 async def claim_acknowledgements(

@@ -136,6 +136,15 @@ class OrderCategory(SQLModel, table=True):
 class Suppression(SQLModel, table=True):
     """An objection or a delivery failure, keyed by HMAC of the address; outlives the contact."""
 
+    __table_args__ = (
+        sa.Index(
+            "ix_suppression_follow_up_due",
+            "id",
+            postgresql_where=sa.text("follow_up_due"),
+            sqlite_where=sa.text("follow_up_due"),
+        ),
+    )
+
     id: int | None = _id()
     address_hash: str = Field(max_length=64, index=True)
     key_id: str = Field(max_length=16)  # which secret made the hash (rotation)
@@ -145,6 +154,9 @@ class Suppression(SQLModel, table=True):
     campaign_id: str | None = Field(default=None, max_length=32)  # the mail it came from, if any
     created_at: datetime = _utc()
     lifted_at: datetime | None = _utc(nullable=True)
+    # An objection taken on a hot path (one-click, mailto) whose consequences are still to be
+    # drawn: the profile's flag, the withdrawal events, the acknowledgement (objections.py).
+    follow_up_due: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class ApiKey(SQLModel, table=True):

@@ -1,6 +1,6 @@
 """What recipients do: unsubscribe (one-click, page, mailto), change preferences, confirm a
-sign-up. Each objection is a suppression entry committed before the answer (C13, C14, C31);
-each preference change is a consent event (C31, C35)."""
+sign-up. Each objection is a suppression entry committed before the answer (objections.py: C13,
+C14, C31); each preference change is a consent event (C31, C35)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from campaigns.acknowledgements import add_acknowledgement
+from campaigns.acknowledgements import add_acknowledgements
 from campaigns.audience.eligibility import (  # the same predicates as sending
     Basis,
     consent_for_purpose,
@@ -25,100 +25,21 @@ from campaigns.evidence.contacts import ingest_contacts
 from campaigns.evidence.inputs import ConsentEvidenceIn, ContactIn, SignupIn, SourceIn
 from campaigns.evidence.projections import append_consent_events, refresh_evidence
 from campaigns.models import Contact, Delivery, MarketingProfile, Signup, SoftOptInObjection
+from campaigns.objections import Addressee, follow_up_objections, take_objection
 from campaigns.rights.requests import log_request
-from campaigns.suppression.entries import active_entries, lift_unsubscribe, suppress
+from campaigns.suppression.entries import active_entries, lift_unsubscribe
 from campaigns.suppression.predicate import NEVER_MAILED_AGAIN
 
 PREFERENCE_WORDING_VERSION = "preferences-1"
 
 
-@dataclass(frozen=True)
-class Addressee:
-    """Who to acknowledge an opt-out to (C15), or send a confirmation request to."""
-
-    email: str
-    name: str | None
-    locale: str | None
-    # The opt-out's acknowledgement, stored with it (campaigns/acknowledgements.py); None when
-    # the shop sends none, or for a confirmation request.
-    acknowledgement: int | None = None
-
-
 async def _to_acknowledge(session: AsyncSession, contact: Contact, ctx: Context) -> Addressee:
-    """Who confirmed an opt-out, with the acknowledgement stored in the same transaction
+    """Who withdrew or ended a basis, with the acknowledgement stored in the same transaction
     (C15): no restart between the answer and the mail loses it."""
     ack = None
     if ctx.config.marketing.acknowledge_opt_outs:
-        ack = await add_acknowledgement(session, contact.id, ctx.clock)
+        (ack,) = await add_acknowledgements(session, [contact.id], ctx.clock)
     return Addressee(contact.email, contact.name, contact.locale, ack)
-
-
-async def unsubscribe_delivery(
-    session: AsyncSession, delivery_id: int, *, channel: str, ctx: Context
-) -> Addressee | None:
-    """Suppress the address the delivery went to. Returns who to acknowledge, or None when
-    nothing changed (unknown delivery, or already suppressed). Never commits."""
-    row = (
-        await session.execute(
-            sa.select(Contact, col(Delivery.campaign_id))
-            .join(Delivery, col(Delivery.contact_id) == col(Contact.id))
-            .where(col(Delivery.id) == delivery_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    contact, campaign_id = row
-    return await _objection(session, contact, channel=channel, campaign_id=campaign_id, ctx=ctx)
-
-
-async def unsubscribe_contact(
-    session: AsyncSession, contact_id: str, *, channel: str, ctx: Context
-) -> Addressee | None:
-    contact = await session.get(Contact, contact_id)
-    if contact is None:
-        return None
-    return await _objection(session, contact, channel=channel, campaign_id=None, ctx=ctx)
-
-
-async def _objection(
-    session: AsyncSession,
-    contact: Contact,
-    *,
-    channel: str,
-    campaign_id: str | None,
-    ctx: Context,
-) -> Addressee | None:
-    if await active_entries(session, contact.email, ctx.hasher):
-        return None  # already suppressed: one entry, one acknowledgement
-    await suppress(
-        session,
-        contact.email,
-        reason="unsubscribe",
-        channel=channel,
-        clock=ctx.clock,
-        hasher=ctx.hasher,
-        campaign_id=campaign_id,
-    )
-    await _withdraw_all(session, contact.id, channel=channel, ctx=ctx)
-    return await _to_acknowledge(session, contact, ctx)
-
-
-async def _withdraw_all(
-    session: AsyncSession, contact_id: str, *, channel: str, ctx: Context
-) -> None:
-    """An objection to all marketing is also a withdrawal of every purpose, in the ledger
-    (C31). If a fresh double opt-in later lifts the suppression (C22), only the purposes it
-    confirms come back."""
-    now = ctx.clock.now()
-    rows = [
-        consent_row(
-            ConsentEvidenceIn(purpose=purpose, granted=False, captured_at=now, channel=channel),
-            contact_id=contact_id,
-            now=now,
-        )
-        for purpose in ctx.config.marketing.purposes
-    ]
-    await append_consent_events(session, rows)
 
 
 @dataclass(frozen=True)
@@ -178,9 +99,13 @@ async def change_preferences(
     contact = await session.get(Contact, contact_id)
     assert contact is not None
     if stop_all:
-        return await _objection(
-            session, contact, channel="preference_center", campaign_id=None, ctx=ctx
+        entry = await take_objection(
+            session, contact.email, channel="preference_center", campaign_id=None, ctx=ctx
         )
+        if entry is None:
+            return None  # suppressed already: one entry, one acknowledgement
+        followed = await follow_up_objections(session, ctx, ids=[entry])
+        return followed.to_acknowledge[0] if followed.to_acknowledge else None
     now = ctx.clock.now()
     rows = []
     withdrew = False

@@ -29,7 +29,7 @@ from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.inputs import refuse_unstorable_text
 from mailer.web.operations import OperationsController, Readiness
-from mailer.web.pages import RecipientPages
+from mailer.web.pages import OneClickParts, RecipientPages
 from mailer.web.returns import RelayEvents, ReviewQueue
 from mailer.web.rights import RightsController, get_processing_record
 from mailer.web.suppressions import SuppressionController
@@ -101,6 +101,9 @@ def create_app(
             "signer": provide(services.signer),
             "notices": provide(services.notices),
             "acknowledger": provide(services.acknowledger),
+            "one_click": provide(
+                OneClickParts(services.signer, services.pages, services.objections)
+            ),
             "pages": provide(services.pages),
             "composers": provide(services.composers),
             "transport": provide(services.transport),

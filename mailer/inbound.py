@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from functools import partial
@@ -27,7 +26,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from campaigns.context import Context
-from campaigns.recipients import Addressee, unsubscribe_delivery
 from campaigns.returns.intake import (
     REPORT_CAP,
     STORE,
@@ -43,6 +41,7 @@ from campaigns.returns.intake import (
 from campaigns.returns.judging import Stored
 from campaigns.tokens import Kind, TokenSigner
 from mailer.db import Database
+from mailer.delivery.objections import Objections
 from mailer.reader import Reader
 
 log = logging.getLogger("mailer.inbound")
@@ -61,13 +60,13 @@ class InboundHandler:
         db: Database,
         ctx: Context,
         signer: TokenSigner,
-        acknowledge: Callable[[Addressee], Awaitable[None]],  # after the objection's commit
+        objections: Objections,  # takes a mailto unsubscribe, and follows it up
     ) -> None:
         self.db = db
         self.ctx = ctx
         self.signer = signer
         self.domain = ctx.config.sender.mail_domain.lower()
-        self.acknowledge = acknowledge  # sends the C15 acknowledgement
+        self.objections = objections
         # Reports that came and wait for their store's commit (and then their 250).
         self._arriving: list[tuple[Arrival, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
@@ -130,12 +129,9 @@ class InboundHandler:
         if tag == "unsubscribe":
             delivery_id = self.signer.read_delivery(Kind.UNSUBSCRIBE, token)
             if delivery_id is not None:
-                addressee = await self.db.transaction(
-                    lambda s: unsubscribe_delivery(s, delivery_id, channel="mailto", ctx=self.ctx),
-                    urgent=True,
-                )
-                if addressee is not None:
-                    await self.acknowledge(addressee)
+                taken = await self.objections.take(delivery_id, channel="mailto")
+                if taken is not None and taken.new:
+                    await self.objections.after_answer()
                 return
             await self._keep_for_review(recipient, content, "unknown unsubscribe token")
             return

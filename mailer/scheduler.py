@@ -34,7 +34,7 @@ from mailer.delivery.pool import SmtpPool
 log = logging.getLogger("mailer.worker")
 GRACE = timedelta(hours=1)  # a firing missed by less than this still runs, once
 SYNC_SECONDS = 5
-ACKNOWLEDGE_SECONDS = 5  # an acknowledgement left by a restart goes within this
+ACKNOWLEDGE_SECONDS = 5  # an objection or acknowledgement left by a restart, within this
 RETENTION_HOUR = 3  # UTC: the daily retention job runs at 03:30
 
 
@@ -84,23 +84,23 @@ class Worker:
         ctx: Context,
         pool: SmtpPool,
         dispatcher_for: Callable[[SmtpPool], Dispatcher],
-        acknowledge_pending: Callable[[], Awaitable[int]] | None = None,
+        objections_left: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.db = db
         self.ctx = ctx
         self.pool = pool
         self.dispatcher_for = dispatcher_for
-        # Sends the acknowledgements of opt-outs that the process which took them did not
-        # (a restart, a relay down): the outbox's durable half (C15).
-        self.acknowledge_pending = acknowledge_pending
+        # Follows up the objections, and sends the acknowledgements, that the process which
+        # took them did not (a restart, a relay down): the durable half (C15).
+        self.objections_left = objections_left
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self.dispatchers: set[Dispatcher] = set()
 
     async def start(self) -> None:
         await self.tick()
-        if self.acknowledge_pending is not None:
-            await self.acknowledge_pending()  # what a restart left, at once
+        if self.objections_left is not None:
+            await self.objections_left()  # what a restart left, at once
         self.scheduler.add_job(
             self.tick,
             IntervalTrigger(seconds=SYNC_SECONDS),
@@ -108,9 +108,9 @@ class Worker:
             max_instances=1,
             coalesce=True,
         )
-        if self.acknowledge_pending is not None:
+        if self.objections_left is not None:
             self.scheduler.add_job(
-                self.acknowledge_pending,
+                self.objections_left,
                 IntervalTrigger(seconds=ACKNOWLEDGE_SECONDS),
                 id="acknowledge",
                 max_instances=1,

@@ -9,6 +9,7 @@ never the container.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from campaigns.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from mailer.delivery.compose import Composers
 from mailer.delivery.dispatcher import Dispatcher, process_pool
 from mailer.delivery.dkim import DkimSigner
 from mailer.delivery.notices import Notices
+from mailer.delivery.objections import Objections
 from mailer.delivery.pool import SmtpPool
 from mailer.delivery.transport import SmtpTransport
 from mailer.settings import Settings
@@ -106,17 +108,24 @@ class Services:
     def worker(self) -> Worker:
         from mailer.scheduler import Worker
 
-        return Worker(self.db, self.context, self.pool(), self.dispatcher, self.acknowledger.send)
+        return Worker(
+            self.db, self.context, self.pool(), self.dispatcher, self.objections.left_over
+        )
 
     def inbound_handler(self) -> InboundHandler:
         from mailer.inbound import InboundHandler
 
-        return InboundHandler(self.db, self.context, self.signer, self.acknowledger.after_commit)
+        return InboundHandler(self.db, self.context, self.signer, self.objections)
 
-    @property
+    @cached_property
     def acknowledger(self) -> Acknowledger:
         """Sends the opt-outs' acknowledgements from their outbox (C15)."""
         return Acknowledger(self.db, self.context, self.notices)
+
+    @cached_property
+    def objections(self) -> Objections:
+        """Takes the hot paths' objections and follows them up (one per process: it batches)."""
+        return Objections(self.db, self.context, self.acknowledger)
 
     async def close(self) -> None:
         await self.db.close()

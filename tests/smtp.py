@@ -52,6 +52,7 @@ class RecordingHandler:
     # A slow relay: each DATA waits this long before its reply (a long wait stalls it).
     data_delay: float = 0.0
     data_started: int = 0  # DATA commands received, answered or not (yet)
+    greetings: int = 0  # EHLO commands received: about one per connection
 
     def reset(self) -> None:
         """Every field back to its default, a field added later included: nothing one test
@@ -73,6 +74,7 @@ class RecordingHandler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
+        self.greetings += 1
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses

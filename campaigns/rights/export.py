@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.clock import Clock
 from campaigns.errors import NotFound
 from campaigns.models import Campaign, Contact, RightsRequest, TrackedLink
-from campaigns.recipients import Addressee
+from campaigns.objections import Addressee
 from campaigns.rights.registry import HOLDINGS, People
 from campaigns.rights.requests import log_request
 from campaigns.suppression.entries import suppression_status

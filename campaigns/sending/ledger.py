@@ -66,9 +66,16 @@ async def claim_batch(
     rows = (await session.execute(candidates)).all()
     if not rows:
         return Claim([], 0)
+    # The list itself first: the profile's flag, which the audience query reads, lags an
+    # objection whose follow-up is still due (campaigns/objections.py).
+    suppressed = await _skip_suppressed(session, [row.id for row in rows], (DeliveryStatus.QUEUED,))
+    contact_of = {
+        delivery_id: contact_id for delivery_id, contact_id in rows if delivery_id not in suppressed
+    }
+    if not contact_of:
+        return Claim([], len(rows))
     _, target = await load_target(session, campaign_id)
     rules = AudienceRules.for_campaign(target, ctx.config, now)
-    contact_of = {delivery_id: contact_id for delivery_id, contact_id in rows}
     batch_contacts = sa.select(DELIVERY.c.contact_id).where(
         among(DELIVERY.c.id, contact_of, session)
     )
@@ -164,9 +171,10 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
 
 async def _skip_suppressed(
     session: AsyncSession, ids: Sequence[int], states: tuple[str, ...]
-) -> None:
-    # The suppression list itself, not the profile's flag: the last word before SMTP (C13).
-    await session.execute(
+) -> set[int]:
+    """The suppression list itself, not the profile's flag: the last word before SMTP (C13).
+    Returns the ids skipped."""
+    skipped = await session.execute(
         sa.update(DELIVERY)
         .where(
             among(DELIVERY.c.id, ids, session),
@@ -174,7 +182,9 @@ async def _skip_suppressed(
             is_suppressed(DELIVERY.c.contact_id),
         )
         .values(status=DeliveryStatus.SKIPPED, skip_reason="suppressed")
+        .returning(DELIVERY.c.id)
     )
+    return set(skipped.scalars())
 
 
 @dataclass(frozen=True)

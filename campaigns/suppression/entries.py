@@ -7,7 +7,7 @@ try them all, so a secret can be rotated without losing the list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -137,16 +137,20 @@ async def suppress_all(
     await session.execute(sa.insert(SUPPRESSION), rows)
     hashes = sorted({digest for address in addresses for digest in hasher.all_hashes(address)})
     await refresh_suppressed(session, hashes)
-    # Open deliveries to these addresses stop here; a message being handed to SMTP holds its
-    # row, so this waits for it and nothing is handed over after this commits (C13). Locked
-    # in id order first, as a handoff locks its batch: a batch of suppressions and a handoff
-    # that share rows then wait for each other in turn instead of deadlocking.
+    await stop_open_deliveries(session, hashes)
+
+
+async def stop_open_deliveries(session: AsyncSession, address_hashes: Collection[str]) -> None:
+    """Open deliveries to these addresses stop here; a message being handed to SMTP holds its
+    row, so this waits for it and nothing is handed over after this commits (C13). Locked
+    in id order first, as a handoff locks its batch: a batch of suppressions and a handoff
+    that share rows then wait for each other in turn instead of deadlocking."""
     delivery = Delivery.__table__  # type: ignore[attr-defined]
     open_ids = await session.execute(
         sa.select(delivery.c.id)
         .where(
             delivery.c.status.in_(OPEN_DELIVERIES),
-            delivery.c.contact_id.in_(contacts_with_address(hashes)),
+            delivery.c.contact_id.in_(contacts_with_address(address_hashes)),
         )
         .order_by(delivery.c.id)
         .with_for_update()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from campaigns.acknowledgements import claim_acknowledgements, mark_sent
 from campaigns.context import Context
-from campaigns.recipients import Addressee
+from campaigns.objections import Addressee
 from mailer.db import Database
 from mailer.delivery.notices import Notices
 
@@ -19,22 +19,23 @@ class Acknowledger:
         self.ctx = ctx
         self.notices = notices
 
-    async def after_commit(self, addressee: Addressee) -> None:
-        """The acknowledgement of this opt-out, now (a background task of the answer): it was
-        stored claimed for this process, so it goes without another claim."""
-        ack_id = addressee.acknowledgement
-        if ack_id is not None and await self.notices.acknowledge(addressee):
-            await self.db.transaction(lambda s: mark_sent(s, [ack_id], self.ctx.clock))
+    async def after_commit(self, addressees: Sequence[Addressee]) -> None:
+        """The acknowledgements of these opt-outs, now: they were stored claimed for this
+        process, so they go without another claim."""
+        stored = {a.acknowledgement: a for a in addressees if a.acknowledgement is not None}
+        done = await self.notices.acknowledge(list(stored.values()))
+        sent = [ack_id for ack_id, ok in zip(stored, done, strict=True) if ok]
+        if sent:
+            await self.db.transaction(lambda s: mark_sent(s, sent, self.ctx.clock))
 
     async def send(self, ids: Sequence[int] | None = None) -> int:
         """Send these acknowledgements, or all that are due; how many went."""
         clock = self.ctx.clock
         claimed = await self.db.transaction(lambda s: claim_acknowledgements(s, clock, ids))
-        sent = [
-            ack_id
-            for ack_id, email, name, locale in claimed
-            if await self.notices.acknowledge(Addressee(email, name, locale))
-        ]
+        done = await self.notices.acknowledge(
+            [Addressee(email, name, locale) for _, email, name, locale in claimed]
+        )
+        sent = [ack_id for (ack_id, *_), ok in zip(claimed, done, strict=True) if ok]
         if sent:
             await self.db.transaction(lambda s: mark_sent(s, sent, clock))
         return len(sent)

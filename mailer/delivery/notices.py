@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import format_datetime
 from html import escape
@@ -16,7 +17,7 @@ from typing import Any
 from campaigns.clock import Clock
 from campaigns.config import SenderIdentity
 from campaigns.models import Signup
-from campaigns.recipients import Addressee
+from campaigns.objections import Addressee
 from campaigns.tokens import Kind, TokenSigner
 from mailer.delivery.compose import Composed
 from mailer.delivery.footer import language
@@ -129,12 +130,15 @@ class Notices:
         link = f"{self.public_url}/confirm/{self.signer.hex_token(Kind.CONFIRM, signup.id)}"
         await self._send("confirm", signup.email, signup.name, signup.locale, link)
 
-    async def acknowledge(self, addressee: Addressee) -> bool:
-        """One acknowledgement per opt-out, without advertising (C15), if the shop wants them.
-        Whether it is done (sent, or not wanted, or not composable: never worth a retry)."""
+    async def acknowledge(self, addressees: Sequence[Addressee]) -> list[bool]:
+        """One acknowledgement per opt-out, without advertising (C15), if the shop wants them;
+        a batch over one connection. Whether each is done (sent, or not wanted, or not
+        composable: never worth a retry)."""
         if not self.acknowledge_opt_outs:
-            return True
-        return await self._send("ack", addressee.email, addressee.name, addressee.locale)
+            return [True] * len(addressees)
+        composed = [self._compose("ack", a.email, a.name, a.locale) for a in addressees]
+        sent = iter(await self.transport.send_all_quietly([m for m in composed if m is not None]))
+        return [True if message is None else next(sent) for message in composed]
 
     async def send_export(self, addressee: Addressee, document: dict[str, Any]) -> None:
         """The person's data, as they asked from the preference page: to the address only,
@@ -154,8 +158,24 @@ class Notices:
         link: str = "",
         attachment: tuple[str, str, bytes] | None = None,
     ) -> bool:
+        message = self._compose(kind, email, name, locale, link, attachment)
+        if message is None:
+            return True  # it never will be
+        return await self.transport.send_quietly(message)
+
+    def _compose(
+        self,
+        kind: str,
+        email: str,
+        name: str | None,
+        locale: str | None,
+        link: str = "",
+        attachment: tuple[str, str, bytes] | None = None,
+    ) -> Composed | None:
+        """The service mail, or None when it cannot be composed (an odd name or address: the
+        objection stands regardless)."""
         try:
-            message = notice(
+            return notice(
                 kind,
                 to_email=email,
                 to_name=name,
@@ -165,7 +185,6 @@ class Notices:
                 link=link,
                 attachment=attachment,
             )
-        except Exception as exc:  # an odd name or address: the objection stands regardless
+        except Exception as exc:
             log.warning("service mail not composed: %s", type(exc).__name__)
-            return True  # it never will be
-        return await self.transport.send_quietly(message)
+            return None

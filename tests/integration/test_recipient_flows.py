@@ -12,13 +12,15 @@ import sqlalchemy as sa
 
 from campaigns.audience.audience import load_target, materialise
 from campaigns.models import ConsentEvent, Delivery, InboundMessage, Suppression
-from campaigns.recipients import unsubscribe_delivery
+from campaigns.objections import Addressee, object_to_delivery
 from campaigns.sending.campaigns import delivery_recipients
+from campaigns.sending.ledger import claim_batch
 from campaigns.suppression.entries import suppress, suppressed_among
 from campaigns.tokens import Kind
 from mailer.delivery.compose import CampaignComposer, CampaignInfo, recipient_of
 from tests import factories
 from tests.integration.test_audience_scenarios import campaign
+from tests.integration.test_dispatch import fire, new_campaign, statuses
 from tests.smtp import free_port
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,70 @@ async def test_c13_c26_one_click_urlencoded_without_cookies(app_client, keys, se
     detail = await app_client.get(f"/api/v1/campaigns/{campaign_id}", headers=keys["marketer"])
     assert detail.json()["counts"]["unsubscribed"] == 1
     assert len(smtp.received) == 1  # no second acknowledgement for the same opt-out
+
+
+async def test_c13_c15_a_token_posted_many_times_at_once_makes_one_entry_and_one_ack(
+    app_client, keys, services, smtp
+):
+    """A provider retrying: the posts of one token wait for each other (the delivery's row
+    lock on PostgreSQL, the one writer on SQLite), so the second sees the first's entry."""
+    import asyncio
+
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    path = one_click_url(message)
+    answers = await asyncio.gather(
+        *(
+            app_client.post(
+                path,
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            for _ in range(8)
+        )
+    )
+    assert {answer.status_code for answer in answers} == {200}
+    async with services.db.sessions() as session:
+        entries = (await session.execute(sa.select(Suppression))).scalars().all()
+    assert len(entries) == 1 and not entries[0].follow_up_due
+    (ack,) = await smtp.wait_for(1)
+    assert ack.rcpt_tos == ["an@example.be"]
+    assert await services.objections.left_over() == 0 and len(smtp.received) == 1
+
+
+async def test_c13_one_click_stops_the_persons_open_deliveries_with_the_answer(
+    app_client, keys, services, smtp
+):
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    queued = await new_campaign(services)
+    await fire(services, queued)
+    assert await statuses(services, queued) == {"queued": 1}
+    answer = await app_client.post(
+        one_click_url(message),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200 and await suppressed(services)
+    assert await statuses(services, queued) == {"skipped": 1}
+
+
+async def test_c13_one_click_holds_for_a_contact_without_a_hash_under_the_signing_key(
+    app_client, keys, services, smtp
+):
+    """The one-statement path reads the address's hash from `contact_hash`; a contact that
+    has none under the signing key (hashes not yet synced after a secret was added) takes
+    the general path, which hashes the address itself."""
+    from campaigns.models import ContactHash
+
+    message, _ = await mail_campaign_to(app_client, keys, services, smtp)
+    async with services.db.sessions() as session:
+        await session.execute(sa.delete(ContactHash))
+        await session.commit()
+    answer = await app_client.post(
+        one_click_url(message),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200 and await suppressed(services)
 
 
 async def test_c26_one_click_multipart(app_client, keys, services, smtp):
@@ -465,10 +531,26 @@ async def test_c15_no_restart_or_relay_failure_loses_an_acknowledgement(
     assert row.sent_at is not None and row.attempts == 2
 
 
-async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_worker(
-    app_client, keys, services, smtp, clock
+async def test_c15_a_batch_of_acknowledgements_goes_over_one_connection(services, smtp):
+    """A refused one fails alone; a lost connection leaves the rest for a later round."""
+    people = [Addressee(f"{who}@example.be", None, "nl") for who in ("a", "b", "c")]
+    smtp.refuse = {"b@example.be": "550 5.1.1 no such user"}
+    assert await services.notices.acknowledge(people) == [True, False, True]
+    assert smtp.greetings == 1
+    received = await smtp.wait_for(2)
+    assert sorted(r.rcpt_tos[0] for r in received) == ["a@example.be", "c@example.be"]
+    smtp.reset()
+    smtp.drop_rcpt = 1
+    assert await services.notices.acknowledge(people) == [False, False, False]
+
+
+async def test_c13_c15_c31_an_objection_whose_process_stopped_is_followed_up_by_the_worker(
+    app_client, keys, services, smtp
 ):
-    from campaigns.acknowledgements import LEASE
+    """The answer commits only the entry; the process stops before the follow-up. The address
+    is not mailed meanwhile (the claim reads the list, not the stale flag), and the worker
+    draws the rest once: the withdrawals, the flag, one acknowledgement."""
+    from campaigns.models import Acknowledgement, ConsentEvent, MarketingProfile
 
     message, _ = await mail_campaign_to(app_client, keys, services, smtp)
     smtp.received.clear()
@@ -476,10 +558,22 @@ async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_wor
     delivery_id = services.signer.read_delivery(Kind.UNSUBSCRIBE, token)
     # What the POST commits, and then the process is gone before its background task.
     await services.db.transaction(
-        lambda s: unsubscribe_delivery(s, delivery_id, channel="one_click", ctx=services.context)
+        lambda s: object_to_delivery(s, delivery_id, channel="one_click", ctx=services.context)
     )
-    assert smtp.received == []
-    clock.advance(LEASE * 2)  # the restarted worker, once the stopped process's lease ran out
+    assert await suppressed(services) and smtp.received == []
+    async with services.db.sessions() as session:
+        (profile,) = (await session.execute(sa.select(MarketingProfile))).scalars().all()
+        assert profile.suppressed is False  # the follow-up is still due
+    # A campaign materialised now (from the stale flag) still sends nobody: the claim asks
+    # the list itself.
+    again = await new_campaign(services)
+    run = await fire(services, again)
+    assert await statuses(services, again) == {"queued": 1}
+    claim = await services.db.transaction(
+        lambda s: claim_batch(s, again, run, services.context, 10)
+    )
+    assert claim.ids == [] and await statuses(services, again) == {"skipped": 1}
+
     worker = services.worker()
     await worker.start()
     try:
@@ -487,3 +581,17 @@ async def test_c15_an_objection_whose_process_stopped_is_acknowledged_by_the_wor
     finally:
         await worker.stop(drain_seconds=1)
     assert ack.rcpt_tos == ["an@example.be"]
+    async with services.db.sessions() as session:
+        (profile,) = (await session.execute(sa.select(MarketingProfile))).scalars().all()
+        withdrawals = (
+            (await session.execute(sa.select(ConsentEvent).where(ConsentEvent.granted.is_(False))))
+            .scalars()
+            .all()
+        )
+        acks = (await session.execute(sa.select(Acknowledgement))).scalars().all()
+    assert profile.suppressed is True
+    assert {(w.purpose, w.channel) for w in withdrawals} == {
+        (p, "one_click") for p in services.context.config.marketing.purposes
+    }
+    assert len(acks) == 1 and acks[0].sent_at is not None
+    assert await services.objections.left_over() == 0  # nothing twice

@@ -53,6 +53,10 @@ class RecordingHandler:
     data_delay: float = 0.0
     data_started: int = 0  # DATA commands received, answered or not (yet)
     greetings: int = 0  # EHLO commands received: about one per connection
+    # Greylisting: these addresses get 450 on their first RCPT, those at the end of their
+    # first DATA; accepted when they come back.
+    greylist_rcpt: set[str] = field(default_factory=set)
+    greylist_data: set[str] = field(default_factory=set)
 
     def reset(self) -> None:
         """Every field back to its default, a field added later included: nothing one test
@@ -103,6 +107,9 @@ class RecordingHandler:
             return "421 4.4.2 connection dropped"
         if self.rcpt_replies:
             return self.rcpt_replies.pop(0)
+        if address in self.greylist_rcpt:
+            self.greylist_rcpt.discard(address)
+            return "450 4.2.0 greylisted, come back later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -117,6 +124,9 @@ class RecordingHandler:
             return "421 4.4.2 connection dropped"
         if self.data_replies:
             return self.data_replies.pop(0)
+        if self.greylist_data & set(envelope.rcpt_tos):
+            self.greylist_data -= set(envelope.rcpt_tos)
+            return "451 4.7.1 greylisted, come back later"
         received.append(
             Received(
                 str(envelope.mail_from),

@@ -189,10 +189,12 @@ async def _skip_suppressed(
 
 @dataclass(frozen=True)
 class SmtpOutcome:
-    """What SMTP said about one message, normalised: sent, temporary or permanent."""
+    """What SMTP said about one message, normalised: sent, temporary (tried again), permanent,
+    or unknown: the whole message was written and the connection was lost before the reply,
+    so the relay may have taken it (RFC 1047). Never sent again (invariant 6)."""
 
     delivery_id: int
-    kind: Literal["sent", "temporary", "permanent"]
+    kind: Literal["sent", "temporary", "permanent", "unknown"]
     detail: str = ""
     hard_bounce: bool = False  # about the address: the decision table's "hard" (C17)
     block: bool = False  # about the sender or the message: counted against the run (C17, C37)
@@ -225,7 +227,9 @@ async def record_outcomes(
             )
         ).one()
         values: dict[str, Any] = {"last_error": outcome.detail[:300]}
-        if outcome.kind == "temporary":
+        if outcome.kind == "unknown":
+            values.update(status=DeliveryStatus.UNKNOWN)
+        elif outcome.kind == "temporary":
             retry_at = now + timedelta(seconds=policy.retry_base_seconds * 2 ** (row.attempts - 1))
             deadline = row.queued_at + timedelta(hours=policy.retry_deadline_hours)
             if retry_at <= deadline:

@@ -56,6 +56,7 @@ class Progress:
     failed: int = 0  # failed and bounced
     retrying: int = 0
     skipped: int = 0
+    unknown: int = 0  # the connection was lost before the relay's reply (RFC 1047)
 
 
 Outcomes = list[SmtpOutcome]
@@ -92,7 +93,7 @@ def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
     tally = Tally()
     for outcome in outcomes:
         message = messages.get(outcome.delivery_id)
-        if message is None or outcome.kind == "temporary":
+        if message is None or outcome.kind in ("temporary", "unknown"):
             continue  # not composed, or tried again later: counted when it ends
         domain = domain_of(message.recipient)
         if outcome.kind == "sent":
@@ -319,20 +320,22 @@ class Dispatcher:
                 progress.sent += 1
             elif outcome.kind == "permanent":
                 progress.failed += 1
+            elif outcome.kind == "unknown":
+                progress.unknown += 1
             else:
                 progress.retrying += 1
-        # Failures in a row with nothing delivered: the relay, not the recipients.
+        # The error budget counts only failures of the relay itself (refused or lost
+        # connections, 421, our login or sender refused), in a row with nothing delivered; a
+        # recipient's temporary failure (greylisting) is that recipient's retry, no more.
         if any(o.kind == "sent" for o in outcomes):
             run.failures_in_a_row = 0
-        else:
-            run.failures_in_a_row += len(outcomes)
+        run.failures_in_a_row += sum(o.relay_failure for o in outcomes)
         if guarded is not None:
             log.warning("campaign paused: %s", guarded)
             return False
         if run.failures_in_a_row >= self.policy.error_budget:
-            reason = (
-                f"paused after {run.failures_in_a_row} failures in a row: {outcomes[-1].detail}"
-            )
+            last = next((o.detail for o in reversed(outcomes) if o.relay_failure), "")
+            reason = f"paused after {run.failures_in_a_row} relay failures in a row: {last}"
             log.warning("campaign paused: relay failing")
             await db.transaction(
                 partial(pause_itself, campaign_id=run.campaign_id, reason=reason, ctx=ctx)

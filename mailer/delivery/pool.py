@@ -40,6 +40,11 @@ NO_SMTPUTF8 = (
 )
 
 
+# The relay refuses our envelope sender: every message would be, so the rest of a batch
+# fails fast (as when the relay cannot be reached).
+SENDER_REFUSED = "relay refused our sender"
+
+
 class RelayError(Exception):
     """The relay itself fails (cannot connect, refuses our sender, rejects our login): not
     the recipient's fault. The dispatcher counts these against its error budget."""
@@ -76,7 +81,9 @@ def classify(delivery_id: int, code: int, message: str) -> SmtpOutcome:
     if 200 <= code < 300:
         return SmtpOutcome(delivery_id, "sent")
     if 400 <= code < 500:
-        return SmtpOutcome(delivery_id, "temporary", text)
+        # 421: the relay closes the session, whoever the recipient (RFC 5321 3.8); any other
+        # 4xx is about this message or recipient (greylisting): its own retry, nothing more.
+        return SmtpOutcome(delivery_id, "temporary", text, relay_failure=code == 421)
     verdict = decide(status_in(text), text).verdict
     return SmtpOutcome(
         delivery_id,
@@ -224,8 +231,11 @@ class SmtpPool:
                 except ConnectionLost as exc:
                     if following is not None:
                         batch.retry(following)
-                    lost = SmtpOutcome(item.delivery_id, "temporary", f"connection lost: {exc}")
-                    batch.record(lost if accepted else _verdict(item, mail, rcpt, data))
+                    batch.record(
+                        _lost_after_content(item, exc)
+                        if accepted
+                        else _verdict(item, mail, rcpt, data)
+                    )
                     return False
                 batch.record(_verdict(item, mail, rcpt, data, final))
                 closing = 421 in (mail.code, rcpt.code, data.code, final.code)
@@ -275,8 +285,7 @@ class SmtpPool:
                 if not written and all(reply.ok for reply in replies):
                     batch.retry(item)  # no refusal and no content: it was not sent
                 elif written:
-                    lost = SmtpOutcome(item.delivery_id, "temporary", f"connection lost: {exc}")
-                    batch.record(lost)
+                    batch.record(_lost_after_content(item, exc))
                 else:
                     batch.record(_verdict(item, *_padded(replies)))
                 return False
@@ -317,22 +326,23 @@ class _SendAll:
         return [
             SmtpOutcome(i, "temporary", "not sent: the SMTP client failed")
             if i in waiting
-            else SmtpOutcome(i, "permanent", "the SMTP client failed while sending it")
+            else SmtpOutcome(i, "unknown", "the SMTP client failed while sending it")
             for i in self.by_id
             if i not in done
         ]
 
     def record(self, outcome: SmtpOutcome) -> None:
         self.outcomes.append(outcome)
-        if outcome.relay_failure and outcome.kind == "temporary":
+        if outcome.detail.startswith(SENDER_REFUSED):
             self.relay_down = self.relay_down or outcome.detail  # the rest fails fast
 
     def retry(self, item: _Item) -> None:
         """A message that was not sent because its connection failed before its content was
         written: once more on another connection, then a temporary failure (retried later)."""
         if item.delivery_id in self.retried:
+            # Twice, before any reply about it: the relay's connections, not the message.
             detail = "connection lost before the message was sent"
-            self.record(SmtpOutcome(item.delivery_id, "temporary", detail))
+            self.record(SmtpOutcome(item.delivery_id, "temporary", detail, relay_failure=True))
             return
         self.retried.add(item.delivery_id)
         self.queue.append((item.delivery_id, self.by_id[item.delivery_id]))
@@ -353,15 +363,22 @@ def _verdict(
     delivery_id = item.delivery_id
     if not mail.ok:
         # Our own envelope sender refused: the relay's configuration, not the recipient.
-        detail = f"relay refused our sender: {mail.code} {mail.text}"
+        detail = f"{SENDER_REFUSED}: {mail.code} {mail.text}"
         return SmtpOutcome(delivery_id, "temporary", detail, relay_failure=True)
     if not rcpt.ok:
         return classify(delivery_id, rcpt.code, rcpt.text)
     if data.code != 354:
         return classify(delivery_id, data.code, data.text)
     if final is None:
-        return SmtpOutcome(delivery_id, "temporary", "connection lost before the relay replied")
+        return _lost_after_content(item, "no reply to the end of the message")
     return classify(delivery_id, final.code, final.text)
+
+
+def _lost_after_content(item: _Item, why: object) -> SmtpOutcome:
+    """The whole message was written and no reply came: the relay may have taken it and
+    lost only its answer (RFC 1047). Sending it again could deliver it twice: `unknown`."""
+    detail = f"connection lost after the message was written, before the reply: {why}"
+    return SmtpOutcome(item.delivery_id, "unknown", detail)
 
 
 async def _write_or_lose(connection: PipeliningConnection, data: bytes) -> None:

@@ -80,6 +80,13 @@ async def fire(services: Services, campaign_id: str) -> int:
     return run
 
 
+async def campaign_row(services: Services, campaign_id: str) -> Campaign:
+    async with services.db.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        return campaign
+
+
 async def statuses(services: Services, campaign_id: str) -> Counter[str]:
     async with services.db.sessions() as session:
         rows = await session.execute(
@@ -161,18 +168,38 @@ async def test_other_5xx_fails_without_suppressing(world, smtp):
         assert not await suppressed_among(session, ["p0@example.be"], world.context.hasher)
 
 
-async def test_connection_dropped_mid_data_is_retried(world, smtp):
-    await people(world, 2)
+async def test_invariant_6_a_reply_lost_after_the_final_dot_is_unknown_not_resent(world, smtp):
+    """RFC 1047: the relay may have taken the message and lost only its answer. Sending it
+    again could deliver it twice; it is `unknown`, counted, and the rest goes on."""
+    await people(world, 3)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     smtp.drop_data = 1
+    progress = await send(world, campaign_id, run)
+    assert progress.unknown == 1 and progress.sent == 2
+    assert await statuses(world, campaign_id) == {"sent": 2, "unknown": 1}
+    assert smtp.data_started == 3  # nobody's message went twice
+    assert (await campaign_row(world, campaign_id)).status == "done"
+
+
+async def test_c17_greylisting_a_quarter_of_the_recipients_does_not_pause_the_campaign(world, smtp):
+    """A recipient's 450 (at RCPT or at the end of DATA) is that recipient's retry; with an
+    error budget of 3 and batches of 2, whole batches with nothing delivered used to pause a
+    healthy campaign as 'relay failing'."""
+    await people(world, 8)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.greylist_rcpt = {"p0@example.be", "p1@example.be"}
+    smtp.greylist_data = {"p2@example.be", "p3@example.be"}
     await send(world, campaign_id, run)
-    assert recipients(smtp) == {"p0@example.be": 1, "p1@example.be": 1}
-    assert await statuses(world, campaign_id) == {"sent": 2}
+    assert await statuses(world, campaign_id) == {"sent": 8}
+    assert recipients(smtp) == {f"p{i}@example.be": 1 for i in range(8)}
+    campaign = await campaign_row(world, campaign_id)
+    assert (campaign.status, campaign.paused_reason) == ("done", None)
 
 
-async def test_relay_down_pauses_the_campaign_and_resume_finishes_it(
-    fast_settings, clock, services
+async def test_c37_relay_down_pauses_the_campaign_saying_why_and_resume_finishes_it(
+    fast_settings, clock, services, app_client, keys
 ):
     port = free_port()  # nothing listens here yet
     down = Services.build(dataclasses.replace(fast_settings, smtp_port=port), clock)
@@ -185,6 +212,9 @@ async def test_relay_down_pauses_the_campaign_and_resume_finishes_it(
             campaign = await session.get(Campaign, campaign_id)
             assert campaign.status == "paused"
             assert "cannot connect" in campaign.paused_reason
+        answer = await app_client.get(f"/api/v1/campaigns/{campaign_id}", headers=keys["marketer"])
+        assert answer.json()["status"] == "paused"
+        assert "cannot connect to the relay" in answer.json()["paused_reason"]
         assert await statuses(down, campaign_id) == {"queued": 4}  # nothing burnt
         with SmtpServer(port) as relay:
             async with down.db.sessions() as session:

@@ -101,7 +101,7 @@ async def test_c17_replies_become_outcomes_and_the_others_still_go(relay, pool_s
     outcomes = await send(pool_settings, [message(i) for i in range(1, 7)], size=1)
     assert outcomes[1].kind == "permanent" and outcomes[1].hard_bounce
     assert outcomes[2].kind == "permanent" and not outcomes[2].hard_bounce
-    assert outcomes[3].kind == "temporary"
+    assert outcomes[3].kind == "temporary" and not outcomes[3].relay_failure  # its own retry
     rejected = [o for o in outcomes.values() if o.detail.startswith("554")]
     assert len(rejected) == 1 and not rejected[0].hard_bounce
     assert sum(o.kind == "sent" for o in outcomes.values()) == 2
@@ -113,14 +113,16 @@ async def test_a_421_closes_the_connection_and_the_rest_goes_on_another(relay, p
     outcomes = await send(pool_settings, [message(i) for i in range(5)], size=1)
     kinds = Counter(o.kind for o in outcomes.values())
     assert kinds == {"sent": 4, "temporary": 1}
+    assert [o.relay_failure for o in outcomes.values() if o.kind == "temporary"] == [True]
     assert len(relay.received) == 4
 
 
-async def test_a_connection_dropped_mid_data_is_temporary(relay, pool_settings):
+async def test_invariant_6_a_connection_lost_after_the_final_dot_is_unknown(relay, pool_settings):
     relay.drop_data = 1
     outcomes = await send(pool_settings, [message(i) for i in range(4)], size=1)
-    lost = [o for o in outcomes.values() if o.kind == "temporary"]
-    assert len(lost) == 1 and "connection" in lost[0].detail
+    lost = [o for o in outcomes.values() if o.kind != "sent"]
+    assert len(lost) == 1 and lost[0].kind == "unknown" and "connection" in lost[0].detail
+    assert not lost[0].relay_failure
     assert len(relay.received) == 3 and len(outcomes) == 4
 
 
@@ -332,8 +334,9 @@ async def test_replies_split_across_packets_and_multi_line_replies():
 async def test_a_lane_that_fails_leaves_no_message_without_an_outcome(
     relay, pool_settings, monkeypatch
 ):
-    """A bug in a lane stops that lane only; what it held is failed (it may have gone out),
-    the rest is still sent, and every message gets exactly one outcome."""
+    """A bug in a lane stops that lane only; what it held is `unknown` (it may have gone
+    out: never sent again), the rest is still sent, and every message gets exactly one
+    outcome."""
     original = SmtpPool._next
     calls = {"n": 0}
 
@@ -347,7 +350,7 @@ async def test_a_lane_that_fails_leaves_no_message_without_an_outcome(
     monkeypatch.setattr(SmtpPool, "_next", flaky)
     outcomes = await send(pool_settings, [message(i) for i in range(5)], size=1)
     assert sorted(outcomes) == list(range(5))
-    failed = [o for o in outcomes.values() if o.kind == "permanent"]
+    failed = [o for o in outcomes.values() if o.kind == "unknown"]
     assert failed and all("SMTP client failed" in o.detail for o in failed)
     sent = Counter(r for m in relay.received for r in m.rcpt_tos)
     assert max(sent.values()) == 1 and len(sent) == 5 - len(failed)

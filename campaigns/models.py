@@ -510,3 +510,46 @@ class MarketingProfile(SQLModel, table=True):
     # when, in microseconds since the epoch (compared as numbers), and which order
     covered_at: dict[str, int] | None = Field(default=None, sa_column=sa.Column(JsonMap))
     covered_by: dict[str, str] | None = Field(default=None, sa_column=sa.Column(JsonMap))
+
+
+class StaffUser(SQLModel, table=True):
+    """A person who uses the console with their own account (C39); never a contact."""
+
+    __tablename__ = "staff_user"
+
+    id: str = Field(primary_key=True, max_length=32)
+    email: str = Field(max_length=254, unique=True)
+    role: str = Field(max_length=16)  # marketer | admin
+    password_hash: str = Field(max_length=200)  # argon2id (campaigns/staff.py)
+    failed_logins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_failed_at: datetime | None = _utc(nullable=True)
+    created_at: datetime = _utc()
+
+
+class StaffSession(SQLModel, table=True):
+    """A logged-in browser: the cookie's token is kept only as its SHA-256."""
+
+    __tablename__ = "staff_session"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(
+        sa_column=sa.Column(
+            sa.String(32), sa.ForeignKey("staff_user.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    csrf: str = Field(max_length=64)  # every state-changing form carries it
+    created_at: datetime = _utc()
+    last_seen_at: datetime = _utc()
+
+
+class AuditEntry(SQLModel, table=True):
+    """What a staff member did, to what (C39): append-only, read by admins."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = _id()
+    at: datetime = _utc(index=True)
+    user_id: str = Field(max_length=32)  # kept when the account goes: the log outlives it
+    action: str = Field(max_length=64)  # login, logout, campaign.schedule, contact.erase ...
+    subject_kind: str | None = Field(default=None, max_length=32)  # campaign | contact
+    subject_id: str | None = Field(default=None, max_length=64)

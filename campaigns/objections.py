@@ -61,12 +61,13 @@ class Addressee:
     acknowledgement: int | None = None
 
 
-# Step 1 for a delivery's addressee on PostgreSQL, as one statement that commits by itself
-# (the one-click path, whose bursts are the channel's whole load: no BEGIN and COMMIT round
-# trips): what `object_to_delivery` does, with the contact's address hash from `contact_hash`
-# instead of hashing the address in Python. No row: an unknown delivery. `hashed` is 0 when
-# the contact has no hash under the signing key yet (a secret just added): then nothing was
-# added, and `object_to_delivery` is the way.
+# Step 1 for a delivery's addressee on PostgreSQL, as one statement (the one-click path, whose
+# bursts are the channel's whole load): what `object_to_delivery` does, with the contact's
+# address hash from `contact_hash` instead of hashing the address in Python. Two posts of one
+# token at once can both add an entry (the NOT EXISTS reads the statement's snapshot, from
+# before the row lock's wait): the follow-up draws the consequences from the earliest only.
+# No row: an unknown delivery. `hashed` is 0 when the contact has no hash under the signing
+# key yet (a secret just added): then nothing was added, and `object_to_delivery` is the way.
 ONE_CLICK_PG = sa.text(
     """
 WITH target AS (
@@ -123,7 +124,7 @@ async def object_to_delivery(
             .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
             .where(DELIVERY.c.id == delivery_id)
             # Two posts of one token (a provider retrying) wait for each other: the second
-            # then sees the first's entry and adds none.
+            # then sees the first's entry and adds none (a statement after the wait).
             .with_for_update(of=DELIVERY)
         )
     ).first()
@@ -193,6 +194,7 @@ async def follow_up_objections(
             SUPPRESSION.c.address_hash,
             SUPPRESSION.c.channel,
             SUPPRESSION.c.created_at,
+            SUPPRESSION.c.lifted_at.is_not(None).label("lifted"),
         )
         .where(SUPPRESSION.c.follow_up_due.is_(True))
         .order_by(SUPPRESSION.c.id)
@@ -202,14 +204,33 @@ async def follow_up_objections(
         chosen = chosen.where(among(SUPPRESSION.c.id, ids, session))
     if dialect_name(session) == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
-    due = [_Due(*row) for row in (await session.execute(chosen)).all()]
-    if not due:
+    rows = (await session.execute(chosen)).all()
+    if not rows:
         return FollowedUp(0, [])
     await session.execute(
         sa.update(SUPPRESSION)
-        .where(among(SUPPRESSION.c.id, [d.entry_id for d in due], session))
+        .where(among(SUPPRESSION.c.id, [row.id for row in rows], session))
         .values(follow_up_due=False)
     )
+    # One lifted meanwhile (a double opt-in within seconds, C22) has nothing left to draw; nor
+    # has one that an earlier active entry of the address precedes (two objections at once:
+    # both are kept, as what happened, and the earliest is the one acknowledged).
+    earlier = SUPPRESSION.alias("earlier")
+    preceded = set(
+        (
+            await session.execute(
+                sa.select(SUPPRESSION.c.id).where(
+                    among(SUPPRESSION.c.id, [row.id for row in rows], session),
+                    sa.exists().where(
+                        earlier.c.address_hash == SUPPRESSION.c.address_hash,
+                        earlier.c.lifted_at.is_(None),
+                        earlier.c.id < SUPPRESSION.c.id,
+                    ),
+                )
+            )
+        ).scalars()
+    )
+    due = [_Due(*row[:4]) for row in rows if not row.lifted and row.id not in preceded]
     # The entries' contacts (an erased contact has none: only its entry is left).
     by_hash = {d.address_hash: d for d in due}
     holders = (
@@ -252,7 +273,7 @@ async def follow_up_objections(
     if holders and ctx.config.marketing.acknowledge_opt_outs:
         acks = await add_acknowledgements(session, contact_ids, ctx.clock)
     return FollowedUp(
-        len(due),
+        len(rows),
         [
             Addressee(holder.email, holder.name, holder.locale, ack)
             for holder, ack in zip(holders, acks, strict=True)

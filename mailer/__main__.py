@@ -1,4 +1,5 @@
-"""Command line: `python -m mailer serve | migrate | keys | check-config`."""
+"""Command line: `python -m mailer serve | worker | migrate | keys | users | check-config` and
+the rest of API.md's list."""
 
 from __future__ import annotations
 
@@ -77,6 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
 
+    users = commands.add_parser("users", help="staff accounts for the console (C39)")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+    new_user = user_commands.add_parser(
+        "create",
+        help="create an account; the password is asked twice (or read from stdin with"
+        " --password-stdin)",
+    )
+    new_user.add_argument("--email", required=True)
+    new_user.add_argument("--role", required=True, choices=("marketer", "admin"))
+    new_user.add_argument("--password-stdin", action="store_true")
+
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -125,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_erase(settings, args.email))
     if args.command == "keys":
         return asyncio.run(_keys(settings, args))
+    if args.command == "users":
+        return asyncio.run(_create_user(settings, args))
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -349,6 +363,34 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     finally:
         await services.close()
+    return 0
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from campaigns.errors import DomainError
+    from campaigns.staff import create_user
+    from mailer.services import Services
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ", file=sys.stderr)
+            return 2
+    services = Services.build(settings)
+    try:
+        user = await services.db.transaction(
+            lambda s: create_user(s, args.email, args.role, password, SystemClock())
+        )
+    except DomainError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    finally:
+        await services.close()
+    print(f"{user.role} {user.email} can log in at {settings.public_url}/console/")
     return 0
 
 

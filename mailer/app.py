@@ -25,6 +25,7 @@ from mailer.services import Services
 from mailer.settings import Settings
 from mailer.web.auth import require_scope
 from mailer.web.campaigns import CampaignController
+from mailer.web.console import ConsoleController
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.inputs import refuse_unstorable_text
@@ -85,6 +86,7 @@ def create_app(
             RightsController,
             get_processing_record,
             RecipientPages,
+            ConsoleController,
             TrackingController,
             OperationsController,
             healthz,
@@ -105,6 +107,7 @@ def create_app(
                 OneClickParts(services.signer, services.pages, services.objections)
             ),
             "pages": provide(services.pages),
+            "console": provide(services.console),
             "composers": provide(services.composers),
             "transport": provide(services.transport),
             "templates": provide(settings.templates_dir),

@@ -67,6 +67,7 @@ class InboundHandler:
         self.signer = signer
         self.domain = ctx.config.sender.mail_domain.lower()
         self.objections = objections
+        self._following_up: set[asyncio.Task[None]] = set()  # kept until done
         # Reports that came and wait for their store's commit (and then their 250).
         self._arriving: list[tuple[Arrival, asyncio.Future[None]]] = []
         self._storing: asyncio.Task[None] | None = None
@@ -130,8 +131,10 @@ class InboundHandler:
             delivery_id = self.signer.read_delivery(Kind.UNSUBSCRIBE, token)
             if delivery_id is not None:
                 taken = await self.objections.take(delivery_id, channel="mailto")
-                if taken is not None and taken.new:
-                    await self.objections.after_answer()
+                if taken is not None and taken.new:  # the rest after the 250, as one-click's
+                    task = asyncio.create_task(self.objections.after_answer())
+                    self._following_up.add(task)
+                    task.add_done_callback(self._following_up.discard)
                 return
             await self._keep_for_review(recipient, content, "unknown unsubscribe token")
             return

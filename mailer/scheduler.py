@@ -43,6 +43,18 @@ def cron_trigger(expression: str, timezone: str | None) -> CronTrigger:
     return CronTrigger.from_crontab(expression, timezone=timezone or "UTC")
 
 
+def next_firing(campaign: Campaign, now: datetime) -> datetime | None:
+    """When a scheduled campaign fires next, in its time zone (the console shows it)."""
+    if campaign.status not in ("scheduled", "sending", "paused"):
+        return None
+    if campaign.send_at is not None:
+        return campaign.send_at if campaign.send_at > now else None
+    if campaign.cron:
+        fire = cron_trigger(campaign.cron, campaign.timezone).get_next_fire_time(None, now)
+        return fire if isinstance(fire, datetime) else None
+    return None
+
+
 def due_firings(campaign: Campaign, now: datetime, already: set[datetime]) -> list[datetime]:
     """The firings of `campaign` due at `now` (within the grace period) not yet run. A cron
     firing from before the campaign was (re)scheduled is not due: scheduling at 09:45 with

@@ -28,6 +28,7 @@ from mailer.delivery.objections import Objections
 from mailer.delivery.pool import SmtpPool
 from mailer.delivery.transport import SmtpTransport
 from mailer.settings import Settings
+from mailer.web.console_env import ConsolePages
 from mailer.web.pages_env import Pages
 
 if TYPE_CHECKING:  # built only by the processes that run them (APScheduler, aiosmtpd)
@@ -45,6 +46,7 @@ class Services:
     composers: Composers
     notices: Notices
     pages: Pages  # the recipient pages' templates and words
+    console: ConsolePages  # the marketers' console's templates and words
     parse_cron: CronParser  # the scheduler's parser, for the lifecycle's schedule checks
 
     @classmethod
@@ -86,6 +88,9 @@ class Services:
                 acknowledge_opt_outs=business.marketing.acknowledge_opt_outs,
             ),
             pages=Pages(settings.templates_dir, business.sender),
+            console=ConsolePages(
+                settings.templates_dir, business.sender, secure_cookies=not settings.dev_mode
+            ),
             parse_cron=parse_cron,
         )
 

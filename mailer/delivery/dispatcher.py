@@ -94,7 +94,7 @@ def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
     for outcome in outcomes:
         message = messages.get(outcome.delivery_id)
         if message is None or outcome.kind in ("temporary", "unknown"):
-            continue  # not composed, or tried again later: counted when it ends
+            continue  # not composed, tried again later (counted when it ends), or unknown
         domain = domain_of(message.recipient)
         if outcome.kind == "sent":
             tally.add(domain, messages=1, delivered=1)
@@ -392,7 +392,7 @@ async def send_run(
         log.error("a helper sending process exited with %s", codes)
     if helpers:  # what the helpers had in flight when this one found nothing left
         more = await dispatcher.run(campaign_id, run_id, on_batch=on_batch)
-        for name in ("sent", "failed", "retrying", "skipped"):
+        for name in ("sent", "failed", "retrying", "skipped", "unknown"):
             setattr(progress, name, getattr(progress, name) + getattr(more, name))
     return progress
 

@@ -40,9 +40,10 @@ class Objections:
         None for an unknown delivery. On PostgreSQL one statement that commits by itself."""
         if self.db.engine.dialect.name == "postgresql":
             params = one_click_pg_params(delivery_id, channel=channel, ctx=self.ctx)
+
             try:
                 rows = await self.db.statement(ONE_CLICK_PG, [params])
-            except DBAPIError as exc:  # a deadlock with a handoff: the retrying way below
+            except DBAPIError as exc:  # a deadlock with a follow-up: the retrying way below
                 log.info("one-click statement failed, taken again: %s", type(exc).__name__)
             else:
                 if not rows:
@@ -86,5 +87,8 @@ class Objections:
     async def left_over(self) -> int:
         """The worker's round: objections and acknowledgements that the process which took
         them left (a restart, a relay down). How many acknowledgements went."""
-        await self.follow_up()
+        try:
+            await self.follow_up()
+        except Exception as exc:  # the acknowledgements already due still go
+            log.warning("objection follow-up failed: %s", type(exc).__name__)
         return await self.acknowledger.send()

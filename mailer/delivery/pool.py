@@ -225,6 +225,14 @@ class SmtpPool:
                 payload = content(item.data) if accepted else b".\r\n"
                 if following is not None:
                     payload += following.envelope
+                if not connection.is_open:  # lost before a byte of it was written
+                    if accepted:
+                        batch.retry(item)
+                    else:
+                        batch.record(_verdict(item, mail, rcpt, data))
+                    if following is not None:
+                        batch.retry(following)
+                    return False
                 try:
                     await connection.write(payload)
                     (final,) = await connection.replies(1)
@@ -275,6 +283,8 @@ class SmtpPool:
                     if not reply.ok:
                         break
                 if len(replies) == 3:
+                    if not connection.is_open:  # lost before a byte of it was written
+                        raise ConnectionLost("the connection closed before the message")
                     written = True
                     await connection.write(content(item.data))
                     replies += await connection.replies(1)
@@ -326,7 +336,9 @@ class _SendAll:
         return [
             SmtpOutcome(i, "temporary", "not sent: the SMTP client failed")
             if i in waiting
-            else SmtpOutcome(i, "unknown", "the SMTP client failed while sending it")
+            else SmtpOutcome(
+                i, "unknown", "the SMTP client failed while sending it", relay_failure=True
+            )
             for i in self.by_id
             if i not in done
         ]
@@ -361,6 +373,8 @@ def _verdict(
 ) -> SmtpOutcome:
     """The outcome of one transaction from its replies: the first refusal decides."""
     delivery_id = item.delivery_id
+    if mail.code == 421:  # the relay closes the session: not about our sender
+        return classify(delivery_id, mail.code, mail.text)
     if not mail.ok:
         # Our own envelope sender refused: the relay's configuration, not the recipient.
         detail = f"{SENDER_REFUSED}: {mail.code} {mail.text}"
@@ -378,7 +392,8 @@ def _lost_after_content(item: _Item, why: object) -> SmtpOutcome:
     """The whole message was written and no reply came: the relay may have taken it and
     lost only its answer (RFC 1047). Sending it again could deliver it twice: `unknown`."""
     detail = f"connection lost after the message was written, before the reply: {why}"
-    return SmtpOutcome(item.delivery_id, "unknown", detail)
+    # A relay that loses every connection there is failing: it counts toward the pause.
+    return SmtpOutcome(item.delivery_id, "unknown", detail, relay_failure=True)
 
 
 async def _write_or_lose(connection: PipeliningConnection, data: bytes) -> None:

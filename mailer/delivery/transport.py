@@ -51,8 +51,7 @@ class SmtpTransport:
                     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused,
                             aiosmtplib.SMTPNotSupported) as exc:  # fmt: skip
                         log.warning("service mail not sent: %s", type(exc).__name__)
-                        sent.append(False)
-                        await client.rset()
+                        sent.append(False)  # aiosmtplib has reset the transaction
                         continue
                     sent.append(True)
         except (aiosmtplib.SMTPException, OSError) as exc:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.async_api import Browser, async_playwright
 
 from mailer.app import create_app
 from mailer.inbound import start_listener
@@ -73,3 +75,27 @@ async def server(settings, clock, services) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     instance.should_exit = True
     await asyncio.wait_for(task, 10)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's: a test tool's own browser download fails here
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert HAVE_CHROMIUM, "install Debian's chromium (.ci/run does)"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        await browser.close()

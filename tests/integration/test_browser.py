@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from playwright.async_api import Browser, async_playwright
 
 from campaigns.models import ConsentEvent, Suppression
 from mailer.web.page_text import PAGES
@@ -19,30 +17,8 @@ from tests import factories
 from tests.integration.test_recipient_flows import mail_campaign_to, one_click_url, suppressed
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 SHOTS.mkdir(parents=True, exist_ok=True)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert HAVE_CHROMIUM, "install Debian's chromium (.ci/run does)"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        await browser.close()
 
 
 async def test_unsubscribe_and_preferences_in_a_browser(server, browser, keys, services, smtp):

@@ -182,6 +182,18 @@ async def test_invariant_6_a_reply_lost_after_the_final_dot_is_unknown_not_resen
     assert (await campaign_row(world, campaign_id)).status == "done"
 
 
+async def test_a_relay_that_loses_every_reply_after_the_dot_pauses_without_resending(world, smtp):
+    await people(world, 8)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    smtp.drop_data = 100
+    await send(world, campaign_id, run)
+    campaign = await campaign_row(world, campaign_id)
+    assert campaign.status == "paused" and "after the message was written" in campaign.paused_reason
+    counts = await statuses(world, campaign_id)
+    assert counts["unknown"] == smtp.data_started < 8  # each went at most once; the rest waits
+
+
 async def test_c17_greylisting_a_quarter_of_the_recipients_does_not_pause_the_campaign(world, smtp):
     """A recipient's 450 (at RCPT or at the end of DATA) is that recipient's retry; with an
     error budget of 3 and batches of 2, whole batches with nothing delivered used to pause a

@@ -61,7 +61,7 @@ def test_migrations_upgrade_downgrade_and_match_the_models(fresh_url):
     assert head_revision() is not None
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "MAILER_DATABASE_URL": url,
@@ -72,6 +72,7 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailer", *args],
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,

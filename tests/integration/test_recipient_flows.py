@@ -102,11 +102,12 @@ async def test_c13_c26_one_click_urlencoded_without_cookies(app_client, keys, se
     assert len(smtp.received) == 1  # no second acknowledgement for the same opt-out
 
 
-async def test_c13_c15_a_token_posted_many_times_at_once_makes_one_entry_and_one_ack(
+async def test_c13_c15_a_token_posted_many_times_at_once_is_acknowledged_once(
     app_client, keys, services, smtp
 ):
-    """A provider retrying: the posts of one token wait for each other (the delivery's row
-    lock on PostgreSQL, the one writer on SQLite), so the second sees the first's entry."""
+    """A provider retrying, all posts at once: every answer is 200, the address is
+    suppressed, and it is acknowledged once with one withdrawal per purpose (on PostgreSQL
+    two posts may both record an entry; only the earliest draws consequences)."""
     import asyncio
 
     message, _ = await mail_campaign_to(app_client, keys, services, smtp)
@@ -122,12 +123,56 @@ async def test_c13_c15_a_token_posted_many_times_at_once_makes_one_entry_and_one
         )
     )
     assert {answer.status_code for answer in answers} == {200}
+    assert await services.objections.left_over() == 0
     async with services.db.sessions() as session:
         entries = (await session.execute(sa.select(Suppression))).scalars().all()
-    assert len(entries) == 1 and not entries[0].follow_up_due
+        withdrawals = (
+            (await session.execute(sa.select(ConsentEvent).where(ConsentEvent.granted.is_(False))))
+            .scalars()
+            .all()
+        )
+    assert entries and not any(entry.follow_up_due for entry in entries)
+    purposes = services.context.config.marketing.purposes
+    assert sorted(w.purpose for w in withdrawals) == sorted(purposes)
     (ack,) = await smtp.wait_for(1)
-    assert ack.rcpt_tos == ["an@example.be"]
-    assert await services.objections.left_over() == 0 and len(smtp.received) == 1
+    assert ack.rcpt_tos == ["an@example.be"] and len(smtp.received) == 1
+
+
+async def test_c15_two_entries_of_one_address_at_once_draw_one_acknowledgement(
+    app_client, keys, services, smtp
+):
+    """The race made deterministic: a second due entry of the address, as two processes
+    taking two objections at the same moment would leave. The earliest is followed up."""
+    message, campaign_id = await mail_campaign_to(app_client, keys, services, smtp)
+    token = one_click_url(message).rsplit("/", 1)[1]
+    delivery_id = services.signer.read_delivery(Kind.UNSUBSCRIBE, token)
+    await services.db.transaction(
+        lambda s: object_to_delivery(s, delivery_id, channel="one_click", ctx=services.context)
+    )
+    async with services.db.sessions() as session:
+        (first,) = (await session.execute(sa.select(Suppression))).scalars().all()
+        session.add(
+            Suppression(
+                address_hash=first.address_hash,
+                key_id=first.key_id,
+                reason="unsubscribe",
+                channel="mailto",
+                campaign_id=campaign_id,
+                created_at=first.created_at,
+                follow_up_due=True,
+            )
+        )
+        await session.commit()
+    assert await services.objections.follow_up() == 2
+    (ack,) = await smtp.wait_for(1)
+    assert ack.rcpt_tos == ["an@example.be"] and len(smtp.received) == 1
+    async with services.db.sessions() as session:
+        withdrawals = (
+            (await session.execute(sa.select(ConsentEvent).where(ConsentEvent.granted.is_(False))))
+            .scalars()
+            .all()
+        )
+    assert {w.channel for w in withdrawals} == {"one_click"}  # the earliest's
 
 
 async def test_c13_one_click_stops_the_persons_open_deliveries_with_the_answer(

@@ -122,7 +122,7 @@ async def test_invariant_6_a_connection_lost_after_the_final_dot_is_unknown(rela
     outcomes = await send(pool_settings, [message(i) for i in range(4)], size=1)
     lost = [o for o in outcomes.values() if o.kind != "sent"]
     assert len(lost) == 1 and lost[0].kind == "unknown" and "connection" in lost[0].detail
-    assert not lost[0].relay_failure
+    assert lost[0].relay_failure  # a relay that does it to every message gets paused
     assert len(relay.received) == 3 and len(outcomes) == 4
 
 

@@ -1,0 +1,232 @@
+"""The marketers' console in the browser (C39): staff log in with their own account, every form
+carries the session's CSRF token, and what staff do is in the audit log.
+
+Server-rendered pages (templates/console/), nl/fr/en from the browser's Accept-Language, no
+script and nothing from elsewhere. The session cookie is HttpOnly and SameSite=Lax, Secure
+outside dev mode; the login form has its own CSRF cookie (double submit), since there is no
+session yet.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.response import Redirect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from campaigns.models import Campaign
+from campaigns.sending.campaigns import list_campaigns
+from campaigns.staff import Staff, audit_log, current_staff, log_in, log_out
+from mailer.db import Database
+from mailer.web.console_env import ConsolePages
+from mailer.web.console_text import CONSOLE
+from mailer.web.deps import CtxDep, DbDep
+
+SESSION_COOKIE = "mailer_session"
+LOGIN_COOKIE = "mailer_login_csrf"
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline';"
+    " form-action 'self'; frame-ancestors 'none'",
+}
+
+
+def _page(
+    console: ConsolePages,
+    request: Request[Any, Any, Any],
+    template: str,
+    title_key: str,
+    *,
+    status_code: int = 200,
+    cookies: list[Cookie] | None = None,
+    **context: Any,
+) -> Response[str]:
+    lang = console.language(request.headers.get("accept-language", ""))
+    return Response(
+        console.render(lang, template, title_key, **context),
+        media_type=MediaType.HTML,
+        status_code=status_code,
+        headers=HEADERS,
+        cookies=cookies or [],
+    )
+
+
+def _words(console: ConsolePages, request: Request[Any, Any, Any]) -> dict[str, str]:
+    return CONSOLE[console.language(request.headers.get("accept-language", ""))]
+
+
+def _session_cookie(console: ConsolePages, token: str | None) -> Cookie:
+    """The session's cookie, or (None) the one that ends it in the browser."""
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=token or "",
+        path="/console",
+        httponly=True,
+        samesite="lax",
+        secure=console.secure_cookies,
+        max_age=None if token else 0,
+    )
+
+
+ConsoleDep = NamedDependency[ConsolePages]  # parameter `console`
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    name: str
+    purpose: str
+    status: str
+    counts: Any
+    next_firing: str | None
+
+
+def _next_firing(campaign: Campaign, now: datetime) -> str | None:
+    """When the campaign fires next, in its own time zone (UTC without one)."""
+    from mailer.scheduler import next_firing  # APScheduler, loaded when first needed
+
+    moment = next_firing(campaign, now)
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+async def _staff(request: Request[Any, Any, Any], db: Database, ctx: Any) -> Staff | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    return await db.transaction(lambda s: current_staff(s, token, ctx.clock))
+
+
+def _to_login() -> Redirect:
+    return Redirect(path="/console/login", status_code=303)
+
+
+class ConsoleController(Controller):
+    include_in_schema = False
+
+    @get("/", status_code=303)
+    async def root(self) -> Redirect:
+        return Redirect(path="/console/", status_code=303)
+
+    @get("/console/")
+    async def campaigns(
+        self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
+    ) -> Response[Any]:
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+
+        async def load(session: AsyncSession) -> list[CampaignRow]:
+            views = await list_campaigns(session)
+            schedules = {c.id: c for c in (await session.execute(sa.select(Campaign))).scalars()}
+            now = ctx.clock.now()
+            return [
+                CampaignRow(
+                    v.name, v.purpose, v.status, v.counts, _next_firing(schedules[v.id], now)
+                )
+                for v in views
+            ]
+
+        rows = await db.transaction(load)
+        return _page(console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows)
+
+    @get("/console/login")
+    async def login_page(
+        self, request: Request[Any, Any, Any], console: ConsoleDep
+    ) -> Response[str]:
+        return self._login_form(request, console)
+
+    def _login_form(
+        self,
+        request: Request[Any, Any, Any],
+        console: ConsolePages,
+        *,
+        error: str | None = None,
+        email: str = "",
+        status_code: int = 200,
+    ) -> Response[str]:
+        token = secrets.token_urlsafe(32)
+        cookie = Cookie(
+            key=LOGIN_COOKIE,
+            value=token,
+            path="/console/login",
+            httponly=True,
+            samesite="strict",
+            secure=console.secure_cookies,
+        )
+        return _page(
+            console,
+            request,
+            "login.html",
+            "login_title",
+            status_code=status_code,
+            cookies=[cookie],
+            csrf=token,
+            error=error,
+            email=email,
+        )
+
+    @post("/console/login", status_code=303)
+    async def login(
+        self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
+    ) -> Response[Any]:
+        form = await request.form()
+        w = _words(console, request)
+        expected = request.cookies.get(LOGIN_COOKIE, "")
+        if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
+            return self._login_form(request, console, error=w["forbidden"], status_code=403)
+        email, password = str(form.get("email", "")), str(form.get("password", ""))
+        result = await db.transaction(lambda s: log_in(s, email, password, ctx.clock))
+        if not result.ok:
+            if result.wait_seconds:
+                error = w["wait"].format(seconds=result.wait_seconds)
+                return self._login_form(request, console, error=error, email=email, status_code=429)
+            return self._login_form(
+                request, console, error=w["wrong_login"], email=email, status_code=401
+            )
+        assert result.token is not None
+        return Redirect(
+            path="/console/", status_code=303, cookies=[_session_cookie(console, result.token)]
+        )
+
+    @post("/console/logout", status_code=303)
+    async def logout(
+        self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
+    ) -> Response[Any]:
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), staff.csrf):
+            w = _words(console, request)
+            message = w["forbidden"]
+            return _page(console, request, "message.html", "console", staff=staff,
+                         status_code=403, message=message)  # fmt: skip
+        token = request.cookies[SESSION_COOKIE]
+        await db.transaction(lambda s: log_out(s, token, ctx.clock))
+        return Redirect(
+            path="/console/login", status_code=303, cookies=[_session_cookie(console, None)]
+        )
+
+    @get("/console/audit")
+    async def audit(
+        self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
+    ) -> Response[Any]:
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+        if not staff.admin:
+            w = _words(console, request)
+            message = w["admins_only"]
+            return _page(console, request, "message.html", "audit", staff=staff,
+                         status_code=403, message=message)  # fmt: skip
+        lines = await db.transaction(audit_log)
+        return _page(console, request, "audit.html", "audit", staff=staff, lines=lines)

@@ -31,7 +31,7 @@ from campaigns.evidence.inputs import ConsentEvidenceIn
 from campaigns.evidence.projections import append_consent_events, lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery
 from campaigns.sending.states import DeliveryStatus
-from campaigns.suppression.entries import stop_open_deliveries
+from campaigns.suppression.entries import hash_contact, stop_open_deliveries
 from campaigns.suppression.predicate import ACTIVE, SUPPRESSION
 
 CONTACT = Contact.__table__  # type: ignore[attr-defined]
@@ -130,6 +130,7 @@ async def object_to_delivery(
     ).first()
     if row is None:
         return None
+    await hash_contact(session, row.contact_id, row.email, ctx.hasher)
     entry = await take_objection(
         session, row.email, channel=channel, campaign_id=row.campaign_id, ctx=ctx
     )

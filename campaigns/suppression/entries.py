@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from campaigns.addresses import normalise_address, without_addresses
 from campaigns.clock import Clock
-from campaigns.db import among
+from campaigns.db import among, insert_new_rows
 from campaigns.errors import InvalidInput
 from campaigns.evidence.projections import lock_addresses, refresh_suppressed
 from campaigns.models import Contact, ContactHash, Delivery, Suppression
@@ -183,6 +183,26 @@ async def lift_unsubscribe(
     await session.flush()
     await refresh_suppressed(session, hasher.all_hashes(address))
     return True
+
+
+async def hash_contact(
+    session: AsyncSession, contact_id: str, email: str, hasher: AddressHasher
+) -> None:
+    """The contact's address under every configured secret where its hash is missing (a
+    secret added since the hashes were synced): the gate and an objection's follow-up find the
+    contact by these. Never commits."""
+    table = ContactHash.__table__  # type: ignore[attr-defined]
+    have = set(
+        (
+            await session.execute(sa.select(table.c.key_id).where(table.c.contact_id == contact_id))
+        ).scalars()
+    )
+    rows = [
+        {"contact_id": contact_id, "key_id": key_id, "address_hash": digest}
+        for key_id, digest in hasher.keyed_hashes(normalise_address(email))
+        if key_id not in have
+    ]
+    await insert_new_rows(session, table, rows)
 
 
 class RetiredSecretError(Exception):

@@ -61,6 +61,16 @@ def _page(
     )
 
 
+def _refused(
+    console: ConsolePages, request: Request[Any, Any, Any], staff: Staff, title: str, why: str
+) -> Response[str]:
+    """A 403 page that says why, in the staff member's language; nothing changed."""
+    message = _words(console, request)[why]
+    return _page(
+        console, request, "message.html", title, staff=staff, status_code=403, message=message
+    )
+
+
 def _words(console: ConsolePages, request: Request[Any, Any, Any]) -> dict[str, str]:
     return CONSOLE[console.language(request.headers.get("accept-language", ""))]
 
@@ -206,10 +216,7 @@ class ConsoleController(Controller):
             return _to_login()
         form = await request.form()
         if not secrets.compare_digest(str(form.get("csrf", "")), staff.csrf):
-            w = _words(console, request)
-            message = w["forbidden"]
-            return _page(console, request, "message.html", "console", staff=staff,
-                         status_code=403, message=message)  # fmt: skip
+            return _refused(console, request, staff, "console", "forbidden")
         token = request.cookies[SESSION_COOKIE]
         await db.transaction(lambda s: log_out(s, token, ctx.clock))
         return Redirect(
@@ -224,9 +231,6 @@ class ConsoleController(Controller):
         if staff is None:
             return _to_login()
         if not staff.admin:
-            w = _words(console, request)
-            message = w["admins_only"]
-            return _page(console, request, "message.html", "audit", staff=staff,
-                         status_code=403, message=message)  # fmt: skip
+            return _refused(console, request, staff, "audit", "admins_only")
         lines = await db.transaction(audit_log)
         return _page(console, request, "audit.html", "audit", staff=staff, lines=lines)

@@ -196,7 +196,8 @@ async def test_c13_one_click_holds_for_a_contact_without_a_hash_under_the_signin
 ):
     """The one-statement path reads the address's hash from `contact_hash`; a contact that
     has none under the signing key (hashes not yet synced after a secret was added) takes
-    the general path, which hashes the address itself."""
+    the general path, which hashes the address itself and stores its hashes, so the gate
+    and the follow-up find the contact (withdrawals, the acknowledgement)."""
     from campaigns.models import ContactHash
 
     message, _ = await mail_campaign_to(app_client, keys, services, smtp)
@@ -209,6 +210,8 @@ async def test_c13_one_click_holds_for_a_contact_without_a_hash_under_the_signin
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 200 and await suppressed(services)
+    (ack,) = await smtp.wait_for(1)
+    assert ack.rcpt_tos == ["an@example.be"]
 
 
 async def test_c26_one_click_multipart(app_client, keys, services, smtp):

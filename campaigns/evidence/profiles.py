@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from campaigns.addresses import normalise_address
 from campaigns.audience.eligibility import Basis, current_bases
 from campaigns.context import Context
 from campaigns.errors import InvalidInput, NotFound
@@ -249,3 +251,17 @@ async def _event_id(session: AsyncSession, contact_id: str, fingerprint: str) ->
             )
         )
     ).scalar_one_or_none()
+
+
+async def find_contacts(session: AsyncSession, query: str, limit: int = 20) -> list[Contact]:
+    """Contacts by address (exactly, normalised) or by the shop's external id: the console's
+    lookup. Nothing for an empty query."""
+    query = query.strip()
+    if not query:
+        return []
+    wanted = [col(Contact.external_id) == query]
+    if "@" in query:
+        with contextlib.suppress(ValueError):  # not an address: the external id only
+            wanted.append(col(Contact.email) == normalise_address(query))
+    found = await session.execute(sa.select(Contact).where(sa.or_(*wanted)).limit(limit))
+    return list(found.scalars())

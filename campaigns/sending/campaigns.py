@@ -266,3 +266,41 @@ async def delivery_recipients(
         )
         for row in found
     ]
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    """One delivery of a contact's, with the basis it was queued under (the console)."""
+
+    campaign: str
+    status: str
+    queued_at: datetime
+    sent_at: datetime | None
+    basis_kind: str | None  # consent | soft_opt_in
+    consent_event_id: int | None
+    order_id: str | None
+    skip_reason: str | None
+
+
+async def deliveries_of(
+    session: AsyncSession, contact_id: str, limit: int = 50
+) -> list[DeliveryLine]:
+    """A contact's deliveries, newest first."""
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    rows = await session.execute(
+        sa.select(
+            col(Campaign.name),
+            delivery.c.status,
+            delivery.c.queued_at,
+            delivery.c.sent_at,
+            delivery.c.basis_kind,
+            delivery.c.consent_event_id,
+            delivery.c.order_id,
+            delivery.c.skip_reason,
+        )
+        .join(Campaign, col(Campaign.id) == delivery.c.campaign_id)
+        .where(delivery.c.contact_id == contact_id)
+        .order_by(delivery.c.id.desc())
+        .limit(limit)
+    )
+    return [DeliveryLine(*row) for row in rows.all()]

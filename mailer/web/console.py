@@ -18,12 +18,16 @@ import sqlalchemy as sa
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.audience.eligibility import Basis
+from campaigns.evidence.profiles import contact_detail, find_contacts
 from campaigns.models import Campaign
-from campaigns.sending.campaigns import list_campaigns
-from campaigns.staff import Staff, audit_log, current_staff, log_in, log_out
+from campaigns.rights.erasure import erase_contact
+from campaigns.sending.campaigns import DeliveryLine, deliveries_of, list_campaigns
+from campaigns.staff import Staff, audit, audit_log, current_staff, log_in, log_out
 from mailer.db import Database
 from mailer.web.console_env import ConsolePages
 from mailer.web.console_text import CONSOLE
@@ -68,6 +72,22 @@ def _refused(
     message = _words(console, request)[why]
     return _page(
         console, request, "message.html", title, staff=staff, status_code=403, message=message
+    )
+
+
+def _basis_in_words(w: dict[str, str], basis: Basis) -> str:
+    """One basis as the contact page says it (the same facts as the API's `bases`)."""
+    day = "%Y-%m-%d"
+    if basis.kind == "consent":
+        since = basis.since.strftime(day) if basis.since else "?"
+        return w["consent_since"].format(
+            purpose=basis.purpose, since=since, event=basis.consent_event_id
+        )
+    return w["soft_until"].format(
+        categories=", ".join(basis.categories or ()),
+        since=basis.since.strftime(day) if basis.since else "?",
+        until=basis.until.strftime(day) if basis.until else "?",
+        order=basis.order_id,
     )
 
 
@@ -222,6 +242,74 @@ class ConsoleController(Controller):
         return Redirect(
             path="/console/login", status_code=303, cookies=[_session_cookie(console, None)]
         )
+
+    @get("/console/contacts")
+    async def contacts(
+        self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
+    ) -> Response[Any]:
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+        q = request.query_params.get("q", "")
+        found = await db.transaction(lambda s: find_contacts(s, q))
+        notice = _words(console, request)["erased"] if request.query_params.get("erased") else None
+        return _page(
+            console, request, "contacts.html", "contacts", staff=staff, q=q, found=found,
+            notice=notice,
+        )  # fmt: skip
+
+    @get("/console/contacts/{contact_id:str}")
+    async def contact(
+        self,
+        contact_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        db: DbDep,
+        ctx: CtxDep,
+        console: ConsoleDep,
+    ) -> Response[Any]:
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+
+        async def load(session: AsyncSession) -> tuple[Any, list[DeliveryLine]]:
+            return await contact_detail(session, contact_id, ctx), await deliveries_of(
+                session, contact_id
+            )
+
+        detail, deliveries = await db.transaction(load)
+        w = _words(console, request)
+        return _page(
+            console, request, "contact.html", "contacts", staff=staff, c=detail,
+            bases=[_basis_in_words(w, basis) for basis in detail.bases], deliveries=deliveries,
+        )  # fmt: skip
+
+    @post("/console/contacts/{contact_id:str}/erase", status_code=303)
+    async def erase(
+        self,
+        contact_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        db: DbDep,
+        ctx: CtxDep,
+        console: ConsoleDep,
+    ) -> Response[Any]:
+        """Admins only (C39): a marketer cannot erase, whatever it posts."""
+        staff = await _staff(request, db, ctx)
+        if staff is None:
+            return _to_login()
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), staff.csrf):
+            return _refused(console, request, staff, "contacts", "forbidden")
+        if not staff.admin:
+            return _refused(console, request, staff, "contacts", "admins_only")
+
+        async def work(session: AsyncSession) -> None:
+            await erase_contact(
+                session, contact_id, ctx=ctx, channel="console", actor=f"staff:{staff.user_id}"
+            )
+            await audit(session, staff.user_id, "contact.erase", ctx.clock, "contact", contact_id)
+
+        await db.transaction(work, urgent=True)
+        return Redirect(path="/console/contacts?erased=1", status_code=303)
 
     @get("/console/audit")
     async def audit(

@@ -200,3 +200,73 @@ async def test_c39_staff_accounts_from_the_command_line(settings, services, app_
     short = cli(url, *create, "x@example.be", "--role", "marketer", stdin="short\n")
     assert short.returncode == 2 and "12 characters" in short.stderr
     await logged_in(app_client, "jan@ollekebolleke.be")
+
+
+async def browser_login(browser: Any, server: str, email: str, lang: str = "en") -> Any:
+    context = await browser.new_context(locale=lang, extra_http_headers={"Accept-Language": lang})
+    page = await context.new_page()
+    await page.goto(server + "/console/login")
+    await page.get_by_label("Email address").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("heading", name="Campaigns").wait_for()
+    return page
+
+
+async def test_c39_c33_find_a_contact_read_why_and_only_an_admin_erases(
+    server, browser, keys, services
+):
+    import httpx
+    import sqlalchemy as sa
+
+    from campaigns.models import Contact, Suppression
+    from tests import factories
+
+    await staff(services, "mia@ollekebolleke.be", "marketer")
+    await staff(services, "jan@ollekebolleke.be", "admin")
+    async with httpx.AsyncClient(base_url=server) as client:
+        pushed = await client.post(
+            "/api/v1/contacts",
+            headers=keys["shop"],
+            json=factories.contact(
+                "an@example.be",
+                external_id="cust-42",
+                consents=[factories.consent()],
+                orders=[factories.order()],
+            ),
+        )
+        assert pushed.status_code == 201
+    contact_id = pushed.json()["id"]
+
+    page = await browser_login(browser, server, "mia@ollekebolleke.be")
+    await page.get_by_role("link", name="Contacts").click()
+    await page.get_by_label("Email address or customer number").fill("cust-42")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("link", name="an@example.be").click()
+    await page.get_by_text("newsletter: consent since 2026-11-20").wait_for()
+    assert await page.get_by_text("tea: bought on 2026-11-20, customer exception until").count()
+    assert await page.get_by_text("Not on the suppression list.").is_visible()
+    assert await page.get_by_role("button", name="Erase all of this person's data").count() == 0
+    assert await serious_violations(page) == []
+    await page.screenshot(path=str(SHOTS / "console-contact.en.png"), full_page=True)
+    # A marketer's own post, with the right CSRF token, is refused all the same.
+    csrf = await page.locator('form[action="/console/logout"] input[name="csrf"]').get_attribute(
+        "value"
+    )
+    refused = await page.request.post(
+        f"{server}/console/contacts/{contact_id}/erase", form={"csrf": csrf}
+    )
+    assert refused.status == 403
+    async with services.db.sessions() as session:
+        assert await session.get(Contact, contact_id) is not None
+
+    page = await browser_login(browser, server, "jan@ollekebolleke.be")
+    await page.goto(f"{server}/console/contacts/{contact_id}")
+    await page.get_by_role("button", name="Erase all of this person's data").click()
+    await page.get_by_text("The data is erased.").wait_for()
+    async with services.db.sessions() as session:
+        assert await session.get(Contact, contact_id) is None
+        reasons = (await session.execute(sa.select(Suppression.reason))).scalars().all()
+    assert reasons == ["erasure"]
+    await page.goto(f"{server}/console/audit")
+    assert await page.get_by_role("cell", name="contact.erase").is_visible()

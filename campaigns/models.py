@@ -280,6 +280,7 @@ class Delivery(SQLModel, table=True):
     attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     next_attempt_at: datetime | None = _utc(nullable=True)  # a retry after a 4xx
     claimed_at: datetime | None = _utc(nullable=True)  # when a worker took it for sending
+    handed_by: str | None = Field(default=None, max_length=100)  # the sending process (host:pid)
     last_error: str | None = Field(default=None, max_length=300)
 
 

@@ -108,7 +108,14 @@ class Services:
     def dispatcher(self, pool: SmtpPool | None = None) -> Dispatcher:
         """A dispatcher over `pool` (a worker's shared one), or over a pool of its own."""
         own = pool is None
-        return Dispatcher(self.db, self.context, self.composers, pool or self.pool(), owns_pool=own)
+        return Dispatcher(
+            self.db,
+            self.context,
+            self.composers,
+            pool or self.pool(),
+            owns_pool=own,
+            identity=self.settings.worker_id,
+        )
 
     def worker(self) -> Worker:
         from mailer.scheduler import Worker

@@ -37,6 +37,7 @@ class Settings:
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
     dev_mode: bool = False
+    worker_id: str = ""  # MAILER_WORKER_ID: names this sending process; else host:pid
     templates_dir: Path = Path("templates/email")
 
     def __repr__(self) -> str:  # keep secrets and credentials out of logs and tracebacks
@@ -116,6 +117,7 @@ class Settings:
             dkim_selector=dkim_selector,
             dkim_key_file=Path(dkim_key) if dkim_key else None,
             dev_mode=dev_mode,
+            worker_id=env.get("MAILER_WORKER_ID", "").strip()[:100],
             templates_dir=templates_dir,
         )
 

@@ -23,7 +23,7 @@ from campaigns.audience.audience import (
 from campaigns.audience.eligibility import PROFILE
 from campaigns.context import Context
 from campaigns.db import among
-from campaigns.errors import InvalidInput
+from campaigns.errors import InvalidInput, NotFound
 from campaigns.models import (
     Campaign,
     CampaignCategory,
@@ -304,3 +304,59 @@ async def deliveries_of(
         .limit(limit)
     )
     return [DeliveryLine(*row) for row in rows.all()]
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One firing of a campaign: when it was due, how it went, which processes sent it."""
+
+    id: int
+    scheduled_for: datetime
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]  # deliveries by status
+    handed_by: dict[str, int]  # sending process (host:pid) -> deliveries it handed to SMTP
+
+
+async def campaign_runs(session: AsyncSession, campaign_id: str) -> list[RunView]:
+    """The campaign's runs, newest first (NotFound for an unknown campaign)."""
+    if await session.get(Campaign, campaign_id) is None:
+        raise NotFound("no campaign with this id")
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    runs = (
+        (
+            await session.execute(
+                sa.select(CampaignRun)
+                .where(col(CampaignRun.campaign_id) == campaign_id)
+                .order_by(col(CampaignRun.id).desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
+    counts: dict[int, dict[str, int]] = {run.id: {} for run in runs if run.id is not None}
+    senders: dict[int, dict[str, int]] = {run_id: {} for run_id in counts}
+    for run_id, status, handed_by, n in await session.execute(
+        sa.select(delivery.c.run, delivery.c.status, delivery.c.handed_by, sa.func.count())
+        .where(delivery.c.campaign_id == campaign_id)
+        .group_by(delivery.c.run, delivery.c.status, delivery.c.handed_by)
+    ):
+        if run_id not in counts:
+            continue
+        counts[run_id][status] = counts[run_id].get(status, 0) + n
+        if handed_by is not None:
+            senders[run_id][handed_by] = senders[run_id].get(handed_by, 0) + n
+    return [
+        RunView(
+            run.id,
+            run.scheduled_for,
+            run.status,
+            run.started_at,
+            run.finished_at,
+            counts[run.id],
+            senders[run.id],
+        )
+        for run in runs
+        if run.id is not None
+    ]

@@ -115,11 +115,16 @@ async def claim_batch(
 
 
 async def mark_handing_over(
-    session: AsyncSession, campaign_id: str, ids: Sequence[int], ctx: Context
+    session: AsyncSession,
+    campaign_id: str,
+    ids: Sequence[int],
+    ctx: Context,
+    handed_by: str | None = None,
 ) -> list[int] | None:
     """Its own transaction, just before the handoff: from here on a crash makes these rows
-    `unknown`. Returns the ids still claimed (a claim that lapsed meanwhile is not sent), or
-    None when the campaign was paused or cancelled since the claim: the batch is released."""
+    `unknown`; `handed_by` names the sending process. Returns the ids still claimed (a claim
+    that lapsed meanwhile is not sent), or None when the campaign was paused or cancelled
+    since the claim: the batch is released."""
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.SENDING:
         if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
@@ -139,7 +144,7 @@ async def mark_handing_over(
             DELIVERY.c.status == DeliveryStatus.SENDING,
             DELIVERY.c.next_attempt_at.is_not(None),
         )
-        .values(next_attempt_at=None, claimed_at=ctx.clock.now())  # the lease starts anew
+        .values(next_attempt_at=None, claimed_at=ctx.clock.now(), handed_by=handed_by)
         .returning(DELIVERY.c.id)
     )
     return sorted(marked.scalars())

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -108,6 +110,11 @@ def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
     return tally
 
 
+def default_identity() -> str:
+    """This sending process, as the deliveries it hands over name it: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
 class Dispatcher:
     """Talks to a small store (the database's transactions over the send ledger), a composer
     factory and an SMTP pool; never to the service container."""
@@ -120,8 +127,10 @@ class Dispatcher:
         pool: SmtpPool,
         *,
         owns_pool: bool = False,
+        identity: str = "",
     ) -> None:
         self.db = db
+        self.identity = identity or default_identity()  # recorded on each delivery it hands over
         self.ctx = ctx
         self.composers = composers
         self.policy = ctx.config.delivery
@@ -279,7 +288,7 @@ class Dispatcher:
             return False
 
         claimed = await db.transaction(
-            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx)
+            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx, self.identity)
         )
         if claimed is None:  # paused or cancelled since the claim: released, not sent
             return False

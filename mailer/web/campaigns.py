@@ -17,6 +17,7 @@ from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import (
     CampaignDetail,
     campaign_detail,
+    campaign_runs,
     create_campaign,
     list_campaigns,
 )
@@ -33,6 +34,7 @@ from mailer.web.schemas import (
     ClicksOut,
     PreviewIn,
     PreviewOut,
+    RunOut,
     ScheduleIn,
     TestSendIn,
     TestSendOut,
@@ -74,6 +76,15 @@ class CampaignController(Controller):
     async def detail(self, campaign_id: FromPath[str], db: DbDep, ctx: CtxDep) -> CampaignDetailOut:
         detail = await db.transaction(lambda s: campaign_detail(s, campaign_id, ctx))
         return CampaignDetailOut.model_validate(detail, from_attributes=True)
+
+    @get(
+        "/campaigns/{campaign_id:str}/runs",
+        summary="The campaign's runs: one per firing, with counts and the processes that sent",
+        responses=responses(401, 403, 404),
+    )
+    async def runs(self, campaign_id: FromPath[str], db: DbDep) -> list[RunOut]:
+        views = await db.transaction(lambda s: campaign_runs(s, campaign_id))
+        return [RunOut.model_validate(view, from_attributes=True) for view in views]
 
     @get(
         "/campaigns/{campaign_id:str}/audience",

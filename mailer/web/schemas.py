@@ -214,6 +214,21 @@ class CampaignDetailOut(CampaignOut):
     reputation: ReputationOut
 
 
+class RunOut(BaseModel):
+    """One firing of a campaign (a cron campaign has one per slot, whatever the workers)."""
+
+    id: int
+    scheduled_for: datetime
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(description="the run's deliveries by status")
+    handed_by: dict[str, int] = Field(
+        description="sending process (host:pid, or MAILER_WORKER_ID) -> deliveries it handed"
+        " to SMTP"
+    )
+
+
 class LinkClicksOut(BaseModel):
     url: str
     clicks: int = Field(description="people's clicks on the link (link scanners' not counted)")

@@ -54,6 +54,18 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def stop(*workers: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a worker drains and exits), then SIGKILL for one that does not."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 async def open_deliveries(services, campaign_id: str) -> int:
     async with services.db.sessions() as session:
         return int(
@@ -92,11 +104,7 @@ async def test_kill_9_then_restart_sends_nobody_twice(
             assert time.monotonic() < deadline, "the worker did not finish the campaign"
             await asyncio.sleep(0.2)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker)
 
     received = Counter(r for message in smtp.received for r in message.rcpt_tos)
     async with services.db.sessions() as session:
@@ -147,13 +155,7 @@ async def test_two_worker_processes_send_each_recipient_once(
             assert all(w.poll() is None for w in workers), "a worker died"
             await asyncio.sleep(0.2)
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(*workers)
     received = Counter(r for message in smtp.received for r in message.rcpt_tos)
     assert received == {f"p{i}@example.be": 1 for i in range(PEOPLE)}
 
@@ -204,14 +206,7 @@ async def test_three_workers_fire_a_cron_slot_once_share_it_and_survive_a_kill(
             assert time.monotonic() < deadline, f"only {len(smtp.received)} sent"
             await asyncio.sleep(0.5)
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(*workers)
     assert workers[0].returncode == -signal.SIGKILL
     runs = (await app_client.get(f"/api/v1/campaigns/{cid}/runs", headers=keys["marketer"])).json()
     assert len(runs) == 1, runs  # one slot, one run, whatever the number of workers
@@ -274,13 +269,7 @@ async def test_postgresql_restarted_mid_campaign_and_the_campaign_resumes_by_its
             assert all(w.poll() is None for w in workers), "a worker died"
             await asyncio.sleep(0.5)
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop(*workers)
     received = Counter(r for message in smtp.received for r in message.rcpt_tos)
     assert max(received.values()) == 1, "somebody got the campaign twice"
     async with services.db.sessions() as session:

@@ -221,4 +221,8 @@ NOT_PERSONAL: dict[str, str] = {
     "tracked_link": "a campaign's links and their aggregate clicks, no person",
     "suppression": "an HMAC of the address with reason, channel and date, kept by design (C21);"
     " its notes are written without addresses, and an erasure clears them",
+    # The shop's own staff, not the people it mails: outside these rights flows (C39).
+    "staff_user": "the console's staff accounts: a work address, a role, a password hash",
+    "staff_session": "a staff member's logged-in browser: a token's hash and times",
+    "audit_log": "what staff did, naming a contact only by its id (an erased one names nobody)",
 }

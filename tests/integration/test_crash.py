@@ -212,7 +212,9 @@ async def test_three_workers_fire_a_cron_slot_once_share_it_and_survive_a_kill(
     assert len(runs) == 1, runs  # one slot, one run, whatever the number of workers
     (run,) = runs
     assert run["scheduled_for"].startswith(slot.strftime("%Y-%m-%dT%H:%M"))
-    assert set(run["handed_by"]) >= {"w0"} and len(run["handed_by"]) >= 2, run["handed_by"]
+    # Shared: on PostgreSQL all three take batches; on SQLite, whose writers take turns, w0
+    # may die before its first.
+    assert len(run["handed_by"]) >= 2 and set(run["handed_by"]) <= {"w0", "w1", "w2"}
     assert sum(run["counts"].values()) == people
     received = Counter(r for message in smtp.received for r in message.rcpt_tos)
     assert max(received.values()) == 1, "somebody got the campaign twice"

@@ -135,6 +135,12 @@ async def _staff(request: Request[Any, Any, Any], db: Database, ctx: Any) -> Sta
     return await db.transaction(lambda s: current_staff(s, token, ctx.clock))
 
 
+async def _carries_token(request: Request[Any, Any, Any], expected: str) -> bool:
+    """Whether the posted form carries this CSRF token (C39); none expected is never."""
+    form = await request.form()
+    return bool(expected) and secrets.compare_digest(str(form.get("csrf", "")), expected)
+
+
 def _to_login() -> Redirect:
     return Redirect(path="/console/login", status_code=303)
 
@@ -208,11 +214,10 @@ class ConsoleController(Controller):
     async def login(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        form = await request.form()
         w = _words(console, request)
-        expected = request.cookies.get(LOGIN_COOKIE, "")
-        if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
+        if not await _carries_token(request, request.cookies.get(LOGIN_COOKIE, "")):
             return self._login_form(request, console, error=w["forbidden"], status_code=403)
+        form = await request.form()  # read once per request (Litestar caches it)
         email, password = str(form.get("email", "")), str(form.get("password", ""))
         result = await db.transaction(lambda s: log_in(s, email, password, ctx.clock))
         if not result.ok:
@@ -234,8 +239,7 @@ class ConsoleController(Controller):
         staff = await _staff(request, db, ctx)
         if staff is None:
             return _to_login()
-        form = await request.form()
-        if not secrets.compare_digest(str(form.get("csrf", "")), staff.csrf):
+        if not await _carries_token(request, staff.csrf):
             return _refused(console, request, staff, "console", "forbidden")
         token = request.cookies[SESSION_COOKIE]
         await db.transaction(lambda s: log_out(s, token, ctx.clock))
@@ -296,8 +300,7 @@ class ConsoleController(Controller):
         staff = await _staff(request, db, ctx)
         if staff is None:
             return _to_login()
-        form = await request.form()
-        if not secrets.compare_digest(str(form.get("csrf", "")), staff.csrf):
+        if not await _carries_token(request, staff.csrf):
             return _refused(console, request, staff, "contacts", "forbidden")
         if not staff.admin:
             return _refused(console, request, staff, "contacts", "admins_only")

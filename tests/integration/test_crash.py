@@ -198,11 +198,13 @@ async def test_three_workers_fire_a_cron_slot_once_share_it_and_survive_a_kill(
     smtp.kill_on = (30, workers[0].pid)  # w0 dies when the relay took 30 (of any worker)
     try:
         deadline = time.monotonic() + 150
-        while (
-            await open_deliveries(services, cid)
-            or (await app_client.get(f"/api/v1/campaigns/{cid}/runs", headers=keys["marketer"]))
-            .json() == []
-        ):  # fmt: skip
+        # The run is written before its deliveries, so "no delivery open" alone is no end.
+        while [
+            run["status"]
+            for run in (
+                await app_client.get(f"/api/v1/campaigns/{cid}/runs", headers=keys["marketer"])
+            ).json()
+        ] != ["done"] or await open_deliveries(services, cid):
             assert time.monotonic() < deadline, f"only {len(smtp.received)} sent"
             await asyncio.sleep(0.5)
     finally:

@@ -26,6 +26,8 @@ from mailer.settings import Settings
 from mailer.web.auth import require_scope
 from mailer.web.campaigns import CampaignController
 from mailer.web.console import ConsoleController
+from mailer.web.console_campaigns import ConsoleCampaigns
+from mailer.web.console_people import ConsolePeople
 from mailer.web.contacts import ContactController
 from mailer.web.errors import exception_handlers
 from mailer.web.inputs import refuse_unstorable_text
@@ -87,6 +89,8 @@ def create_app(
             get_processing_record,
             RecipientPages,
             ConsoleController,
+            ConsoleCampaigns,
+            ConsolePeople,
             TrackingController,
             OperationsController,
             healthz,

@@ -116,11 +116,64 @@ async def audience_counts(
     return AudienceCounts(eligible=sum(by_basis.values()), by_basis=by_basis, excluded=excluded)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One contact of a group of the audience, with the sentence that says why it is there."""
+
+    contact_id: str
+    email: str
+    why: Explanation
+
+
+async def audience_samples(
+    session: AsyncSession, target: CampaignTarget, ctx: Context, per_group: int = 3
+) -> dict[str, list[Sample]]:
+    """A few contacts per group: eligible ones per basis (keyed by the basis) and excluded ones
+    per reason, each with its sentence; one pass of the audience query (a window function)."""
+    rules = AudienceRules.for_campaign(target, ctx.config, ctx.clock.now())
+    audience = audience_query(rules).subquery("audience")
+    numbered = sa.select(
+        audience.c.contact_id,
+        audience.c.reason,
+        audience.c.basis_kind,
+        sa.func.row_number()
+        .over(
+            partition_by=(audience.c.reason, audience.c.basis_kind),
+            order_by=audience.c.contact_id,
+        )
+        .label("n"),
+    ).subquery("numbered")
+    picked = (
+        await session.execute(
+            sa.select(numbered.c.contact_id, numbered.c.reason, numbered.c.basis_kind).where(
+                numbered.c.n <= per_group
+            )
+        )
+    ).all()
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    for contact_id, reason, basis_kind in sorted(picked, key=lambda row: row[0]):
+        why = await explain_target(session, contact_id, target, ctx)
+        contact = await session.get(Contact, contact_id)
+        assert contact is not None
+        group = basis_kind if reason == ELIGIBLE else reason
+        samples[group].append(Sample(contact_id, contact.email, why))
+    return dict(samples)
+
+
 async def explain(
     session: AsyncSession, contact_id: str, campaign_id: str, ctx: Context
 ) -> Explanation:
     """Why this contact may (or may not) receive this campaign, with the evidence."""
     _, target = await load_target(session, campaign_id)
+    return await explain_target(session, contact_id, target, ctx)
+
+
+async def explain_target(
+    session: AsyncSession, contact_id: str, target: CampaignTarget, ctx: Context
+) -> Explanation:
+    """Why this contact may (or may not) receive a campaign with this purpose and these
+    categories (a saved campaign or the draft in the console's editor)."""
+    campaign_id = target.id
     if await session.get(Contact, contact_id) is None:
         raise NotFound("no contact with this id")
     rules = AudienceRules.for_campaign(target, ctx.config, ctx.clock.now())

@@ -7,7 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from campaigns.audience.audience import (
 from campaigns.audience.eligibility import PROFILE
 from campaigns.context import Context
 from campaigns.db import among
-from campaigns.errors import InvalidInput, NotFound
+from campaigns.errors import Conflict, InvalidInput, NotFound
 from campaigns.models import (
     Campaign,
     CampaignCategory,
@@ -56,6 +56,7 @@ class DeliveryCounts:
     bounced: int = 0
     unknown: int = 0
     unsubscribed: int = 0
+    complaints: int = 0
 
 
 _COUNTED = frozenset(f.name for f in fields(DeliveryCounts))
@@ -133,17 +134,53 @@ async def create_campaign(
         for c in dict.fromkeys(data.categories)
     )
     await session.flush()
-    return (await _views(session, [campaign]))[0]
+    return (await campaign_views(session, [campaign]))[0]
+
+
+# A campaign's content and target can change until it first sends; after that, the
+# deliveries' bases and the mails people got would no longer match the record.
+EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+
+
+async def update_campaign(
+    session: AsyncSession,
+    campaign_id: str,
+    data: CampaignIn,
+    ctx: Context,
+    templates: Path = DEFAULT_TEMPLATES,
+) -> CampaignView:
+    """A draft or scheduled campaign edited (Conflict once it has sent). Never commits."""
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("no campaign with this id")
+    if campaign.status not in EDITABLE:
+        raise Conflict(
+            f"a campaign that is {campaign.status} can no longer be edited",
+            reason="not_editable",
+        )
+    check_campaign(data, ctx, templates)
+    campaign.name, campaign.purpose, campaign.subject = data.name, data.purpose, data.subject
+    campaign.template, campaign.locale = data.template, data.locale
+    campaign.updated_at = ctx.clock.now()
+    await session.execute(
+        sa.delete(CampaignCategory).where(col(CampaignCategory.campaign_id) == campaign_id)
+    )
+    session.add_all(
+        CampaignCategory(campaign_id=campaign_id, category=c)
+        for c in dict.fromkeys(data.categories)
+    )
+    await session.flush()
+    return (await campaign_views(session, [campaign]))[0]
 
 
 async def list_campaigns(session: AsyncSession) -> list[CampaignView]:
     rows = await session.execute(sa.select(Campaign).order_by(col(Campaign.created_at).desc()))
-    return await _views(session, list(rows.scalars()))
+    return await campaign_views(session, list(rows.scalars()))
 
 
 async def campaign_detail(session: AsyncSession, campaign_id: str, ctx: Context) -> CampaignDetail:
     campaign, target = await load_target(session, campaign_id)
-    (view,) = await _views(session, [campaign])
+    (view,) = await campaign_views(session, [campaign])
     audience = await audience_counts(session, target, ctx)
     run = CampaignRun.__table__  # type: ignore[attr-defined]
     latest = (
@@ -159,7 +196,9 @@ async def campaign_detail(session: AsyncSession, campaign_id: str, ctx: Context)
     )
 
 
-async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[CampaignView]:
+async def campaign_views(
+    session: AsyncSession, campaigns: Sequence[Campaign]
+) -> list[CampaignView]:
     ids = [c.id for c in campaigns]
     categories = await campaign_categories(session, ids)
     counts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -178,6 +217,12 @@ async def _views(session: AsyncSession, campaigns: Sequence[Campaign]) -> list[C
             .group_by(col(Suppression.campaign_id))
         ):
             counts[str(campaign_id)]["unsubscribed"] = n
+        for campaign_id, n in await session.execute(
+            sa.select(col(Suppression.campaign_id), sa.func.count())
+            .where(col(Suppression.campaign_id).in_(ids), col(Suppression.reason) == "complaint")
+            .group_by(col(Suppression.campaign_id))
+        ):
+            counts[str(campaign_id)]["complaints"] = n
     return [
         CampaignView(
             id=c.id,
@@ -360,3 +405,53 @@ async def campaign_runs(session: AsyncSession, campaign_id: str) -> list[RunView
         for run in runs
         if run.id is not None
     ]
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A run while it sends: its counts, the rate over the last minute, and when it should be
+    done at that rate (None while nothing was sent in that minute)."""
+
+    run_id: int
+    status: str
+    counts: dict[str, int]
+    per_minute: int
+    eta: datetime | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def done(self) -> int:
+        return self.total - self.counts.get("queued", 0) - self.counts.get("sending", 0)
+
+
+PROGRESS_WINDOW = timedelta(minutes=1)
+
+
+async def run_progress(session: AsyncSession, run_id: int, now: datetime) -> RunProgress:
+    run = await session.get(CampaignRun, run_id)
+    if run is None or run.id is None:
+        raise NotFound("no run with this id")
+    delivery = Delivery.__table__  # type: ignore[attr-defined]
+    counts = {
+        status: n
+        for status, n in await session.execute(
+            sa.select(delivery.c.status, sa.func.count())
+            .where(delivery.c.run == run_id, delivery.c.campaign_id == run.campaign_id)
+            .group_by(delivery.c.status)
+        )
+    }
+    recent = (
+        await session.execute(
+            sa.select(sa.func.count()).where(
+                delivery.c.run == run_id,
+                delivery.c.campaign_id == run.campaign_id,
+                delivery.c.sent_at >= now - PROGRESS_WINDOW,
+            )
+        )
+    ).scalar_one()
+    left = counts.get("queued", 0) + counts.get("sending", 0)
+    eta = now + timedelta(minutes=left / recent) if recent and left else None
+    return RunProgress(run.id, run.status, counts, int(recent), eta)

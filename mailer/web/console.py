@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,12 +41,14 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
     "X-Content-Type-Options": "nosniff",
+    # The console's own script and the preview it frames; nothing from elsewhere.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline';"
-    " form-action 'self'; frame-ancestors 'none'",
+    " script-src 'self'; connect-src 'self'; frame-src 'self'; form-action 'self';"
+    " frame-ancestors 'none'",
 }
 
 
-def _page(
+def page(
     console: ConsolePages,
     request: Request[Any, Any, Any],
     template: str,
@@ -65,12 +68,12 @@ def _page(
     )
 
 
-def _refused(
+def refused(
     console: ConsolePages, request: Request[Any, Any, Any], staff: Staff, title: str, why: str
 ) -> Response[str]:
     """A 403 page that says why, in the staff member's language; nothing changed."""
-    message = _words(console, request)[why]
-    return _page(
+    message = words(console, request)[why]
+    return page(
         console, request, "message.html", title, staff=staff, status_code=403, message=message
     )
 
@@ -91,7 +94,7 @@ def _basis_in_words(w: dict[str, str], basis: Basis) -> str:
     )
 
 
-def _words(console: ConsolePages, request: Request[Any, Any, Any]) -> dict[str, str]:
+def words(console: ConsolePages, request: Request[Any, Any, Any]) -> dict[str, str]:
     return CONSOLE[console.language(request.headers.get("accept-language", ""))]
 
 
@@ -113,6 +116,7 @@ ConsoleDep = NamedDependency[ConsolePages]  # parameter `console`
 
 @dataclass(frozen=True)
 class CampaignRow:
+    id: str
     name: str
     purpose: str
     status: str
@@ -128,25 +132,37 @@ def _next_firing(campaign: Campaign, now: datetime) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%d %H:%M %Z")
 
 
-async def _staff(request: Request[Any, Any, Any], db: Database, ctx: Any) -> Staff | None:
+async def signed_in(request: Request[Any, Any, Any], db: Database, ctx: Any) -> Staff | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     return await db.transaction(lambda s: current_staff(s, token, ctx.clock))
 
 
-async def _carries_token(request: Request[Any, Any, Any], expected: str) -> bool:
+async def carries_token(request: Request[Any, Any, Any], expected: str) -> bool:
     """Whether the posted form carries this CSRF token (C39); none expected is never."""
     form = await request.form()
     return bool(expected) and secrets.compare_digest(str(form.get("csrf", "")), expected)
 
 
-def _to_login() -> Redirect:
+def to_login() -> Redirect:
     return Redirect(path="/console/login", status_code=303)
+
+
+SCRIPT = (Path(__file__).parent / "static" / "console.js").read_bytes()
 
 
 class ConsoleController(Controller):
     include_in_schema = False
+
+    @get("/console/static/console.js", media_type="text/javascript")
+    async def script(self) -> Response[bytes]:
+        """The console's one script, served by the service itself (no CDN)."""
+        return Response(
+            SCRIPT,
+            media_type="text/javascript",
+            headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
+        )
 
     @get("/", status_code=303)
     async def root(self) -> Redirect:
@@ -156,9 +172,9 @@ class ConsoleController(Controller):
     async def campaigns(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
+            return to_login()
 
         async def load(session: AsyncSession) -> list[CampaignRow]:
             views = await list_campaigns(session)
@@ -166,13 +182,13 @@ class ConsoleController(Controller):
             now = ctx.clock.now()
             return [
                 CampaignRow(
-                    v.name, v.purpose, v.status, v.counts, _next_firing(schedules[v.id], now)
+                    v.id, v.name, v.purpose, v.status, v.counts, _next_firing(schedules[v.id], now)
                 )
                 for v in views
             ]
 
         rows = await db.transaction(load)
-        return _page(console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows)
+        return page(console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows)
 
     @get("/console/login")
     async def login_page(
@@ -198,7 +214,7 @@ class ConsoleController(Controller):
             samesite="strict",
             secure=console.secure_cookies,
         )
-        return _page(
+        return page(
             console,
             request,
             "login.html",
@@ -214,8 +230,8 @@ class ConsoleController(Controller):
     async def login(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        w = _words(console, request)
-        if not await _carries_token(request, request.cookies.get(LOGIN_COOKIE, "")):
+        w = words(console, request)
+        if not await carries_token(request, request.cookies.get(LOGIN_COOKIE, "")):
             return self._login_form(request, console, error=w["forbidden"], status_code=403)
         form = await request.form()  # read once per request (Litestar caches it)
         email, password = str(form.get("email", "")), str(form.get("password", ""))
@@ -236,11 +252,11 @@ class ConsoleController(Controller):
     async def logout(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
-        if not await _carries_token(request, staff.csrf):
-            return _refused(console, request, staff, "console", "forbidden")
+            return to_login()
+        if not await carries_token(request, staff.csrf):
+            return refused(console, request, staff, "console", "forbidden")
         token = request.cookies[SESSION_COOKIE]
         await db.transaction(lambda s: log_out(s, token, ctx.clock))
         return Redirect(
@@ -251,13 +267,13 @@ class ConsoleController(Controller):
     async def contacts(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
+            return to_login()
         q = request.query_params.get("q", "")
         found = await db.transaction(lambda s: find_contacts(s, q))
-        notice = _words(console, request)["erased"] if request.query_params.get("erased") else None
-        return _page(
+        notice = words(console, request)["erased"] if request.query_params.get("erased") else None
+        return page(
             console, request, "contacts.html", "contacts", staff=staff, q=q, found=found,
             notice=notice,
         )  # fmt: skip
@@ -271,9 +287,9 @@ class ConsoleController(Controller):
         ctx: CtxDep,
         console: ConsoleDep,
     ) -> Response[Any]:
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
+            return to_login()
 
         async def load(session: AsyncSession) -> tuple[Any, list[DeliveryLine]]:
             return await contact_detail(session, contact_id, ctx), await deliveries_of(
@@ -281,8 +297,8 @@ class ConsoleController(Controller):
             )
 
         detail, deliveries = await db.transaction(load)
-        w = _words(console, request)
-        return _page(
+        w = words(console, request)
+        return page(
             console, request, "contact.html", "contacts", staff=staff, c=detail,
             bases=[_basis_in_words(w, basis) for basis in detail.bases], deliveries=deliveries,
         )  # fmt: skip
@@ -297,13 +313,13 @@ class ConsoleController(Controller):
         console: ConsoleDep,
     ) -> Response[Any]:
         """Admins only (C39): a marketer cannot erase, whatever it posts."""
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
-        if not await _carries_token(request, staff.csrf):
-            return _refused(console, request, staff, "contacts", "forbidden")
+            return to_login()
+        if not await carries_token(request, staff.csrf):
+            return refused(console, request, staff, "contacts", "forbidden")
         if not staff.admin:
-            return _refused(console, request, staff, "contacts", "admins_only")
+            return refused(console, request, staff, "contacts", "admins_only")
 
         async def work(session: AsyncSession) -> None:
             await erase_contact(
@@ -318,10 +334,10 @@ class ConsoleController(Controller):
     async def audit(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await _staff(request, db, ctx)
+        staff = await signed_in(request, db, ctx)
         if staff is None:
-            return _to_login()
+            return to_login()
         if not staff.admin:
-            return _refused(console, request, staff, "audit", "admins_only")
+            return refused(console, request, staff, "audit", "admins_only")
         lines = await db.transaction(audit_log)
-        return _page(console, request, "audit.html", "audit", staff=staff, lines=lines)
+        return page(console, request, "audit.html", "audit", staff=staff, lines=lines)

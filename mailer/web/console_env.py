@@ -43,3 +43,7 @@ class ConsolePages:
         return self.env.get_template(template).render(
             lang=lang, w=w, title=w[title_key], shop=self.sender.from_name, **context
         )
+
+    def fragment(self, lang: str, template: str, **context: Any) -> str:
+        """A part of a page the page's script loads (the audience, the preview's firings ...)."""
+        return self.env.get_template(template).render(lang=lang, w=CONSOLE[lang], **context)

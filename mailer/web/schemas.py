@@ -166,6 +166,7 @@ class DeliveryCountsOut(BaseModel):
     bounced: int = 0
     unknown: int = 0
     unsubscribed: int = 0
+    complaints: int = 0
 
 
 class AudienceOut(BaseModel):

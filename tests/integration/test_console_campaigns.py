@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 def in_english(app_client):
     app_client.headers["Accept-Language"] = "en"  # the words the assertions read
 
+
 DRAFT = {
     "name": "Winter tea",
     "purpose": "newsletter",
@@ -74,7 +75,9 @@ async def test_c39_the_editor_creates_and_edits_a_campaign_and_bad_input_changes
     bad = await create(app_client, csrf, template="nope.html")
     assert bad.status_code == 422 and "nothing changed" in bad.text
     async with services.db.sessions() as session:
-        assert (await session.execute(sa.select(sa.func.count()).select_from(Campaign))).scalar() == 0
+        assert (
+            await session.execute(sa.select(sa.func.count()).select_from(Campaign))
+        ).scalar() == 0
     made = await create(app_client, csrf)
     assert made.status_code == 303
     campaign_id = re.search(r"/console/campaigns/(\w+)", made.headers["location"]).group(1)
@@ -111,7 +114,9 @@ async def test_the_preview_shows_the_exact_message_per_language_with_headers_and
         "/console/preview", params={**DRAFT, "as": "consent@example.be"}
     )
     assert "consent@example.be" in as_contact.text
-    not_theirs = await app_client.get("/console/preview", params={**DRAFT, "as": "nobody@example.be"})
+    not_theirs = await app_client.get(
+        "/console/preview", params={**DRAFT, "as": "nobody@example.be"}
+    )
     assert "no_basis" in not_theirs.text
     assert ids
 

@@ -8,7 +8,7 @@ page's script (static/console.js) loads; without script each is a link to the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from campaigns.audience.audience import (
     explain_target,
 )
 from campaigns.audience.eligibility import CampaignTarget
+from campaigns.clock import as_utc
 from campaigns.context import Context
 from campaigns.errors import DomainError, InvalidInput, NotFound
 from campaigns.evidence.profiles import find_contacts
@@ -92,7 +93,7 @@ def template_names(templates: Path) -> list[str]:
 
 def _draft(form: Any) -> dict[str, Any]:
     """The editor's fields as the domain's command takes them (validated by CampaignIn)."""
-    categories = form.getall("categories") if hasattr(form, "getall") else []
+    categories = form.getall("categories", [])
     return {
         "name": str(form.get("name", "")).strip(),
         "purpose": str(form.get("purpose", "")),
@@ -132,7 +133,7 @@ def _editor(ctx: Context, templates: Path, draft: dict[str, Any], editable: bool
     return Editor(
         draft=draft,
         purposes=[p for p in marketing.purposes if p != TRACKING_PURPOSE],
-        categories={name: name for name in ctx.config.categories.names},
+        categories={name: name for name in sorted(ctx.config.categories.names)},
         templates=template_names(templates),
         languages=["nl", "fr", "en"],
         editable=editable,
@@ -394,6 +395,7 @@ class ConsoleCampaigns(Controller):
                 )
             return {
                 "view": view, "record": campaign, "runs": runs, "open_run": open_run, "why": why,
+                "following": await _following(session, campaign, ctx),
             }  # fmt: skip
 
         loaded = await db.transaction(load)
@@ -408,7 +410,9 @@ class ConsoleCampaigns(Controller):
             console, request, "campaign.html", "campaign", staff=staff, c=view, record=record,
             editor=_editor(ctx, templates, shown, view.status in EDITABLE),
             queries=_queries(shown, lang, campaign_id),
-            runs=loaded["runs"], open_run=loaded["open_run"], why=loaded["why"], who=who,
+            runs=loaded["runs"], open_run=loaded["open_run"],
+            progress=loaded["following"].progress, live=loaded["following"].live,
+            why=loaded["why"], who=who,
             why_words=_why_words(w, loaded["why"][1]) if loaded["why"] and loaded["why"][1]
             else None,
             firings=firings, test_addresses=list(ctx.config.marketing.test_addresses),
@@ -557,18 +561,15 @@ class ConsoleCampaigns(Controller):
         if staff is None:
             return to_login()
 
-        async def work(session: AsyncSession) -> tuple[Campaign, RunProgress | None]:
+        async def work(session: AsyncSession) -> Following:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None:
                 raise NotFound("no campaign with this id")
-            runs = await campaign_runs(session, campaign_id)
-            if not runs:
-                return campaign, None
-            return campaign, await run_progress(session, runs[0].id, ctx.clock.now())
+            return await _following(session, campaign, ctx)
 
-        campaign, shown = await db.transaction(work)
-        return _fragment(console, request, "progress.html", progress=shown, c=campaign,
-                         live=campaign.status == "sending")  # fmt: skip
+        following = await db.transaction(work)
+        return _fragment(console, request, "progress.html", progress=following.progress,
+                         live=following.live)  # fmt: skip
 
     # ---- actions --------------------------------------------------------------------------
 
@@ -745,6 +746,30 @@ class ConsoleCampaigns(Controller):
         view, report = await db.transaction(work)
         return page(console, request, "report.html", "report", staff=staff, c=view,
                     report=report)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Following:
+    """What the progress panel shows, and whether it keeps asking (a run sends, or one is
+    due within the minute: the worker fires it within seconds)."""
+
+    progress: RunProgress | None
+    live: bool
+
+
+SOON = timedelta(minutes=1)
+
+
+async def _following(session: AsyncSession, campaign: Campaign, ctx: Context) -> Following:
+    runs = await campaign_runs(session, campaign.id)
+    now = ctx.clock.now()
+    shown = await run_progress(session, runs[0].id, now) if runs else None
+    due_soon = (
+        campaign.status == "scheduled"
+        and campaign.send_at is not None
+        and as_utc(campaign.send_at) <= now + SOON
+    )
+    return Following(shown, campaign.status == "sending" or due_soon)
 
 
 def _why_words(w: dict[str, str], why: Explanation | None) -> str:

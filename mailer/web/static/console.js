@@ -12,9 +12,15 @@ function debounce(fn, ms) {
 }
 
 function query(form, names) {
+  // Every named field, disabled ones too (a campaign that has sent shows its fields disabled,
+  // and its preview and audience still follow them).
   const params = new URLSearchParams();
-  for (const [name, value] of new FormData(form)) {
-    if (name !== "csrf" && (!names || names.includes(name))) params.append(name, value);
+  for (const field of form.elements) {
+    const name = field.name;
+    if (!name || name === "csrf" || (names && !names.includes(name))) continue;
+    if ((field.type === "checkbox" || field.type === "radio") && !field.checked) continue;
+    if (field.tagName === "BUTTON" || field.tagName === "FIELDSET") continue;
+    params.append(name, field.value);
   }
   return params.toString();
 }

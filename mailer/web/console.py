@@ -1,10 +1,10 @@
 """The marketers' console in the browser (C39): staff log in with their own account, every form
 carries the session's CSRF token, and what staff do is in the audit log.
 
-Server-rendered pages (templates/console/), nl/fr/en from the browser's Accept-Language, no
-script and nothing from elsewhere. The session cookie is HttpOnly and SameSite=Lax, Secure
-outside dev mode; the login form has its own CSRF cookie (double submit), since there is no
-session yet.
+Server-rendered pages (templates/console/), nl/fr/en from the browser's Accept-Language, one
+script of its own (static/console.js) and nothing from elsewhere. The session cookie is
+HttpOnly and SameSite=Lax, Secure outside dev mode; the login form has its own CSRF cookie
+(double submit), since there is no session yet.
 """
 
 from __future__ import annotations
@@ -292,9 +292,10 @@ class ConsoleController(Controller):
             return to_login()
 
         async def load(session: AsyncSession) -> tuple[Any, list[DeliveryLine]]:
-            return await contact_detail(session, contact_id, ctx), await deliveries_of(
-                session, contact_id
-            )
+            detail = await contact_detail(session, contact_id, ctx)
+            # Reading a person's data is an action on it too (C39): who looked, and when.
+            await audit(session, staff.user_id, "contact.view", ctx.clock, "contact", contact_id)
+            return detail, await deliveries_of(session, contact_id)
 
         detail, deliveries = await db.transaction(load)
         w = words(console, request)

@@ -262,6 +262,7 @@ async def test_c39_c33_find_a_contact_read_why_and_only_an_admin_erases(
 
     page = await browser_login(browser, server, "jan@ollekebolleke.be")
     await page.goto(f"{server}/console/contacts/{contact_id}")
+    assert await serious_violations(page) == []  # with the admin's export, suppress, erase
     await page.get_by_role("button", name="Erase all of this person's data").click()
     await page.get_by_text("The data is erased.").wait_for()
     async with services.db.sessions() as session:
@@ -270,3 +271,5 @@ async def test_c39_c33_find_a_contact_read_why_and_only_an_admin_erases(
     assert reasons == ["erasure"]
     await page.goto(f"{server}/console/audit")
     assert await page.get_by_role("cell", name="contact.erase").is_visible()
+    assert await page.get_by_role("cell", name="contact.view").count() == 2  # who looked
+    assert await serious_violations(page) == []

@@ -250,7 +250,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "run", "contact_id", name="uq_delivery_recipient"),
         sa.Index("ix_delivery_contact_sent", "contact_id", "sent_at"),
-        sa.Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        # A campaign's counts by run and status are read from this index alone (the console's
+        # pages at a million deliveries), and the claim finds a run's queued rows with it.
+        sa.Index("ix_delivery_campaign_run_status", "campaign_id", "run", "status"),
     )
 
     id: int | None = _id()
@@ -554,3 +556,14 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64)  # login, logout, campaign.schedule, contact.erase ...
     subject_kind: str | None = Field(default=None, max_length=32)  # campaign | contact
     subject_id: str | None = Field(default=None, max_length=64)
+
+
+class SendingProcess(SQLModel, table=True):
+    """A worker that is alive (it beats every few seconds): the relay's limits are shared
+    among the live ones, so `[delivery] connections` and `rate_per_second` are one limit for
+    all workers on all hosts, not one per process."""
+
+    __tablename__ = "sending_process"
+
+    id: str = Field(primary_key=True, max_length=100)  # MAILER_WORKER_ID, else host:pid
+    seen_at: datetime = _utc(index=True)

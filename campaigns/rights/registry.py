@@ -225,4 +225,5 @@ NOT_PERSONAL: dict[str, str] = {
     "staff_user": "the console's staff accounts: a work address, a role, a password hash",
     "staff_session": "a staff member's logged-in browser: a token's hash and times",
     "audit_log": "what staff did, naming a contact only by its id (an erased one names nobody)",
+    "sending_process": "the live workers (a name and a time), for sharing the relay's limits",
 }

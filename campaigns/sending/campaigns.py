@@ -173,9 +173,23 @@ async def update_campaign(
     return (await campaign_views(session, [campaign]))[0]
 
 
-async def list_campaigns(session: AsyncSession) -> list[CampaignView]:
-    rows = await session.execute(sa.select(Campaign).order_by(col(Campaign.created_at).desc()))
+async def list_campaigns(
+    session: AsyncSession, limit: int | None = None, offset: int = 0
+) -> list[CampaignView]:
+    """Newest first; a page of them with `limit` and `offset`."""
+    rows = await session.execute(
+        sa.select(Campaign)
+        .order_by(col(Campaign.created_at).desc(), col(Campaign.id))
+        .limit(limit)
+        .offset(offset)
+    )
     return await campaign_views(session, list(rows.scalars()))
+
+
+async def campaign_count(session: AsyncSession) -> int:
+    return int(
+        (await session.execute(sa.select(sa.func.count()).select_from(Campaign))).scalar_one()
+    )
 
 
 async def campaign_detail(session: AsyncSession, campaign_id: str, ctx: Context) -> CampaignDetail:
@@ -364,8 +378,11 @@ class RunView:
     handed_by: dict[str, int]  # sending process (host:pid) -> deliveries it handed to SMTP
 
 
-async def campaign_runs(session: AsyncSession, campaign_id: str) -> list[RunView]:
-    """The campaign's runs, newest first (NotFound for an unknown campaign)."""
+async def campaign_runs(
+    session: AsyncSession, campaign_id: str, with_senders: bool = True
+) -> list[RunView]:
+    """The campaign's runs, newest first (NotFound for an unknown campaign). Without the
+    senders (`handed_by` empty) the counts come from an index alone: fast at any size."""
     if await session.get(Campaign, campaign_id) is None:
         raise NotFound("no campaign with this id")
     delivery = Delivery.__table__  # type: ignore[attr-defined]
@@ -382,10 +399,11 @@ async def campaign_runs(session: AsyncSession, campaign_id: str) -> list[RunView
     )
     counts: dict[int, dict[str, int]] = {run.id: {} for run in runs if run.id is not None}
     senders: dict[int, dict[str, int]] = {run_id: {} for run_id in counts}
+    sender = delivery.c.handed_by if with_senders else sa.null()
     for run_id, status, handed_by, n in await session.execute(
-        sa.select(delivery.c.run, delivery.c.status, delivery.c.handed_by, sa.func.count())
+        sa.select(delivery.c.run, delivery.c.status, sender, sa.func.count())
         .where(delivery.c.campaign_id == campaign_id)
-        .group_by(delivery.c.run, delivery.c.status, delivery.c.handed_by)
+        .group_by(delivery.c.run, delivery.c.status, *([sender] if with_senders else []))
     ):
         if run_id not in counts:
             continue

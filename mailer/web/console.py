@@ -22,12 +22,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from campaigns.audience.eligibility import Basis
 from campaigns.evidence.profiles import contact_detail, find_contacts
 from campaigns.models import Campaign
 from campaigns.rights.erasure import erase_contact
-from campaigns.sending.campaigns import DeliveryLine, deliveries_of, list_campaigns
+from campaigns.sending.campaigns import DeliveryLine, campaign_count, deliveries_of, list_campaigns
 from campaigns.staff import Staff, audit, audit_log, current_staff, log_in, log_out
 from mailer.db import Database
 from mailer.web.console_env import ConsolePages
@@ -35,6 +36,7 @@ from mailer.web.console_text import CONSOLE
 from mailer.web.deps import CtxDep, DbDep
 
 SESSION_COOKIE = "mailer_session"
+PAGE_SIZE = 50  # campaigns per page of the list
 LOGIN_COOKIE = "mailer_login_csrf"
 HEADERS = {
     "Cache-Control": "no-store",
@@ -176,19 +178,31 @@ class ConsoleController(Controller):
         if staff is None:
             return to_login()
 
-        async def load(session: AsyncSession) -> list[CampaignRow]:
-            views = await list_campaigns(session)
-            schedules = {c.id: c for c in (await session.execute(sa.select(Campaign))).scalars()}
+        try:
+            number = max(1, int(request.query_params.get("page", "1")))
+        except ValueError:
+            number = 1
+
+        async def load(session: AsyncSession) -> tuple[list[CampaignRow], int]:
+            views = await list_campaigns(session, PAGE_SIZE, (number - 1) * PAGE_SIZE)
+            ids = [v.id for v in views]
+            shown = sa.select(Campaign).where(col(Campaign.id).in_(ids))
+            schedules = {c.id: c for c in (await session.execute(shown)).scalars()}
             now = ctx.clock.now()
-            return [
+            rows = [
                 CampaignRow(
                     v.id, v.name, v.purpose, v.status, v.counts, _next_firing(schedules[v.id], now)
                 )
                 for v in views
             ]
+            return rows, await campaign_count(session)
 
-        rows = await db.transaction(load)
-        return page(console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows)
+        rows, total = await db.transaction(load)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return page(
+            console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows,
+            total=total, number=min(number, pages), pages=pages,
+        )  # fmt: skip
 
     @get("/console/login")
     async def login_page(

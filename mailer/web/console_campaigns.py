@@ -382,7 +382,7 @@ class ConsoleCampaigns(Controller):
             if campaign is None:
                 raise NotFound("no campaign with this id")
             (view,) = await campaign_views(session, [campaign])
-            runs = await campaign_runs(session, campaign_id)
+            runs = await campaign_runs(session, campaign_id, with_senders=False)
             open_run = await open_run_id(session, campaign_id)
             why = None
             if who:
@@ -395,7 +395,7 @@ class ConsoleCampaigns(Controller):
                 )
             return {
                 "view": view, "record": campaign, "runs": runs, "open_run": open_run, "why": why,
-                "following": await _following(session, campaign, ctx),
+                "following": await _following(session, campaign, runs, ctx),
             }  # fmt: skip
 
         loaded = await db.transaction(load)
@@ -565,7 +565,8 @@ class ConsoleCampaigns(Controller):
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None:
                 raise NotFound("no campaign with this id")
-            return await _following(session, campaign, ctx)
+            runs = await campaign_runs(session, campaign_id, with_senders=False)
+            return await _following(session, campaign, runs, ctx)
 
         following = await db.transaction(work)
         return _fragment(console, request, "progress.html", progress=following.progress,
@@ -760,8 +761,9 @@ class Following:
 SOON = timedelta(minutes=1)
 
 
-async def _following(session: AsyncSession, campaign: Campaign, ctx: Context) -> Following:
-    runs = await campaign_runs(session, campaign.id)
+async def _following(
+    session: AsyncSession, campaign: Campaign, runs: list[RunView], ctx: Context
+) -> Following:
     now = ctx.clock.now()
     shown = await run_progress(session, runs[0].id, now) if runs else None
     due_soon = (

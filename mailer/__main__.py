@@ -9,12 +9,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from campaigns.apikeys import SCOPES, create_key, list_keys, revoke_key
 from campaigns.clock import SystemClock
 from campaigns.config import ConfigError
 from mailer.logs import configure_logging
 from mailer.settings import Settings, redact_url
+
+if TYPE_CHECKING:
+    from mailer.delivery.dispatcher import Dispatcher
+    from mailer.services import Services
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,7 +251,7 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = services.dispatcher()
+    dispatcher = await _sharing_dispatcher(services)
     try:
         await services.start()
         now = datetime.now(UTC).replace(microsecond=0)
@@ -313,6 +318,17 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
         await services.close()
 
 
+async def _sharing_dispatcher(services: Services) -> Dispatcher:
+    """A dispatcher over a pool of its own that takes its part of the relay's limits, as the
+    workers that beat share them (a helper or `send --now` beside running workers)."""
+    from campaigns.sending.senders import live_senders
+
+    dispatcher = services.dispatcher()
+    now = SystemClock().now()
+    dispatcher.pool.share(await services.db.transaction(lambda s: live_senders(s, now)))
+    return dispatcher
+
+
 async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
     """`campaigns send ID --run RUN`: claim and send batches of an open run until nothing is
     left to claim now (retries are left to the process that started the run). SIGTERM
@@ -322,7 +338,7 @@ async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = services.dispatcher()
+    dispatcher = await _sharing_dispatcher(services)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, dispatcher.stopping.set)
     try:
         progress = await dispatcher.run(campaign_id, run_id, wait_for_retries=False)

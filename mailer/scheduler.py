@@ -27,8 +27,9 @@ from campaigns.models import Campaign
 from campaigns.rights.retention import Cursor, Due, retention_batch
 from campaigns.sending.ledger import recover_in_flight
 from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns, start_run
+from campaigns.sending.senders import beat, leave
 from mailer.db import Database
-from mailer.delivery.dispatcher import Dispatcher, send_run
+from mailer.delivery.dispatcher import Dispatcher, default_identity, send_run
 from mailer.delivery.pool import SmtpPool
 
 log = logging.getLogger("mailer.worker")
@@ -97,8 +98,10 @@ class Worker:
         pool: SmtpPool,
         dispatcher_for: Callable[[SmtpPool], Dispatcher],
         objections_left: Callable[[], Awaitable[int]] | None = None,
+        identity: str = "",
     ) -> None:
         self.db = db
+        self.identity = identity or default_identity()  # its beat, for sharing the relay
         self.ctx = ctx
         self.pool = pool
         self.dispatcher_for = dispatcher_for
@@ -165,6 +168,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
+        await self.db.transaction(lambda s: leave(s, self.identity))
 
     async def tick(self) -> None:
         """Recover, catch up on due firings, keep triggers in step with the database."""
@@ -172,6 +176,9 @@ class Worker:
         recovered = await db.transaction(lambda s: recover_in_flight(s, ctx))
         if recovered:
             log.warning("%d in-flight messages marked unknown after a stop", recovered)
+        # The relay's connections and rate are shared among the workers that beat.
+        live = await db.transaction(lambda s: beat(s, self.identity, ctx.clock.now()))
+        self.pool.share(live)
         for campaign in await db.transaction(scheduled_campaigns):
             already = await db.transaction(partial(fired_runs, campaign_id=campaign.id))
             for moment in due_firings(campaign, ctx.clock.now(), already):

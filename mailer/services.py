@@ -121,7 +121,12 @@ class Services:
         from mailer.scheduler import Worker
 
         return Worker(
-            self.db, self.context, self.pool(), self.dispatcher, self.objections.left_over
+            self.db,
+            self.context,
+            self.pool(),
+            self.dispatcher,
+            self.objections.left_over,
+            identity=self.settings.worker_id,
         )
 
     def inbound_handler(self) -> InboundHandler:

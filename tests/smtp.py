@@ -57,6 +57,8 @@ class RecordingHandler:
     # first DATA; accepted when they come back.
     greylist_rcpt: set[str] = field(default_factory=set)
     greylist_data: set[str] = field(default_factory=set)
+    sessions: int = 0  # connections open now
+    most_sessions: int = 0  # the most open at once
 
     def reset(self) -> None:
         """Every field back to its default, a field added later included: nothing one test
@@ -161,7 +163,24 @@ class _Controller(Controller):
     def factory(self) -> SMTP:
         handler = self.handler
         enabled = handler.smtputf8 if isinstance(handler, RecordingHandler) else True
-        return SMTP(handler, **{**self.SMTP_kwargs, "enable_SMTPUTF8": enabled})
+        return _CountingSMTP(handler, **{**self.SMTP_kwargs, "enable_SMTPUTF8": enabled})
+
+
+class _CountingSMTP(SMTP):
+    """Counts the connections open at once (a relay's connection limit, seen from the relay)."""
+
+    def connection_made(self, transport: Any) -> None:
+        handler = self.event_handler
+        if isinstance(handler, RecordingHandler):
+            handler.sessions += 1
+            handler.most_sessions = max(handler.most_sessions, handler.sessions)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        handler = self.event_handler
+        if isinstance(handler, RecordingHandler):
+            handler.sessions -= 1
+        super().connection_lost(error)
 
 
 def free_port() -> int:

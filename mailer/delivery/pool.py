@@ -101,11 +101,35 @@ class SmtpPool:
     def __init__(self, settings: Settings, size: int, rate: int = 0, timeout: float = 30) -> None:
         self.settings = settings
         self.size = size
+        self.whole = (size, rate)  # this process's limits when it sends alone
         self.timeout = timeout
         self.bucket = TokenBucket(rate)
         self._idle: asyncio.Queue[PipeliningConnection | None] = asyncio.Queue()
+        self._excess = 0  # connections to retire as they come back (the share shrank)
         for _ in range(size):
             self._idle.put_nowait(None)  # connected lazily
+
+    def share(self, among: int) -> None:
+        """Take this process's part of the relay's limits when `among` processes send
+        through it (the workers' beats): connections and rate are one limit for all of them."""
+        whole_size, whole_rate = self.whole
+        size = max(1, whole_size // max(1, among))
+        rate = whole_rate and max(1, whole_rate // max(1, among))
+        self.bucket.rate = rate
+        self.bucket.tokens = min(self.bucket.tokens, float(rate))
+        change, self.size = size - self.size, size
+        while change > 0 and self._excess:
+            change, self._excess = change - 1, self._excess - 1
+        for _ in range(change):
+            self._idle.put_nowait(None)
+        self._excess += max(0, -change)
+        while self._excess and not self._idle.empty():  # idle ones go now
+            self._retire(self._idle.get_nowait())
+
+    def _retire(self, connection: PipeliningConnection | None) -> None:
+        self._excess -= 1
+        if connection is not None:
+            connection.close()
 
     async def _connect(self) -> PipeliningConnection:
         """Greeting, EHLO, STARTTLS and AUTH through aiosmtplib; then our pipelining protocol."""
@@ -174,7 +198,10 @@ class SmtpPool:
                 connection = None
             raise
         finally:
-            self._idle.put_nowait(connection)
+            if self._excess:
+                self._retire(connection)
+            else:
+                self._idle.put_nowait(connection)
 
     async def _next(self, batch: _SendAll, connection: PipeliningConnection) -> _Item | None:
         """The next message this lane sends, after its turn in the rate limit. A message that

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -171,15 +172,44 @@ def three_workers_env(crash_env, tmp_path):
     return {**crash_env, "MAILER_CONFIG": str(config)}
 
 
+RELAY_CONNECTIONS, RELAY_RATE = 3, 30  # `[delivery]` limits, for all workers together
+
+
+@pytest.fixture
+def limited_workers_env(three_workers_env, tmp_path):
+    config = tmp_path / "limited.toml"
+    config.write_text(
+        Path(three_workers_env["MAILER_CONFIG"])
+        .read_text()
+        .replace("connections = 8", f"connections = {RELAY_CONNECTIONS}")
+        .replace("rate_per_second = 0", f"rate_per_second = {RELAY_RATE}")
+    )
+    return {**three_workers_env, "MAILER_CONFIG": str(config)}
+
+
+def most_in_a_second(moments: list[float]) -> int:
+    """The most messages the relay took within any one second."""
+    moments = sorted(moments)
+    most, start = 0, 0
+    for end, moment in enumerate(moments):
+        while moment - moments[start] > 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 async def test_three_workers_fire_a_cron_slot_once_share_it_and_survive_a_kill(
-    app_client, keys, services, smtp, three_workers_env, database_url
+    app_client, keys, services, smtp, limited_workers_env, database_url
 ):
     """Three `mailer worker` processes with their own identity on one database: the cron
     slot fires one run, not three; the sending is shared (each delivery names the worker that
     handed it over, and the runs API shows them); one worker killed with SIGKILL mid-send and
     the others finish; nobody gets the campaign twice, and only what was in the killed
-    worker's hands is `unknown`."""
+    worker's hands is `unknown`. The relay's limits hold for the three together: at most
+    `connections` open at once, and `rate_per_second` (plus each worker's first burst)."""
     from datetime import UTC, datetime, timedelta
+
+    three_workers_env = limited_workers_env
 
     people = 120
     cid = await setup(app_client, keys, n=people)
@@ -227,6 +257,10 @@ async def test_three_workers_fire_a_cron_slot_once_share_it_and_survive_a_kill(
     # At most the killed worker's one batch in flight (batch_size 4); none when it died between
     # two batches. Those sent were received once; an unknown one at most once.
     assert unknown <= 4
+    # One limit for all workers, not one per process: each takes its part (its beat).
+    assert smtp.most_sessions <= RELAY_CONNECTIONS
+    burst = RELAY_RATE  # each worker's bucket starts full with its part: RELAY_RATE together
+    assert most_in_a_second([m.at for m in smtp.received]) <= RELAY_RATE + burst
 
 
 def restart_postgresql() -> None:

@@ -369,3 +369,30 @@ def test_the_pool_works_on_uvloop_as_under_uvicorn(smtp, pool_settings, pipelini
     outcomes = uvloop.run(go())
     assert {o.kind for o in outcomes.values()} == {"sent"}
     assert len(smtp.received) == 5
+
+
+async def test_the_pool_takes_its_share_of_the_relays_connections_and_rate(pool_settings, smtp):
+    """Several workers share `[delivery] connections` and `rate_per_second`: a pool told it is
+    one of three opens a third of the connections and takes a third of the rate; told it is
+    alone again, it grows back."""
+    smtp.data_delay = 0.02  # slow enough that every lane is busy at once
+    pool = SmtpPool(pool_settings, 6, rate=60)
+    try:
+        pool.share(3)
+        assert (pool.size, pool.bucket.rate) == (2, 20)
+        started = asyncio.get_running_loop().time()
+        outcomes = await pool.send_all([message(i) for i in range(30)])
+        elapsed = asyncio.get_running_loop().time() - started
+        assert {o.kind for o in outcomes} == {"sent"}
+        assert smtp.most_sessions <= 2
+        assert elapsed >= (30 - 20) / 20 * 0.9  # a burst of 20, then 20 a second
+        pool.share(1)
+        assert (pool.size, pool.bucket.rate) == (6, 60)
+        smtp.most_sessions = smtp.sessions
+        await pool.send_all([message(i) for i in range(30, 90)])
+        assert 2 < smtp.most_sessions <= 6
+        pool.share(6)  # shrinking closes the idle connections beyond the new part at once
+        await asyncio.sleep(0.1)
+        assert smtp.sessions <= 1
+    finally:
+        await pool.close()

@@ -251,7 +251,7 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = await _sharing_dispatcher(services)
+    dispatcher = await _sharing_dispatcher(services, beats=False)
     try:
         await services.start()
         now = datetime.now(UTC).replace(microsecond=0)
@@ -318,14 +318,16 @@ async def _send_now(settings: Settings, campaign_id: str) -> int:
         await services.close()
 
 
-async def _sharing_dispatcher(services: Services) -> Dispatcher:
-    """A dispatcher over a pool of its own that takes its part of the relay's limits, as the
-    workers that beat share them (a helper or `send --now` beside running workers)."""
+async def _sharing_dispatcher(services: Services, *, beats: bool) -> Dispatcher:
+    """A dispatcher over a pool of its own that takes its part of the relay's limits beside
+    the workers that beat: a helper's worker beats (and splits its part with its helpers),
+    `send --now` does not, so it counts itself once more."""
     from campaigns.sending.senders import live_senders
 
     dispatcher = services.dispatcher()
-    now = SystemClock().now()
-    dispatcher.pool.share(await services.db.transaction(lambda s: live_senders(s, now)))
+    now = services.context.clock.now()
+    live = await services.db.transaction(lambda s: live_senders(s, now))
+    dispatcher.pool.share(live if beats else live + 1)
     return dispatcher
 
 
@@ -338,7 +340,7 @@ async def _help_send(settings: Settings, campaign_id: str, run_id: int) -> int:
     from mailer.services import Services
 
     services = Services.build(settings)
-    dispatcher = await _sharing_dispatcher(services)
+    dispatcher = await _sharing_dispatcher(services, beats=True)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, dispatcher.stopping.set)
     try:
         progress = await dispatcher.run(campaign_id, run_id, wait_for_retries=False)

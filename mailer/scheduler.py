@@ -112,7 +112,23 @@ class Worker:
         self.dispatching: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self.dispatchers: set[Dispatcher] = set()
 
+    async def beat(self) -> None:
+        """This worker is alive: take its part of the relay's connections and rate, shared
+        among the workers that beat. Its own job, so a long tick (a big run materialised)
+        never makes the others think it is gone."""
+        ctx = self.ctx
+        live = await self.db.transaction(lambda s: beat(s, self.identity, ctx.clock.now()))
+        self.pool.share(live)
+
     async def start(self) -> None:
+        await self.beat()
+        self.scheduler.add_job(
+            self.beat,
+            IntervalTrigger(seconds=SYNC_SECONDS),
+            id="beat",
+            max_instances=1,
+            coalesce=True,
+        )
         await self.tick()
         if self.objections_left is not None:
             await self.objections_left()  # what a restart left, at once
@@ -176,9 +192,6 @@ class Worker:
         recovered = await db.transaction(lambda s: recover_in_flight(s, ctx))
         if recovered:
             log.warning("%d in-flight messages marked unknown after a stop", recovered)
-        # The relay's connections and rate are shared among the workers that beat.
-        live = await db.transaction(lambda s: beat(s, self.identity, ctx.clock.now()))
-        self.pool.share(live)
         for campaign in await db.transaction(scheduled_campaigns):
             already = await db.transaction(partial(fired_runs, campaign_id=campaign.id))
             for moment in due_firings(campaign, ctx.clock.now(), already):

@@ -149,13 +149,19 @@ async def update_campaign(
     ctx: Context,
     templates: Path = DEFAULT_TEMPLATES,
 ) -> CampaignView:
-    """A draft or scheduled campaign edited (Conflict once it has sent). Never commits."""
-    campaign = await session.get(Campaign, campaign_id)
+    """A draft or scheduled campaign edited, until its first run (Conflict after it: the
+    runs' deliveries and reports keep the content they were sent with). Never commits."""
+    # Locked: a firing that starts a run meanwhile waits, or this waits for it.
+    campaign = await session.get(Campaign, campaign_id, with_for_update=True)
     if campaign is None:
         raise NotFound("no campaign with this id")
-    if campaign.status not in EDITABLE:
+    run = CampaignRun.__table__  # type: ignore[attr-defined]
+    ran = await session.execute(
+        sa.select(run.c.id).where(run.c.campaign_id == campaign_id).limit(1)
+    )
+    if campaign.status not in EDITABLE or ran.first() is not None:
         raise Conflict(
-            f"a campaign that is {campaign.status} can no longer be edited",
+            "a campaign that has sent can no longer be edited",
             reason="not_editable",
         )
     check_campaign(data, ctx, templates)
@@ -446,6 +452,14 @@ class RunProgress:
 
 
 PROGRESS_WINDOW = timedelta(minutes=1)
+
+
+async def latest_run_id(session: AsyncSession, campaign_id: str) -> int | None:
+    run = CampaignRun.__table__  # type: ignore[attr-defined]
+    latest = await session.execute(
+        sa.select(sa.func.max(run.c.id)).where(run.c.campaign_id == campaign_id)
+    )
+    return latest.scalar_one_or_none()
 
 
 async def run_progress(session: AsyncSession, run_id: int, now: datetime) -> RunProgress:

@@ -27,7 +27,7 @@ from campaigns.audience.audience import load_target
 from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_query
 from campaigns.context import Context
 from campaigns.db import among, dialect_name
-from campaigns.models import Campaign, Contact, Delivery
+from campaigns.models import Campaign, CampaignRun, Contact, Delivery
 from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from campaigns.suppression.entries import NewEntry, suppress_all
 from campaigns.suppression.predicate import is_suppressed
@@ -292,10 +292,12 @@ async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
 
 
 async def run_counts(session: AsyncSession, run_id: int) -> dict[str, int]:
-    """Deliveries of one run by status."""
+    """Deliveries of one run by status (read from the campaign, run and status index)."""
+    run = CampaignRun.__table__  # type: ignore[attr-defined]
+    campaign_id = sa.select(run.c.campaign_id).where(run.c.id == run_id).scalar_subquery()
     rows = await session.execute(
         sa.select(DELIVERY.c.status, sa.func.count())
-        .where(DELIVERY.c.run == run_id)
+        .where(DELIVERY.c.campaign_id == campaign_id, DELIVERY.c.run == run_id)
         .group_by(DELIVERY.c.status)
     )
     return {str(status): int(n) for status, n in rows.all()}

@@ -106,6 +106,7 @@ class SmtpPool:
         self.bucket = TokenBucket(rate)
         self._idle: asyncio.Queue[PipeliningConnection | None] = asyncio.Queue()
         self._excess = 0  # connections to retire as they come back (the share shrank)
+        self._quitting: set[asyncio.Future[None]] = set()
         for _ in range(size):
             self._idle.put_nowait(None)  # connected lazily
 
@@ -128,8 +129,11 @@ class SmtpPool:
 
     def _retire(self, connection: PipeliningConnection | None) -> None:
         self._excess -= 1
-        if connection is not None:
-            connection.close()
+        if connection is not None and connection.is_open:
+            # A polite QUIT, in the background: the relay sees a session end, not a drop.
+            quitting = asyncio.ensure_future(connection.quit())
+            self._quitting.add(quitting)
+            quitting.add_done_callback(self._quitting.discard)
 
     async def _connect(self) -> PipeliningConnection:
         """Greeting, EHLO, STARTTLS and AUTH through aiosmtplib; then our pipelining protocol."""

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import aiosmtplib
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect
@@ -31,7 +33,7 @@ from campaigns.audience.audience import (
 from campaigns.audience.eligibility import CampaignTarget
 from campaigns.clock import as_utc
 from campaigns.context import Context
-from campaigns.errors import DomainError, InvalidInput, NotFound
+from campaigns.errors import Conflict, DomainError, InvalidInput, NotFound
 from campaigns.evidence.profiles import find_contacts
 from campaigns.models import Campaign
 from campaigns.returns.reputation import Reputation, run_reputation
@@ -44,17 +46,18 @@ from campaigns.sending.campaigns import (
     campaign_runs,
     campaign_views,
     create_campaign,
+    latest_run_id,
     run_progress,
     update_campaign,
 )
 from campaigns.sending.inputs import CampaignIn
 from campaigns.sending.lifecycle import open_run_id
+from campaigns.sending.states import Action, may
 from campaigns.staff import Staff, audit
 from campaigns.tracking import CampaignClicks, campaign_clicks
 from mailer.db import Database
 from mailer.delivery.compose import Recipient
-from mailer.delivery.footer import MailBasis
-from mailer.delivery.preview import sample_recipient
+from mailer.delivery.preview import previewed_contact, sample_recipient
 from mailer.web.console import (
     HEADERS,
     ConsoleDep,
@@ -143,8 +146,6 @@ def _editor(ctx: Context, templates: Path, draft: dict[str, Any], editable: bool
 def _queries(draft: dict[str, Any], lang: str, campaign_id: str | None) -> dict[str, str]:
     """The preview's and the audience's URLs' queries for the draft as the page first shows
     it (the script follows the edits)."""
-    from urllib.parse import urlencode
-
     tail = [("campaign", campaign_id)] if campaign_id else []
     target = [("purpose", draft["purpose"]), *(("categories", c) for c in draft["categories"])]
     fields = [(k, v or "") for k, v in draft.items() if k != "categories"]
@@ -221,27 +222,7 @@ async def _recipient(
         raise NotFound("no contact with this address or customer number")
     contact = found[0]
     why = await explain_target(session, contact.id, target, ctx)
-    basis = why.basis
-    if not why.eligible or basis is None:
-        raise InvalidInput(
-            f"this contact would not receive the campaign ({why.reason})", reason=why.reason
-        )
-    return (
-        Recipient(
-            delivery_id=0,
-            contact_id=contact.id,
-            email=contact.email,
-            name=contact.name,
-            locale=contact.locale,
-            basis=MailBasis(
-                basis.kind,
-                basis.captured_at or basis.placed_at,  # type: ignore[arg-type]
-                basis.purpose,
-                tuple(basis.categories or ()),
-            ),
-        ),
-        contact.email,
-    )
+    return previewed_contact(contact, why), contact.email
 
 
 def _transient(campaign_id: str, data: CampaignIn) -> Campaign:
@@ -395,7 +376,9 @@ class ConsoleCampaigns(Controller):
                 )
             return {
                 "view": view, "record": campaign, "runs": runs, "open_run": open_run, "why": why,
-                "following": await _following(session, campaign, runs, ctx),
+                "following": await _following(
+                    session, campaign, runs[0].id if runs else None, ctx
+                ),
             }  # fmt: skip
 
         loaded = await db.transaction(load)
@@ -404,11 +387,17 @@ class ConsoleCampaigns(Controller):
         firings = next_firings(record.cron, record.timezone or "UTC", now) if record.cron else []
         if request.query_params.get("saved"):
             notice = notice or w["saved"]
+        tested = [a for a in request.query_params.get("tested", "").split(",") if a]
+        if tested:
+            allowed = set(ctx.config.marketing.test_addresses)
+            notice = notice or w["test_sent"].format(
+                emails=", ".join(a for a in tested if a in allowed)
+            )
         shown = draft or _stored_draft(view)
         lang = console.language(request.headers.get("accept-language", ""))
         return page(
             console, request, "campaign.html", "campaign", staff=staff, c=view, record=record,
-            editor=_editor(ctx, templates, shown, view.status in EDITABLE),
+            editor=_editor(ctx, templates, shown, view.status in EDITABLE and not loaded["runs"]),
             queries=_queries(shown, lang, campaign_id),
             runs=loaded["runs"], open_run=loaded["open_run"],
             progress=loaded["following"].progress, live=loaded["following"].live,
@@ -416,6 +405,7 @@ class ConsoleCampaigns(Controller):
             why_words=_why_words(w, loaded["why"][1]) if loaded["why"] and loaded["why"][1]
             else None,
             firings=firings, test_addresses=list(ctx.config.marketing.test_addresses),
+            may={action.name.lower(): may(view.status, action) for action in Action},
             timezones=TIMEZONES, error=error, notice=notice, status_code=status_code,
         )  # fmt: skip
 
@@ -565,8 +555,9 @@ class ConsoleCampaigns(Controller):
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None:
                 raise NotFound("no campaign with this id")
-            runs = await campaign_runs(session, campaign_id, with_senders=False)
-            return await _following(session, campaign, runs, ctx)
+            return await _following(
+                session, campaign, await latest_run_id(session, campaign_id), ctx
+            )
 
         following = await db.transaction(work)
         return _fragment(console, request, "progress.html", progress=following.progress,
@@ -612,12 +603,17 @@ class ConsoleCampaigns(Controller):
 
         campaign = await db.transaction(load)
         composer = composers.for_campaign(campaign)
-        for email in chosen:
-            await transport.send(composer.compose(sample_recipient(email)))
-        return await self._campaign_page(
-            request, db, ctx, console, templates, staff, campaign_id,
-            notice=w["test_sent"].format(emails=", ".join(chosen)),
-        )  # fmt: skip
+        try:
+            for email in chosen:
+                await transport.send(composer.compose(sample_recipient(email)))
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return await self._campaign_page(
+                request, db, ctx, console, templates, staff, campaign_id, status_code=502,
+                error=w["test_failed"].format(detail=type(exc).__name__),
+            )  # fmt: skip
+        # Redirected: a reload shows the page again, it does not send the test again.
+        query = urlencode({"tested": ",".join(chosen)})
+        return Redirect(path=f"/console/campaigns/{campaign_id}?{query}", status_code=303)
 
     @post("/campaigns/{campaign_id:str}/schedule", status_code=303)
     async def schedule(
@@ -669,7 +665,8 @@ class ConsoleCampaigns(Controller):
         except DomainError as exc:
             return await self._campaign_page(
                 request, db, ctx, console, templates, staff, campaign_id,
-                error=_error_text(console, request, exc), status_code=422,
+                error=_error_text(console, request, exc),
+                status_code=409 if isinstance(exc, Conflict) else 422,
             )  # fmt: skip
         return Redirect(path=f"/console/campaigns/{campaign_id}", status_code=303)
 
@@ -741,7 +738,8 @@ class ConsoleCampaigns(Controller):
                 runs[run_id],
                 await run_reputation(session, run_id),
                 await campaign_clicks(session, campaign_id),
-                campaign.paused_reason,
+                # Why it paused itself: said by the run still open, not by the earlier ones.
+                campaign.paused_reason if runs[run_id].status == "sending" else None,
             )
 
         view, report = await db.transaction(work)
@@ -762,14 +760,14 @@ SOON = timedelta(minutes=1)
 
 
 async def _following(
-    session: AsyncSession, campaign: Campaign, runs: list[RunView], ctx: Context
+    session: AsyncSession, campaign: Campaign, latest_run: int | None, ctx: Context
 ) -> Following:
     now = ctx.clock.now()
-    shown = await run_progress(session, runs[0].id, now) if runs else None
+    shown = await run_progress(session, latest_run, now) if latest_run is not None else None
     due_soon = (
         campaign.status == "scheduled"
         and campaign.send_at is not None
-        and as_utc(campaign.send_at) <= now + SOON
+        and now - SOON <= as_utc(campaign.send_at) <= now + SOON
     )
     return Following(shown, campaign.status == "sending" or due_soon)
 

@@ -34,10 +34,13 @@ class ConsolePeople(Controller):
     async def suppressions(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        """Is this address suppressed? Its entries' reason, channel and date, nothing more."""
+        """Is this address suppressed? Its entries' reason, channel and date, nothing more.
+        Admins only, as the API's suppression lookup."""
         staff = await signed_in(request, db, ctx)
         if staff is None:
             return to_login()
+        if not staff.admin:
+            return refused(console, request, staff, "suppressions", "admins_only")
         q = request.query_params.get("q", "").strip()
         found: SuppressionStatus | None = None
         error = None
@@ -83,8 +86,9 @@ class ConsolePeople(Controller):
             )  # fmt: skip
 
         async def work(session: AsyncSession) -> None:
-            await record_objection(session, data, clock=ctx.clock, hasher=ctx.hasher)
-            await audit(session, staff.user_id, "suppression.add", ctx.clock, "suppression", "")
+            status = await record_objection(session, data, clock=ctx.clock, hasher=ctx.hasher)
+            entry = status.entries[-1].id  # the entry just added: the log names no address
+            await audit(session, staff.user_id, "suppression.add", ctx.clock, "suppression", entry)
 
         await db.transaction(work, urgent=True)  # before any send's next handoff
         return Redirect(path="/console/suppressions?added=1", status_code=303)
@@ -130,10 +134,13 @@ class ConsolePeople(Controller):
     async def review(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        """Bounces and complaints the decision table left to a person."""
+        """Bounces and complaints the decision table left to a person: the reports as they
+        came hold addresses, so admins only, as the API's review queue."""
         staff = await signed_in(request, db, ctx)
         if staff is None:
             return to_login()
+        if not staff.admin:
+            return refused(console, request, staff, "review", "admins_only")
         items: list[ReviewItem] = await db.transaction(
             lambda s: review_items(s, limit=REVIEW_SHOWN)
         )
@@ -171,5 +178,15 @@ class ConsolePeople(Controller):
             await audit(session, staff.user_id, f"review.{action}", ctx.clock, "review",
                         str(item_id))  # fmt: skip
 
-        await db.transaction(work, urgent=True)
+        try:
+            await db.transaction(work, urgent=True)
+        except DomainError as exc:  # decided meanwhile (two admins, a double click)
+            items: list[ReviewItem] = await db.transaction(
+                lambda s: review_items(s, limit=REVIEW_SHOWN)
+            )
+            return page(
+                console, request, "review.html", "review", staff=staff, items=items,
+                actions=get_args(Action), status_code=409,
+                error=words(console, request)["not_valid"].format(detail=str(exc)),
+            )  # fmt: skip
         return Redirect(path="/console/review", status_code=303)

@@ -109,7 +109,7 @@ async def test_the_preview_shows_the_exact_message_per_language_with_headers_and
         assert "frame-ancestors 'self'" in shown.headers["content-security-policy"]
         texts[lang] = shown.text
     assert texts["nl"] != texts["fr"]  # the French variant of the template and footer
-    assert "Publicité" in texts["fr"]
+    assert "Publicité" in texts["fr"]  # C30: the label in the mail's language
     as_contact = await app_client.get(
         "/console/preview", params={**DRAFT, "as": "consent@example.be"}
     )
@@ -118,6 +118,11 @@ async def test_the_preview_shows_the_exact_message_per_language_with_headers_and
         "/console/preview", params={**DRAFT, "as": "nobody@example.be"}
     )
     assert "no_basis" in not_theirs.text
+    # Stand-in ids: the preview's links act on nobody, whoever it shows (C39): the contact's
+    # preference link is the sample's, which reaches no one.
+    sample = await app_client.get("/console/preview", params=DRAFT)
+    links = [re.findall(r"/p/[\w-]+", page.text) for page in (as_contact, sample)]
+    assert links[0] and links[0] == links[1]
     assert ids
 
 
@@ -220,3 +225,51 @@ async def test_c39_c14_only_admins_suppress_and_export_and_the_search_shows_litt
     assert (await actions(services))[-2:] == ["suppression.add", "contact.export"]
     review = await app_client.get("/console/review")
     assert review.status_code == 200 and "Nothing to review." in review.text
+
+
+async def test_c39_no_console_form_changes_anything_without_its_csrf_token(
+    app_client, keys, services
+):
+    """Every state-changing route of the console, posted without the session's token or with
+    a wrong one, as an admin: 403, and nothing changed (no audit line beyond the login)."""
+    ids = await people(app_client, keys)
+    await staff(services, "jan@ollekebolleke.be", "admin")
+    csrf = await logged_in(app_client, "jan@ollekebolleke.be")
+    made = await create(app_client, csrf)
+    campaign_id = re.search(r"/console/campaigns/(\w+)", made.headers["location"]).group(1)
+    contact_id = ids["nobody@example.be"]
+    routes = {
+        "/console/campaigns/new": DRAFT,
+        f"/console/campaigns/{campaign_id}": {**DRAFT, "subject": "Changed"},
+        f"/console/campaigns/{campaign_id}/test": {"to": "qa@ollekebolleke.be"},
+        f"/console/campaigns/{campaign_id}/schedule": {"mode": "now"},
+        f"/console/campaigns/{campaign_id}/pause": {},
+        f"/console/campaigns/{campaign_id}/cancel": {},
+        "/console/suppressions": {"email": "nobody@example.be"},
+        f"/console/contacts/{contact_id}/export": {},
+        f"/console/contacts/{contact_id}/erase": {},
+        "/console/review/1": {"action": "dismiss"},
+        "/console/logout": {},
+    }
+    before = await actions(services)
+    for path, form in routes.items():
+        for token in ({}, {"csrf": "x" + csrf}):
+            answer = await app_client.post(path, data={**form, **token}, follow_redirects=False)
+            assert answer.status_code == 403, (path, token, answer.status_code)
+    assert await actions(services) == before
+    async with services.db.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None and campaign.status == "draft"
+        assert campaign.subject == DRAFT["subject"]
+        assert (await session.execute(sa.select(Suppression))).first() is None
+    assert (await app_client.get("/console/")).status_code == 200  # still logged in
+
+
+async def test_c39_a_marketer_cannot_read_the_review_queue_nor_decide(app_client, services):
+    await staff(services, "mia@ollekebolleke.be", "marketer")
+    csrf = await logged_in(app_client, "mia@ollekebolleke.be")
+    assert (await app_client.get("/console/review")).status_code == 403
+    assert (await app_client.get("/console/suppressions?q=a@example.be")).status_code == 403
+    decided = await app_client.post("/console/review/1", data={"csrf": csrf, "action": "dismiss"})
+    assert decided.status_code == 403
+    assert await actions(services) == ["login"]

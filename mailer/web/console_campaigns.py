@@ -210,7 +210,12 @@ def _preview_of(data: bytes, language: str, as_whom: str) -> Preview:
 
 
 async def _recipient(
-    session: AsyncSession, target: CampaignTarget, ctx: Context, who: str, language: str
+    session: AsyncSession,
+    target: CampaignTarget,
+    ctx: Context,
+    who: str,
+    language: str,
+    staff: Staff,
 ) -> tuple[Recipient, str]:
     """The recipient a preview is composed for: the contact found by address or customer
     number (with the basis it holds for this draft), else the sample contact in `language`."""
@@ -222,6 +227,7 @@ async def _recipient(
         raise NotFound("no contact with this address or customer number")
     contact = found[0]
     why = await explain_target(session, contact.id, target, ctx)
+    await audit(session, staff.user_id, "contact.preview", ctx.clock, "contact", contact.id)
     return previewed_contact(contact, why), contact.email
 
 
@@ -365,15 +371,15 @@ class ConsoleCampaigns(Controller):
             (view,) = await campaign_views(session, [campaign])
             runs = await campaign_runs(session, campaign_id, with_senders=False)
             open_run = await open_run_id(session, campaign_id)
-            why = None
+            why: tuple[str, Explanation | None] | None = None
             if who:
                 found = await find_contacts(session, who, limit=1)
                 target = CampaignTarget(campaign_id, view.purpose, view.categories)
-                why = (
-                    (found[0].email, await explain_target(session, found[0].id, target, ctx))
-                    if found
-                    else (who, None)
-                )
+                why = (who, None)
+                if found:
+                    why = (found[0].email, await explain_target(session, found[0].id, target, ctx))
+                    await audit(session, staff.user_id, "contact.why", ctx.clock, "contact",
+                                found[0].id)  # fmt: skip
             return {
                 "view": view, "record": campaign, "runs": runs, "open_run": open_run, "why": why,
                 "following": await _following(
@@ -470,7 +476,7 @@ class ConsoleCampaigns(Controller):
 
             async def work(session: AsyncSession) -> Preview:
                 recipient, as_whom = await _recipient(
-                    session, target, ctx, query.get("as", ""), language or lang
+                    session, target, ctx, query.get("as", ""), language or lang, staff
                 )
                 composed = composer.compose(recipient)
                 return _preview_of(composed.data, recipient.locale or "", as_whom)

@@ -38,7 +38,6 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ import httpx
 from audience import NOW, Dialect, load_statements
 from common import CONFIG, PG_HOST, PG_PORT, PG_USER, ROOT, SECRET, mailer, pg_connect, pg_recreate
 from common import pg_version as pg_version_of
+from dispatch import free_port
+from oneclick import serving
 from rich.console import Console
 from rich.table import Table
 
@@ -150,23 +151,6 @@ async def sample_ids(contacts: int) -> tuple[list[str], list[str], list[str]]:
     finally:
         await conn.close()
     return campaign_ids, picked, emails
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port} after {seconds:.0f} s")
 
 
 async def log_in(client: httpx.AsyncClient) -> None:
@@ -279,7 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args(argv)
     pg_recreate(PG_DATABASE)
-    service = None
     try:
         mailer(env(), "migrate", timeout=300)
         load_s = asyncio.run(load(args.contacts, args.campaigns))
@@ -292,16 +275,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             capture_output=True,
         )  # fmt: skip
         port = free_port()
-        service = subprocess.Popen(
-            [sys.executable, "-m", "mailer", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(port)
-        results = asyncio.run(measure(port, args.requests, args.contacts))
+        serve = [
+            sys.executable,
+            "-m",
+            "mailer",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        with serving(serve, env(), port):
+            results = asyncio.run(measure(port, args.requests, args.contacts))
     finally:
-        if service is not None:
-            service.terminate()
-            service.wait(30)
         if not args.keep_database:
             pg_recreate(PG_DATABASE, drop_only=True)
     meta = {

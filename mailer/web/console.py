@@ -147,6 +147,28 @@ async def carries_token(request: Request[Any, Any, Any], expected: str) -> bool:
     return bool(expected) and secrets.compare_digest(str(form.get("csrf", "")), expected)
 
 
+async def staff_or_answer(
+    request: Request[Any, Any, Any],
+    db: Database,
+    ctx: Any,
+    console: ConsolePages,
+    title: str,
+    *,
+    form: bool = False,
+    admin: bool = False,
+) -> Staff | Response[Any]:
+    """Who asks, or the answer that ends the request: the login page for nobody; 403 for a
+    form posted without its CSRF token, or for a marketer where only admins may (C39)."""
+    staff = await signed_in(request, db, ctx)
+    if staff is None:
+        return to_login()
+    if form and not await carries_token(request, staff.csrf):
+        return refused(console, request, staff, title, "forbidden")
+    if admin and not staff.admin:
+        return refused(console, request, staff, title, "admins_only")
+    return staff
+
+
 def to_login() -> Redirect:
     return Redirect(path="/console/login", status_code=303)
 
@@ -266,11 +288,9 @@ class ConsoleController(Controller):
     async def logout(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "console", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "console", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         token = request.cookies[SESSION_COOKIE]
         await db.transaction(lambda s: log_out(s, token, ctx.clock))
         return Redirect(
@@ -328,13 +348,9 @@ class ConsoleController(Controller):
         console: ConsoleDep,
     ) -> Response[Any]:
         """Admins only (C39): a marketer cannot erase, whatever it posts."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "contacts", "forbidden")
-        if not staff.admin:
-            return refused(console, request, staff, "contacts", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "contacts", form=True, admin=True)
+        if not isinstance(staff, Staff):
+            return staff
 
         async def work(session: AsyncSession) -> None:
             await erase_contact(
@@ -349,10 +365,8 @@ class ConsoleController(Controller):
     async def audit(
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not staff.admin:
-            return refused(console, request, staff, "audit", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "audit", admin=True)
+        if not isinstance(staff, Staff):
+            return staff
         lines = await db.transaction(audit_log)
         return page(console, request, "audit.html", "audit", staff=staff, lines=lines)

@@ -61,10 +61,9 @@ from mailer.delivery.preview import previewed_contact, sample_recipient
 from mailer.web.console import (
     HEADERS,
     ConsoleDep,
-    carries_token,
     page,
-    refused,
     signed_in,
+    staff_or_answer,
     to_login,
     words,
 )
@@ -306,11 +305,9 @@ class ConsoleCampaigns(Controller):
         console: ConsoleDep,
         templates: TemplatesDep,
     ) -> Response[Any]:
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "new_campaign", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "new_campaign", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         draft = _draft(await request.form())
         try:
             data = _checked(draft)
@@ -425,11 +422,9 @@ class ConsoleCampaigns(Controller):
         console: ConsoleDep,
         templates: TemplatesDep,
     ) -> Response[Any]:
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "campaign", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "campaign", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         draft = _draft(await request.form())
         try:
             data = _checked(draft)
@@ -584,11 +579,9 @@ class ConsoleCampaigns(Controller):
         transport: TransportDep,
     ) -> Response[Any]:
         """The saved campaign to addresses of the internal test list only."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "campaign", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "campaign", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         form = await request.form()
         allowed = list(ctx.config.marketing.test_addresses)
         chosen = [a for a in form.getall("to", []) if a in allowed]
@@ -633,11 +626,9 @@ class ConsoleCampaigns(Controller):
         parse_cron: CronParserDep,
     ) -> Response[Any]:
         """Now, once at a local time, or recurring (cron in a time zone)."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "campaign", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "campaign", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         form = await request.form()
         mode = str(form.get("mode", ""))
         timezone = str(form.get("timezone", "Europe/Brussels"))
@@ -688,11 +679,9 @@ class ConsoleCampaigns(Controller):
         templates: TemplatesDep,
     ) -> Response[Any]:
         """Pause, resume or cancel."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "campaign", "forbidden")
+        staff = await staff_or_answer(request, db, ctx, console, "campaign", form=True)
+        if not isinstance(staff, Staff):
+            return staff
         step = {"pause": lifecycle.pause, "resume": lifecycle.resume,
                 "cancel": lifecycle.cancel}.get(action)  # fmt: skip
         if step is None:

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from campaigns.errors import DomainError
 from campaigns.returns.review import Action, ReviewItem, decide_review, review_items
 from campaigns.rights.export import export_contact
-from campaigns.staff import audit
+from campaigns.staff import Staff, audit
 from campaigns.suppression.entries import SuppressionStatus, record_objection, suppression_status
 from campaigns.suppression.inputs import SuppressionIn
-from mailer.web.console import ConsoleDep, carries_token, page, refused, signed_in, to_login, words
+from mailer.web.console import ConsoleDep, page, refused, staff_or_answer, words
 from mailer.web.deps import CtxDep, DbDep
 
 REVIEW_SHOWN = 100
@@ -36,11 +36,9 @@ class ConsolePeople(Controller):
     ) -> Response[Any]:
         """Is this address suppressed? Its entries' reason, channel and date, nothing more.
         Admins only, as the API's suppression lookup."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not staff.admin:
-            return refused(console, request, staff, "suppressions", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "suppressions", admin=True)
+        if not isinstance(staff, Staff):
+            return staff
         q = request.query_params.get("q", "").strip()
         found: SuppressionStatus | None = None
         error = None
@@ -62,13 +60,11 @@ class ConsolePeople(Controller):
         self, request: Request[Any, Any, Any], db: DbDep, ctx: CtxDep, console: ConsoleDep
     ) -> Response[Any]:
         """A manual suppression, admins only: the address is not mailed from now on (C14)."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "suppressions", "forbidden")
-        if not staff.admin:
-            return refused(console, request, staff, "suppressions", "admins_only")
+        staff = await staff_or_answer(
+            request, db, ctx, console, "suppressions", form=True, admin=True
+        )
+        if not isinstance(staff, Staff):
+            return staff
         form = await request.form()
         try:
             data = SuppressionIn(
@@ -103,13 +99,9 @@ class ConsolePeople(Controller):
         console: ConsoleDep,
     ) -> Response[Any]:
         """Everything held about the person, as the access request's JSON, admins only."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "contacts", "forbidden")
-        if not staff.admin:
-            return refused(console, request, staff, "contacts", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "contacts", form=True, admin=True)
+        if not isinstance(staff, Staff):
+            return staff
 
         async def work(session: AsyncSession) -> dict[str, Any]:
             document = await export_contact(
@@ -136,11 +128,9 @@ class ConsolePeople(Controller):
     ) -> Response[Any]:
         """Bounces and complaints the decision table left to a person: the reports as they
         came hold addresses, so admins only, as the API's review queue."""
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not staff.admin:
-            return refused(console, request, staff, "review", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "review", admin=True)
+        if not isinstance(staff, Staff):
+            return staff
         items: list[ReviewItem] = await db.transaction(
             lambda s: review_items(s, limit=REVIEW_SHOWN)
         )
@@ -158,13 +148,9 @@ class ConsolePeople(Controller):
         ctx: CtxDep,
         console: ConsoleDep,
     ) -> Response[Any]:
-        staff = await signed_in(request, db, ctx)
-        if staff is None:
-            return to_login()
-        if not await carries_token(request, staff.csrf):
-            return refused(console, request, staff, "review", "forbidden")
-        if not staff.admin:
-            return refused(console, request, staff, "review", "admins_only")
+        staff = await staff_or_answer(request, db, ctx, console, "review", form=True, admin=True)
+        if not isinstance(staff, Staff):
+            return staff
         form = await request.form()
         action = str(form.get("action", ""))
         if action not in get_args(Action):

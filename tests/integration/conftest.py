@@ -5,9 +5,11 @@ free port (`listener`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -54,17 +56,11 @@ async def listener(world):
     await server.close()
 
 
-@pytest.fixture
-async def server(settings, clock, services) -> AsyncIterator[str]:
-    """The app served by a real uvicorn on a free port: its base URL."""
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """`app` served by a real uvicorn on a free port: its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, clock=clock),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     instance = uvicorn.Server(config)
     task = asyncio.create_task(instance.serve())
     for _ in range(200):
@@ -74,7 +70,14 @@ async def server(settings, clock, services) -> AsyncIterator[str]:
     assert instance.started, "uvicorn did not start"
     yield f"http://127.0.0.1:{port}"
     instance.should_exit = True
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def server(settings, clock, services) -> AsyncIterator[str]:
+    """The app served by a real uvicorn on a free port: its base URL."""
+    async with served(create_app(settings, clock=clock)) as url:
+        yield url
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's: a test tool's own browser download fails here

@@ -6,20 +6,18 @@ screenshots for the README. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from mailer.app import create_app
 from tests import factories
+from tests.integration.conftest import served
 from tests.integration.test_browser import SHOTS
 from tests.integration.test_console import browser_login, serious_violations, staff
-from tests.smtp import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +25,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def console_server(settings, clock) -> AsyncIterator[str]:
     """The app as `make run` serves it: with its worker, which fires what is due."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, clock=clock, with_worker=True),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    instance = uvicorn.Server(config)
-    task = asyncio.create_task(instance.serve())
-    for _ in range(200):
-        if instance.started:
-            break
-        await asyncio.sleep(0.025)
-    assert instance.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    await asyncio.wait_for(task, 20)
+    async with served(create_app(settings, clock=clock, with_worker=True)) as url:
+        yield url
 
 
 async def shop_pushes(server: str, keys: Any) -> None:

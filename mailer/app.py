@@ -100,7 +100,9 @@ def create_app(
         exception_handlers=exception_handlers,
         request_max_body_size=MAX_BODY,
         # Guards and exception handlers take no dependencies: they read these.
-        state=State({"db": services.db, "dev_mode": settings.dev_mode}),
+        state=State(
+            {"db": services.db, "dev_mode": settings.dev_mode, "console": services.console}
+        ),
         dependencies={
             "db": provide(services.db),
             "ctx": provide(services.context),

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from campaigns.audience.eligibility import Basis
+from campaigns.errors import NotFound
 from campaigns.evidence.profiles import contact_detail, find_contacts
 from campaigns.models import Campaign
 from campaigns.rights.erasure import erase_contact
@@ -169,6 +170,15 @@ async def staff_or_answer(
     return staff
 
 
+def not_found_page(request: Request[Any, Any, Any], exc: NotFound) -> Response[str]:
+    """What the console answers for a campaign, run or contact that is not there: a page in
+    the staff member's language, not the API's JSON."""
+    console: ConsolePages = request.app.state.console
+    message = words(console, request)["not_found"]
+    return page(console, request, "message.html", "console", status_code=404, staff=None,
+                message=message)  # fmt: skip
+
+
 def to_login() -> Redirect:
     return Redirect(path="/console/login", status_code=303)
 
@@ -178,6 +188,7 @@ SCRIPT = (Path(__file__).parent / "static" / "console.js").read_bytes()
 
 class ConsoleController(Controller):
     include_in_schema = False
+    exception_handlers = {NotFound: not_found_page}
 
     @get("/console/static/console.js", media_type="text/javascript")
     async def script(self) -> Response[bytes]:
@@ -206,7 +217,9 @@ class ConsoleController(Controller):
             number = 1
 
         async def load(session: AsyncSession) -> tuple[list[CampaignRow], int]:
-            views = await list_campaigns(session, PAGE_SIZE, (number - 1) * PAGE_SIZE)
+            total = await campaign_count(session)
+            last = max(1, -(-total // PAGE_SIZE))
+            views = await list_campaigns(session, PAGE_SIZE, (min(number, last) - 1) * PAGE_SIZE)
             ids = [v.id for v in views]
             shown = sa.select(Campaign).where(col(Campaign.id).in_(ids))
             schedules = {c.id: c for c in (await session.execute(shown)).scalars()}
@@ -217,7 +230,7 @@ class ConsoleController(Controller):
                 )
                 for v in views
             ]
-            return rows, await campaign_count(session)
+            return rows, total
 
         rows, total = await db.transaction(load)
         pages = max(1, -(-total // PAGE_SIZE))

@@ -45,6 +45,7 @@ from campaigns.sending.campaigns import (
     RunView,
     campaign_runs,
     campaign_views,
+    check_campaign,
     create_campaign,
     latest_run_id,
     run_progress,
@@ -61,6 +62,7 @@ from mailer.delivery.preview import previewed_contact, sample_recipient
 from mailer.web.console import (
     HEADERS,
     ConsoleDep,
+    not_found_page,
     page,
     signed_in,
     staff_or_answer,
@@ -273,6 +275,7 @@ def _error_text(console: ConsolePages, request: Request[Any, Any, Any], exc: Dom
 class ConsoleCampaigns(Controller):
     path = "/console"
     include_in_schema = False
+    exception_handlers = {NotFound: not_found_page}
 
     # ---- the editor -----------------------------------------------------------------------
 
@@ -454,6 +457,7 @@ class ConsoleCampaigns(Controller):
         ctx: CtxDep,
         console: ConsoleDep,
         composers: ComposersDep,
+        templates: TemplatesDep,
     ) -> Response[Any]:
         """The exact message the draft makes, as a contact or the sample contact, in a chosen
         language: headers, subject, HTML and text. Its own small page (the editor frames it)."""
@@ -466,6 +470,7 @@ class ConsoleCampaigns(Controller):
         lang = console.language(request.headers.get("accept-language", ""))
         try:
             data = _checked(_draft(query))
+            check_campaign(data, ctx, templates)  # an unknown purpose, category or template
             target = CampaignTarget(campaign_id, data.purpose, tuple(data.categories))
             composer = composers.for_campaign(_transient(campaign_id, data))
 

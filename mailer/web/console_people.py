@@ -14,13 +14,13 @@ from litestar.response import Redirect
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from campaigns.errors import DomainError
+from campaigns.errors import DomainError, NotFound
 from campaigns.returns.review import Action, ReviewItem, decide_review, review_items
 from campaigns.rights.export import export_contact
 from campaigns.staff import Staff, audit
 from campaigns.suppression.entries import SuppressionStatus, record_objection, suppression_status
 from campaigns.suppression.inputs import SuppressionIn
-from mailer.web.console import ConsoleDep, page, refused, staff_or_answer, words
+from mailer.web.console import ConsoleDep, not_found_page, page, refused, staff_or_answer, words
 from mailer.web.deps import CtxDep, DbDep
 
 REVIEW_SHOWN = 100
@@ -29,6 +29,7 @@ REVIEW_SHOWN = 100
 class ConsolePeople(Controller):
     path = "/console"
     include_in_schema = False
+    exception_handlers = {NotFound: not_found_page}
 
     @get("/suppressions")
     async def suppressions(

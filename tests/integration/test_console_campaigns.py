@@ -225,6 +225,10 @@ async def test_c39_c14_only_admins_suppress_and_export_and_the_search_shows_litt
     assert (await actions(services))[-2:] == ["suppression.add", "contact.export"]
     review = await app_client.get("/console/review")
     assert review.status_code == 200 and "Nothing to review." in review.text
+    gone = await app_client.get("/console/campaigns/" + "f" * 32)
+    assert gone.status_code == 404 and "This does not exist" in gone.text  # a page, not JSON
+    tracking = await app_client.get("/console/preview", params={**DRAFT, "purpose": "tracking"})
+    assert "not a purpose to mail for" in tracking.text
 
 
 async def test_c39_no_console_form_changes_anything_without_its_csrf_token(

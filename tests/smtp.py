@@ -57,22 +57,23 @@ class RecordingHandler:
     # first DATA; accepted when they come back.
     greylist_rcpt: set[str] = field(default_factory=set)
     greylist_data: set[str] = field(default_factory=set)
-    sessions: int = 0  # connections open now
-    most_sessions: int = 0  # the most open at once
+    most_sessions: int = 0  # the most connections open at once (since the last reset)
+
+    def __post_init__(self) -> None:
+        # Connections open now: not a field, so a reset (and equality) leaves it alone; pools
+        # keep connections open across tests.
+        self.sessions = 0
 
     def reset(self) -> None:
         """Every field back to its default, a field added later included: nothing one test
         set up (an injected reply, a recorded message) is left for the next."""
         for spec in dataclasses.fields(self):
-            if spec.name == "sessions":
-                continue  # connections still open (pools keep theirs) stay counted
             if spec.default_factory is not dataclasses.MISSING:
                 setattr(self, spec.name, spec.default_factory())
             elif spec.default is not dataclasses.MISSING:
                 setattr(self, spec.name, spec.default)
             else:
                 raise TypeError(f"RecordingHandler.{spec.name} needs a default to be reset")
-        self.most_sessions = self.sessions
 
     async def handle_EHLO(
         self,

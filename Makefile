@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate key test lint bench clean lock
+.PHONY: help install run migrate key user test lint bench clean lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ run: install mailer.toml migrate ## Serve on SQLite at :8000 with the worker; ma
 
 key: install mailer.toml ## Create an API key: make key SCOPE=shop NAME=webshop (printed once)
 	@MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer keys create --scope $(or $(SCOPE),shop) --name $(or $(NAME),$(or $(SCOPE),shop))
+
+user: install mailer.toml ## A console account: make user EMAIL=mia@shop.be ROLE=marketer|admin (asks the password)
+	@MAILER_DEV=$${MAILER_DEV:-1} $(PY) -m mailer users create --email "$(EMAIL)" --role $(or $(ROLE),marketer)
 
 test: install ## Run the tests (SQLite and PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest

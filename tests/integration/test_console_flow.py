@@ -114,6 +114,16 @@ async def test_c39_a_marketer_writes_previews_targets_tests_schedules_and_reads_
     await page.screenshot(path=str(SHOTS / "console-report.en.png"), full_page=True)
     seen.append(page.url)
 
+    # Find a contact and read why they got it: the delivery, with the basis it used.
+    await page.get_by_role("link", name="Contacts").click()
+    await page.get_by_label("Email address or customer number").fill("bram@example.be")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("link", name="bram@example.be").click()
+    delivery = page.get_by_role("row").filter(has_text="Winter tea")
+    await delivery.wait_for()
+    assert "customer exception" in await delivery.inner_text()
+    assert "tea: bought on" in await page.locator("main").inner_text()
+
     # Every other page the console has passes the same check; the admins' ones as an admin.
     campaign_url = seen[1].split("?")[0]
     for path in (

@@ -122,40 +122,24 @@ class Worker:
 
     async def start(self) -> None:
         await self.beat()
-        self.scheduler.add_job(
-            self.beat,
-            IntervalTrigger(seconds=SYNC_SECONDS),
-            id="beat",
-            max_instances=1,
-            coalesce=True,
-        )
+        self._every(self.beat, IntervalTrigger(seconds=SYNC_SECONDS), "beat")
         await self.tick()
         if self.objections_left is not None:
             await self.objections_left()  # what a restart left, at once
-        self.scheduler.add_job(
-            self.tick,
-            IntervalTrigger(seconds=SYNC_SECONDS),
-            id="sync",
-            max_instances=1,
-            coalesce=True,
-        )
+        self._every(self.tick, IntervalTrigger(seconds=SYNC_SECONDS), "sync")
         if self.objections_left is not None:
-            self.scheduler.add_job(
-                self.objections_left,
-                IntervalTrigger(seconds=ACKNOWLEDGE_SECONDS),
-                id="acknowledge",
-                max_instances=1,
-                coalesce=True,
+            self._every(
+                self.objections_left, IntervalTrigger(seconds=ACKNOWLEDGE_SECONDS), "acknowledge"
             )
         # Retention runs by itself (C34), every day at a quiet hour.
-        self.scheduler.add_job(
-            self.retention,
-            CronTrigger(hour=RETENTION_HOUR, minute=30, timezone=UTC),
-            id="retention",
-            max_instances=1,
-            coalesce=True,
+        self._every(
+            self.retention, CronTrigger(hour=RETENTION_HOUR, minute=30, timezone=UTC), "retention"
         )
         self.scheduler.start()
+
+    def _every(self, job: Callable[[], Awaitable[Any]], trigger: Any, name: str) -> None:
+        """A job of this worker's own: one at a time, missed runs coalesced into one."""
+        self.scheduler.add_job(job, trigger, id=name, max_instances=1, coalesce=True)
 
     async def retention(self) -> Due:
         done = await run_retention(self.db, self.ctx)

@@ -231,18 +231,13 @@ async def campaign_views(
         ):
             if status in _COUNTED:  # a status the counts do not show is left out
                 counts[campaign_id][status] = n
-        for campaign_id, n in await session.execute(
-            sa.select(col(Suppression.campaign_id), sa.func.count())
-            .where(col(Suppression.campaign_id).in_(ids), col(Suppression.reason) == "unsubscribe")
-            .group_by(col(Suppression.campaign_id))
+        caused = {"unsubscribe": "unsubscribed", "complaint": "complaints"}  # reason -> count
+        for campaign_id, reason, n in await session.execute(
+            sa.select(col(Suppression.campaign_id), col(Suppression.reason), sa.func.count())
+            .where(col(Suppression.campaign_id).in_(ids), col(Suppression.reason).in_(caused))
+            .group_by(col(Suppression.campaign_id), col(Suppression.reason))
         ):
-            counts[str(campaign_id)]["unsubscribed"] = n
-        for campaign_id, n in await session.execute(
-            sa.select(col(Suppression.campaign_id), sa.func.count())
-            .where(col(Suppression.campaign_id).in_(ids), col(Suppression.reason) == "complaint")
-            .group_by(col(Suppression.campaign_id))
-        ):
-            counts[str(campaign_id)]["complaints"] = n
+            counts[str(campaign_id)][caused[reason]] = n
     return [
         CampaignView(
             id=c.id,

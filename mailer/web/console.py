@@ -61,7 +61,7 @@ def page(
     cookies: list[Cookie] | None = None,
     **context: Any,
 ) -> Response[str]:
-    lang = console.language(request.headers.get("accept-language", ""))
+    lang = language_of(console, request)
     return Response(
         console.render(lang, template, title_key, **context),
         media_type=MediaType.HTML,
@@ -97,8 +97,13 @@ def _basis_in_words(w: dict[str, str], basis: Basis) -> str:
     )
 
 
+def language_of(console: ConsolePages, request: Request[Any, Any, Any]) -> str:
+    """nl, fr or en, from the browser's Accept-Language."""
+    return console.language(request.headers.get("accept-language", ""))
+
+
 def words(console: ConsolePages, request: Request[Any, Any, Any]) -> dict[str, str]:
-    return CONSOLE[console.language(request.headers.get("accept-language", ""))]
+    return CONSOLE[language_of(console, request)]
 
 
 def _session_cookie(console: ConsolePages, token: str | None) -> Cookie:
@@ -236,7 +241,7 @@ class ConsoleController(Controller):
         pages = max(1, -(-total // PAGE_SIZE))
         return page(
             console, request, "campaigns.html", "campaigns", staff=staff, campaigns=rows,
-            total=total, number=min(number, pages), pages=pages,
+            total=total, number=min(number, pages), pages=pages, page_size=PAGE_SIZE,
         )  # fmt: skip
 
     @get("/console/login")

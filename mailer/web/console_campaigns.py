@@ -52,7 +52,6 @@ from campaigns.sending.campaigns import (
     update_campaign,
 )
 from campaigns.sending.inputs import CampaignIn
-from campaigns.sending.lifecycle import open_run_id
 from campaigns.sending.states import Action, may
 from campaigns.staff import Staff, audit
 from campaigns.tracking import CampaignClicks, campaign_clicks
@@ -62,6 +61,7 @@ from mailer.delivery.preview import previewed_contact, sample_recipient
 from mailer.web.console import (
     HEADERS,
     ConsoleDep,
+    language_of,
     not_found_page,
     page,
     signed_in,
@@ -260,7 +260,7 @@ class RunReport:
 
 def _fragment(console: ConsolePages, request: Request[Any, Any, Any], template: str,
               **context: Any) -> Response[str]:  # fmt: skip
-    lang = console.language(request.headers.get("accept-language", ""))
+    lang = language_of(console, request)
     return Response(
         console.fragment(lang, template, **context),
         media_type=MediaType.HTML,
@@ -293,7 +293,7 @@ class ConsoleCampaigns(Controller):
             return to_login()
         draft: dict[str, Any] = {"name": "", "purpose": "", "categories": [], "subject": "",
                  "template": "", "locale": None}  # fmt: skip
-        lang = console.language(request.headers.get("accept-language", ""))
+        lang = language_of(console, request)
         return page(
             console, request, "editor.html", "new_campaign", staff=staff, campaign=None,
             editor=_editor(ctx, templates, draft, True), queries=_queries(draft, lang, None),
@@ -323,7 +323,7 @@ class ConsoleCampaigns(Controller):
 
             view = await db.transaction(work)
         except DomainError as exc:
-            lang = console.language(request.headers.get("accept-language", ""))
+            lang = language_of(console, request)
             return page(
                 console, request, "editor.html", "new_campaign", staff=staff, campaign=None,
                 editor=_editor(ctx, templates, draft, True), status_code=422,
@@ -370,7 +370,6 @@ class ConsoleCampaigns(Controller):
                 raise NotFound("no campaign with this id")
             (view,) = await campaign_views(session, [campaign])
             runs = await campaign_runs(session, campaign_id, with_senders=False)
-            open_run = await open_run_id(session, campaign_id)
             why: tuple[str, Explanation | None] | None = None
             if who:
                 found = await find_contacts(session, who, limit=1)
@@ -381,7 +380,7 @@ class ConsoleCampaigns(Controller):
                     await audit(session, staff.user_id, "contact.why", ctx.clock, "contact",
                                 found[0].id)  # fmt: skip
             return {
-                "view": view, "record": campaign, "runs": runs, "open_run": open_run, "why": why,
+                "view": view, "record": campaign, "runs": runs, "why": why,
                 "following": await _following(
                     session, campaign, runs[0].id if runs else None, ctx
                 ),
@@ -400,12 +399,12 @@ class ConsoleCampaigns(Controller):
                 emails=", ".join(a for a in tested if a in allowed)
             )
         shown = draft or _stored_draft(view)
-        lang = console.language(request.headers.get("accept-language", ""))
+        lang = language_of(console, request)
         return page(
             console, request, "campaign.html", "campaign", staff=staff, c=view, record=record,
             editor=_editor(ctx, templates, shown, view.status in EDITABLE and not loaded["runs"]),
             queries=_queries(shown, lang, campaign_id),
-            runs=loaded["runs"], open_run=loaded["open_run"],
+            runs=loaded["runs"],
             progress=loaded["following"].progress, live=loaded["following"].live,
             why=loaded["why"], who=who,
             why_words=_why_words(w, loaded["why"][1]) if loaded["why"] and loaded["why"][1]
@@ -467,7 +466,7 @@ class ConsoleCampaigns(Controller):
         query = request.query_params
         campaign_id = query.get("campaign") or DRAFT_ID
         language = query.get("lang", "") if query.get("lang", "") in ("nl", "fr", "en") else ""
-        lang = console.language(request.headers.get("accept-language", ""))
+        lang = language_of(console, request)
         try:
             data = _checked(_draft(query))
             check_campaign(data, ctx, templates)  # an unknown purpose, category or template

@@ -31,7 +31,7 @@ async function load(target, url) {
     const answer = await fetch(url, { credentials: "same-origin" });
     target.innerHTML = await answer.text();
   } catch (error) {
-    target.textContent = target.dataset.failed || "—";
+    target.textContent = "—"; // the next refresh tries again
   } finally {
     target.removeAttribute("aria-busy");
   }

@@ -283,6 +283,9 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime | None = _utc(nullable=True)  # a retry after a 4xx
     claimed_at: datetime | None = _utc(nullable=True)  # when a worker took it for sending
     handed_by: str | None = Field(default=None, max_length=100)  # the sending process (host:pid)
+    # The handed-over batch it was part of: its row in the wire log says, after a crash,
+    # whether it was on the wire and what the relay answered (mailer/delivery/journal.py).
+    handoff: int | None = Field(default=None, sa_column=sa.Column(BigId, nullable=True))
     last_error: str | None = Field(default=None, max_length=300)
 
 
@@ -567,3 +570,19 @@ class SendingProcess(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=100)  # MAILER_WORKER_ID, else host:pid
     seen_at: datetime = _utc(index=True)
+
+
+class WireLog(SQLModel, table=True):
+    """The wire journal: per handed-over batch, its deliveries in order and, per position,
+    whether it may be on the wire and what the relay answered. Written outside the handoff
+    transaction, so it outlives a kill -9 (mailer/delivery/journal.py). On SQLite it lives in
+    a file of its own beside the database (the handoff holds the database's one write lock);
+    this table is then empty."""
+
+    __tablename__ = "wire_log"
+
+    key: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    written_at: datetime = _utc()
+    ids: str = Field(sa_type=sa.Text)  # JSON: the delivery ids, in the order they are sent
+    states: str = Field(sa_type=sa.Text)  # one character per position (see the journal)
+    details: str | None = Field(default=None, sa_type=sa.Text)  # JSON: position -> reply

@@ -30,6 +30,7 @@ from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaig
 from campaigns.sending.senders import beat, leave
 from mailer.db import Database
 from mailer.delivery.dispatcher import Dispatcher, default_identity, send_run
+from mailer.delivery.journal import JournalDown, WireJournal
 from mailer.delivery.pool import SmtpPool
 
 log = logging.getLogger("mailer.worker")
@@ -99,8 +100,10 @@ class Worker:
         dispatcher_for: Callable[[SmtpPool], Dispatcher],
         objections_left: Callable[[], Awaitable[int]] | None = None,
         identity: str = "",
+        journal: WireJournal | None = None,
     ) -> None:
         self.db = db
+        self.journal = journal  # read when recovering a crashed sender's batches
         self.identity = identity or default_identity()  # its beat, for sharing the relay
         self.ctx = ctx
         self.pool = pool
@@ -173,9 +176,7 @@ class Worker:
     async def tick(self) -> None:
         """Recover, catch up on due firings, keep triggers in step with the database."""
         db, ctx = self.db, self.ctx
-        recovered = await db.transaction(lambda s: recover_in_flight(s, ctx))
-        if recovered:
-            log.warning("%d in-flight messages marked unknown after a stop", recovered)
+        await self.recover()
         for campaign in await db.transaction(scheduled_campaigns):
             already = await db.transaction(partial(fired_runs, campaign_id=campaign.id))
             for moment in due_firings(campaign, ctx.clock.now(), already):
@@ -183,6 +184,22 @@ class Worker:
             self._ensure_trigger(campaign)
         for campaign_id, run_id in await db.transaction(open_runs):
             self._dispatch(campaign_id, run_id)
+
+    async def recover(self) -> None:
+        """What a stopped sender left claimed past its lease: queued again, settled from the
+        wire journal, or `unknown` (invariant 6). A journal that cannot be read now leaves the
+        rows for the next tick rather than making them all `unknown`."""
+        db, ctx, journal = self.db, self.ctx, self.journal
+        try:
+            unknown = await db.transaction(lambda s: recover_in_flight(s, ctx, journal))
+            if journal is not None:
+                lease = timedelta(seconds=ctx.config.delivery.lease_seconds)
+                await journal.sweep(db, ctx.clock.now() - lease)
+        except JournalDown as exc:
+            log.warning("recovery waits: %s", exc)
+            return
+        if unknown:
+            log.warning("%d in-flight messages marked unknown after a stop", unknown)
 
     def _ensure_trigger(self, campaign: Campaign) -> None:
         job_id = f"campaign:{campaign.id}"

@@ -23,6 +23,7 @@ from mailer.delivery.acknowledger import Acknowledger
 from mailer.delivery.compose import Composers
 from mailer.delivery.dispatcher import Dispatcher, process_pool
 from mailer.delivery.dkim import DkimSigner
+from mailer.delivery.journal import WireJournal
 from mailer.delivery.notices import Notices
 from mailer.delivery.objections import Objections
 from mailer.delivery.pool import SmtpPool
@@ -115,6 +116,7 @@ class Services:
             pool or self.pool(),
             owns_pool=own,
             identity=self.settings.worker_id,
+            journal=self.journal,
         )
 
     def worker(self) -> Worker:
@@ -127,6 +129,7 @@ class Services:
             self.dispatcher,
             self.objections.left_over,
             identity=self.settings.worker_id,
+            journal=self.journal,
         )
 
     def inbound_handler(self) -> InboundHandler:
@@ -144,7 +147,14 @@ class Services:
         """Takes the hot paths' objections and follows them up (one per process: it batches)."""
         return Objections(self.db, self.context, self.acknowledger)
 
+    @cached_property
+    def journal(self) -> WireJournal | None:
+        """What of a handed-over batch was on the wire (one per process)."""
+        return WireJournal.beside(self.settings.database_url, self.context.clock)
+
     async def close(self) -> None:
+        if self.__dict__.get("journal") is not None:
+            await self.journal.close()  # type: ignore[union-attr]
         await self.db.close()
 
 

@@ -8,7 +8,9 @@ instead of being skipped (`.ci/run` starts the server first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -167,6 +169,14 @@ async def empty_tables(services: Services) -> None:
         else:
             for table in reversed(metadata.sorted_tables):
                 await connection.execute(table.delete())
+    journal = services.db.engine.url.database
+    if services.db.engine.dialect.name == "sqlite" and journal:
+        with (
+            contextlib.suppress(sqlite3.OperationalError),  # the wire journal's own file
+            contextlib.closing(sqlite3.connect(f"{journal}-wire")) as wire,
+        ):
+            wire.execute("DELETE FROM wire_log")
+            wire.commit()
 
 
 @pytest.fixture

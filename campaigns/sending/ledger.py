@@ -11,14 +11,21 @@ sent: it becomes `unknown`, never sent again. The handoff transaction re-checks 
 the rows, and stays open while the messages are handed to SMTP; an objection, which marks the
 address's open deliveries `skipped`, therefore either commits before the handoff (and the
 message is not sent) or waits for it (and nothing is handed over after its commit, C13).
+
+A crash loses the handoff transaction's outcomes. So that it leaves `unknown` only what was on
+the wire, not the whole batch, the sender keeps a wire journal outside that transaction
+(mailer/delivery/journal.py): per handed-over batch (`handoff`), which messages were released
+to the wire and what the relay answered. Recovery reads it (`Journaled`): a message never
+released is queued again, an answered one gets its answer, and only a released one without an
+answer is `unknown`. Without a journal row, every handed-over row is `unknown`, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -120,11 +127,13 @@ async def mark_handing_over(
     ids: Sequence[int],
     ctx: Context,
     handed_by: str | None = None,
+    handoff: int | None = None,
 ) -> list[int] | None:
     """Its own transaction, just before the handoff: from here on a crash makes these rows
-    `unknown`; `handed_by` names the sending process. Returns the ids still claimed (a claim
-    that lapsed meanwhile is not sent), or None when the campaign was paused or cancelled
-    since the claim: the batch is released."""
+    `unknown`, unless the wire journal's row `handoff` says better; `handed_by` names the
+    sending process. Returns the ids still claimed (a claim that lapsed meanwhile is not
+    sent), or None when the campaign was paused or cancelled since the claim: the batch is
+    released."""
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.SENDING:
         if campaign is not None and campaign.status == CampaignStatus.CANCELLED:
@@ -144,7 +153,9 @@ async def mark_handing_over(
             DELIVERY.c.status == DeliveryStatus.SENDING,
             DELIVERY.c.next_attempt_at.is_not(None),
         )
-        .values(next_attempt_at=None, claimed_at=ctx.clock.now(), handed_by=handed_by)
+        .values(
+            next_attempt_at=None, claimed_at=ctx.clock.now(), handed_by=handed_by, handoff=handoff
+        )
         .returning(DELIVERY.c.id)
     )
     return sorted(marked.scalars())
@@ -156,7 +167,10 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
         sa.update(DELIVERY)
         .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == DeliveryStatus.SENDING)
         .values(
-            status=DeliveryStatus.QUEUED, attempts=DELIVERY.c.attempts - 1, next_attempt_at=None
+            status=DeliveryStatus.QUEUED,
+            attempts=DELIVERY.c.attempts - 1,
+            next_attempt_at=None,
+            handoff=None,
         )
     )
 
@@ -270,10 +284,58 @@ async def suppress_hard_bounces(
     await suppress_all(session, entries, clock=ctx.clock, hasher=ctx.hasher)
 
 
-async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
+# A position's state in the wire journal: not yet released to the wire, released (it may be on
+# the wire), or the relay's answer.
+NOT_RELEASED, RELEASED = ".", "w"
+_ANSWERED = {"s": "sent", "t": "temporary", "p": "permanent", "h": "permanent", "u": "unknown"}
+IN_FLIGHT = "in flight when a worker stopped"
+
+
+def wire_state(outcome: SmtpOutcome) -> str:
+    """The journal's one character for what the relay answered."""
+    if outcome.kind == "permanent":
+        return "h" if outcome.hard_bounce else "p"
+    return outcome.kind[0]  # sent, temporary, unknown
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """A handed-over batch as the wire journal last wrote it: its delivery ids in order, a
+    state per position, and the relay's reply to those that were not sent."""
+
+    ids: list[int]
+    states: str
+    details: dict[int, str]
+
+    def answers(self) -> dict[int, SmtpOutcome | None]:
+        """Per delivery: what the relay answered (`unknown` when it was released and no answer
+        was written), or None when it was never released to the wire."""
+        said: dict[int, SmtpOutcome | None] = {}
+        for position, (delivery_id, state) in enumerate(zip(self.ids, self.states, strict=True)):
+            if state == NOT_RELEASED:
+                said[delivery_id] = None
+            elif state in _ANSWERED:
+                kind: Any = _ANSWERED[state]
+                detail = self.details.get(position) or (IN_FLIGHT if kind == "unknown" else "")
+                said[delivery_id] = SmtpOutcome(delivery_id, kind, detail, hard_bounce=state == "h")
+            else:
+                said[delivery_id] = SmtpOutcome(delivery_id, "unknown", IN_FLIGHT)
+        return said
+
+
+class JournalReader(Protocol):
+    async def read(self, keys: Collection[int]) -> dict[int, Journaled]: ...
+
+
+async def recover_in_flight(
+    session: AsyncSession, ctx: Context, journal: JournalReader | None = None
+) -> int:
     """After a crash: deliveries claimed longer ago than the lease. Those never handed over
-    are queued again; those that were in flight are marked `unknown` and counted, never sent
-    again (invariant 6). Returns how many became `unknown`."""
+    are queued again. Of those handed over, the wire journal's row for their batch decides:
+    never released to the wire, queued again; answered, the answer is recorded (a hard bounce
+    suppressed, C17); otherwise `unknown` and counted, never sent again (invariant 6). The
+    rows are locked and checked before the journal is read, so a handoff that is still
+    running cannot be settled twice. Returns how many became `unknown`."""
     stale = ctx.clock.now() - timedelta(seconds=ctx.config.delivery.lease_seconds)
     lapsed = (DELIVERY.c.status == DeliveryStatus.SENDING, DELIVERY.c.claimed_at < stale)
     await session.execute(
@@ -283,12 +345,43 @@ async def recover_in_flight(session: AsyncSession, ctx: Context) -> int:
             status=DeliveryStatus.QUEUED, attempts=DELIVERY.c.attempts - 1, next_attempt_at=None
         )
     )
-    result = await session.execute(
-        sa.update(DELIVERY)
-        .where(*lapsed)
-        .values(status=DeliveryStatus.UNKNOWN, last_error="in flight when a worker stopped")
+    handed = sa.select(DELIVERY.c.id, DELIVERY.c.handoff).where(*lapsed)
+    if dialect_name(session) == "postgresql":
+        handed = handed.with_for_update(skip_locked=True)  # a live handoff holds its rows
+    rows = (await session.execute(handed)).all()
+    if not rows:
+        return 0
+    keys = {key for _, key in rows if key is not None}
+    journaled = await journal.read(keys) if journal is not None and keys else {}
+    answers: dict[int, SmtpOutcome | None] = {}
+    for key in keys & journaled.keys():
+        answers.update(journaled[key].answers())
+    never_released = [i for i, _ in rows if i in answers and answers[i] is None]
+    outcomes = [
+        answers.get(i) or SmtpOutcome(i, "unknown", IN_FLIGHT)
+        for i, _ in rows
+        if i not in never_released
+    ]
+    if never_released:
+        await release(session, never_released)
+    await record_outcomes(session, outcomes, ctx)
+    if any(o.hard_bounce for o in outcomes):
+        await suppress_hard_bounces(session, outcomes, ctx)
+    return sum(1 for o in outcomes if o.kind == "unknown")
+
+
+async def handoffs_in_flight(session: AsyncSession, keys: Collection[int]) -> set[int]:
+    """Of these handed-over batches, those with a delivery still `sending`: their journal rows
+    are still needed."""
+    if not keys:
+        return set()
+    rows = await session.execute(
+        sa.select(DELIVERY.c.handoff)
+        .where(among(DELIVERY.c.handoff, list(keys), session))
+        .where(DELIVERY.c.status == DeliveryStatus.SENDING)
+        .distinct()
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return set(rows.scalars())
 
 
 async def run_counts(session: AsyncSession, run_id: int) -> dict[str, int]:

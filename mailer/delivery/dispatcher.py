@@ -44,6 +44,7 @@ from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from campaigns.tracking import record_links
 from mailer.db import Database
 from mailer.delivery.compose import CampaignComposer, Composed, Composers, recipient_of
+from mailer.delivery.journal import JournalDown, WireJournal, WireRecord
 from mailer.delivery.pool import SmtpPool
 from mailer.settings import Settings
 
@@ -128,8 +129,10 @@ class Dispatcher:
         *,
         owns_pool: bool = False,
         identity: str = "",
+        journal: WireJournal | None = None,
     ) -> None:
         self.db = db
+        self.journal = journal  # what was on the wire, for recovery after a crash
         self.identity = identity or default_identity()  # recorded on each delivery it hands over
         self.ctx = ctx
         self.composers = composers
@@ -287,16 +290,20 @@ class Dispatcher:
             log.error("campaign paused: composition failed")
             return False
 
+        wire = await self._wire_record(batch.ids)
+        key = wire.key if wire is not None else None
         claimed = await db.transaction(
-            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx, self.identity)
+            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx, self.identity, key)
         )
         if claimed is None:  # paused or cancelled since the claim: released, not sent
+            if wire is not None:
+                await wire.end(finished=True)
             return False
 
         async def handoff(session: AsyncSession, ids: list[int]) -> tuple[list[int], Outcomes]:
             live = await begin_handoff(session, ids)
             outcomes = await self.pool.send_all(
-                [(i, batch.messages[i]) for i in live if i in batch.messages]
+                [(i, batch.messages[i]) for i in live if i in batch.messages], wire
             )
             outcomes += [o for o in batch.unsendable if o.delivery_id in live]
             await record_outcomes(session, outcomes, ctx)
@@ -313,15 +320,21 @@ class Dispatcher:
         live: list[int] = []
         outcomes: Outcomes = []
         guarded = None
-        for chunk in self.pace.chunks(claimed):
-            started = time.monotonic()
-            # Never retried: the messages may already be with the relay.
-            handed, said = await db.transaction(partial(handoff, ids=chunk), retry=False)
-            self.pace.observe(len(handed), time.monotonic() - started)
-            guarded = await db.transaction(partial(afterwards, said=said)) or guarded
-            await db.make_way()  # an unsubscribe or a report waiting for the lock goes first
-            live += handed
-            outcomes += said
+        committed = False  # all the batch's outcomes are in the ledger: its journal row may go
+        try:
+            for chunk in self.pace.chunks(claimed):
+                started = time.monotonic()
+                # Never retried: the messages may already be with the relay.
+                handed, said = await db.transaction(partial(handoff, ids=chunk), retry=False)
+                self.pace.observe(len(handed), time.monotonic() - started)
+                guarded = await db.transaction(partial(afterwards, said=said)) or guarded
+                await db.make_way()  # an unsubscribe or a report waiting for the lock goes first
+                live += handed
+                outcomes += said
+            committed = True
+        finally:
+            if wire is not None:
+                await wire.end(finished=committed)
         # A pause by the guard takes effect before the next batch, as a marketer's does.
         progress.skipped += len(claimed) - len(live)
         for outcome in outcomes:
@@ -351,6 +364,17 @@ class Dispatcher:
             )
             return False
         return True
+
+    async def _wire_record(self, ids: list[int]) -> WireRecord | None:
+        """The batch's row in the wire journal; None without one, or when it cannot be
+        written: the batch goes as before, and a crash makes all of it `unknown`."""
+        if self.journal is None:
+            return None
+        try:
+            return await self.journal.open(ids, self.pool.size)
+        except JournalDown as exc:
+            log.warning("%s: a batch goes without it", exc)
+            return None
 
     async def close(self) -> None:
         if self.owns_pool:

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 
@@ -32,6 +33,9 @@ from mailer.delivery.smtp import (
 )
 from mailer.settings import Settings
 
+if TYPE_CHECKING:
+    from mailer.delivery.journal import WireRecord
+
 log = logging.getLogger("mailer.smtp")
 
 
@@ -43,6 +47,7 @@ NO_SMTPUTF8 = (
 # The relay refuses our envelope sender: every message would be, so the rest of a batch
 # fails fast (as when the relay cannot be reached).
 SENDER_REFUSED = "relay refused our sender"
+JOURNAL_DOWN = "not sent: the wire journal cannot be written"
 
 
 class RelayError(Exception):
@@ -159,9 +164,13 @@ class SmtpPool:
             client.close()
             raise RelayError(f"cannot connect to the relay: {type(exc).__name__}") from exc
 
-    async def send_all(self, messages: Sequence[tuple[int, Composed]]) -> list[SmtpOutcome]:
-        """Send each (delivery id, message) over the pool; one outcome per message."""
-        batch = _SendAll(messages)
+    async def send_all(
+        self, messages: Sequence[tuple[int, Composed]], wire: WireRecord | None = None
+    ) -> list[SmtpOutcome]:
+        """Send each (delivery id, message) over the pool; one outcome per message. With a
+        wire journal's record, a message is written only once the record has released it,
+        and each answer goes into the record."""
+        batch = _SendAll(messages, wire)
         lanes = min(self.size, len(messages))
         await asyncio.gather(*(self._lane(batch) for _ in range(lanes)))
         return batch.outcomes + batch.without_outcome()
@@ -211,8 +220,12 @@ class SmtpPool:
         """The next message this lane sends, after its turn in the rate limit. A message that
         needs SMTPUTF8 fails alone, permanently, where the relay does not offer it: it cannot
         go out through this relay, and says nothing against the address (no hard bounce)."""
+        wire = batch.wire
         while batch.queue:
             delivery_id, message = batch.queue.popleft()
+            if wire is not None and not wire.take(delivery_id) and not await wire.wait(delivery_id):
+                batch.record(SmtpOutcome(delivery_id, "temporary", JOURNAL_DOWN))
+                continue
             if message.smtputf8:
                 if not connection.smtputf8:
                     batch.record(SmtpOutcome(delivery_id, "permanent", NO_SMTPUTF8))
@@ -352,7 +365,10 @@ class _Item:
 class _SendAll:
     """The messages of one send_all, shared by its lanes."""
 
-    def __init__(self, messages: Sequence[tuple[int, Composed]]) -> None:
+    def __init__(
+        self, messages: Sequence[tuple[int, Composed]], wire: WireRecord | None = None
+    ) -> None:
+        self.wire = wire
         self.queue: deque[tuple[int, Composed]] = deque(messages)
         self.by_id = dict(messages)
         self.outcomes: list[SmtpOutcome] = []
@@ -376,6 +392,8 @@ class _SendAll:
 
     def record(self, outcome: SmtpOutcome) -> None:
         self.outcomes.append(outcome)
+        if self.wire is not None:
+            self.wire.answer(outcome)
         if outcome.detail.startswith(SENDER_REFUSED):
             self.relay_down = self.relay_down or outcome.detail  # the rest fails fast
 

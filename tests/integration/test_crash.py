@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from campaigns.models import Delivery
+from mailer.delivery.journal import AHEAD
 from tests.conftest import EXAMPLE_CONFIG, ROOT, TEST_SECRET
 from tests.integration.test_lifecycle import setup
 
@@ -124,6 +125,67 @@ async def test_kill_9_then_restart_sends_nobody_twice(
         else:
             assert state == "sent" and received[email] == 1, (email, state)
     assert sum(1 for s in status.values() if s == "unknown") <= 4  # at most one batch in flight
+
+
+@pytest.fixture
+def wide_env(crash_env, tmp_path):
+    """The default batch of 500 over the example's 8 connections: without the wire journal a
+    kill left the whole batch `unknown`."""
+    config = tmp_path / "wide.toml"
+    config.write_text(
+        (tmp_path / "mailer.toml").read_text().replace("batch_size = 4", "batch_size = 500")
+    )
+    return {**crash_env, "MAILER_CONFIG": str(config)}
+
+
+WIDE_PEOPLE, CONNECTIONS = 700, 8
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_kill_9_leaves_unknown_only_what_was_on_the_wire(
+    app_client, keys, services, smtp, wide_env, seed
+):
+    """Issue 15: killed mid-batch, the sender leaves `unknown` only the messages its wire
+    journal had released and not yet seen answered (connections times the look-ahead at
+    most), not the batch; the rest of the batch is sent once by the worker after it."""
+    cid = await setup(app_client, keys, n=WIDE_PEOPLE)
+    kill_after = random.Random(seed).randint(100, 400)
+    sender = spawn(wide_env, "campaigns", "send", cid, "--now")
+    smtp.kill_on = (kill_after, sender.pid)
+    await asyncio.to_thread(sender.wait, 60)
+    assert sender.returncode == -signal.SIGKILL
+    received_by_the_killed = Counter(r for m in smtp.received for r in m.rcpt_tos)
+    await asyncio.sleep(1.5)  # past the lease
+
+    worker = spawn(wide_env, "worker")
+    try:
+        deadline = time.monotonic() + 90
+        while await open_deliveries(services, cid):
+            assert time.monotonic() < deadline, "the worker did not finish the campaign"
+            await asyncio.sleep(0.2)
+    finally:
+        stop(worker)
+
+    received = Counter(r for message in smtp.received for r in message.rcpt_tos)
+    assert max(received.values()) == 1, "somebody got the campaign twice"
+    async with services.db.sessions() as session:
+        rows = (
+            await session.execute(
+                sa.select(Delivery.contact_id, Delivery.status).where(Delivery.campaign_id == cid)
+            )
+        ).all()
+        emails = dict((await session.execute(sa.text("SELECT id, email FROM contact"))).all())
+    status = {emails[contact_id]: s for contact_id, s in rows}
+    unknown = {email for email, state in status.items() if state == "unknown"}
+    for email, state in status.items():
+        if state != "unknown":
+            assert state == "sent" and received[email] == 1, (email, state)
+    # The killed sender's answered messages are `sent`, its batch's untouched rest was sent
+    # by the worker: what is left `unknown` was on the wire or released just ahead of it.
+    assert unknown, "the message the relay took as the sender died has no answer"
+    assert len(unknown) <= CONNECTIONS * (AHEAD + 2), len(unknown)
+    assert unknown <= set(emails.values())
+    assert len(received_by_the_killed) >= kill_after
 
 
 @pytest.fixture

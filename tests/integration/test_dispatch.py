@@ -20,11 +20,17 @@ from campaigns.models import Campaign, Contact, Delivery, Suppression
 from campaigns.sending import lifecycle
 from campaigns.sending.campaigns import create_campaign
 from campaigns.sending.inputs import CampaignIn
-from campaigns.sending.ledger import claim_batch, mark_handing_over, recover_in_flight
+from campaigns.sending.ledger import (
+    SmtpOutcome,
+    claim_batch,
+    mark_handing_over,
+    recover_in_flight,
+)
 from campaigns.sending.lifecycle import start_run
 from campaigns.suppression.entries import suppress, suppressed_among
+from mailer.delivery.compose import Composed
 from mailer.delivery.dispatcher import _Run
-from mailer.delivery.pool import NO_SMTPUTF8
+from mailer.delivery.pool import JOURNAL_DOWN, NO_SMTPUTF8
 from mailer.services import Services
 from tests import factories
 from tests.conftest import NOW, ROOT
@@ -307,6 +313,90 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
     await send(world, campaign_id, run)
     assert recipients(smtp) == {left: 1}
     assert await statuses(world, campaign_id) == {"unknown": 2, "sent": 1}
+
+
+async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_wire(
+    world, smtp, clock
+):
+    """A batch of six handed over, its journal row as a crash left it: two answered (one
+    sent, one hard bounce), three released with no answer, one never released. Recovery
+    records the answers (the bounce suppressed, C17), makes only the three `unknown`, and
+    queues the last again; then the row is swept."""
+    await people(world, 6)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    claim = await world.db.transaction(lambda s: claim_batch(s, campaign_id, run, world.context, 6))
+    journal = world.journal
+    assert journal is not None
+    wire = await journal.open(claim.ids, connections=1)
+    assert wire.released == 2  # the first ones, with the row itself
+    await world.db.transaction(
+        lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context, "w0", wire.key)
+    )
+    first, second, *_, last = claim.ids
+    wire.answer(SmtpOutcome(first, "sent"))
+    wire.answer(SmtpOutcome(second, "permanent", "550 5.1.1 no such user", hard_bounce=True))
+    assert not wire.take(claim.ids[2])  # a lane asks for more ahead of it
+    assert await wire.wait(claim.ids[2])
+    assert wire.released == 5  # not the last
+    await wire.end(finished=False)  # what a crash leaves: the row, with the answers written
+
+    clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
+    unknown = await world.db.transaction(lambda s: recover_in_flight(s, world.context, journal))
+    assert unknown == 3
+    assert await statuses(world, campaign_id) == {
+        "sent": 1,
+        "bounced": 1,
+        "unknown": 3,
+        "queued": 1,
+    }
+    async with world.db.sessions() as session:
+        (bounced_email,) = (
+            await session.execute(
+                sa.select(Contact.email)
+                .join(Delivery, Delivery.contact_id == Contact.id)
+                .where(Delivery.id == second)
+            )
+        ).one()
+        (last_email,) = (
+            await session.execute(
+                sa.select(Contact.email)
+                .join(Delivery, Delivery.contact_id == Contact.id)
+                .where(Delivery.id == last)
+            )
+        ).one()
+        assert await suppressed_among(session, [bounced_email], world.context.hasher)
+    await send(world, campaign_id, run)
+    assert recipients(smtp) == {last_email: 1}  # the one never released, sent once now
+    await journal.sweep(world.db, clock.now())
+    assert await journal.read([wire.key]) == {}
+
+
+async def test_a_journal_that_cannot_be_written_releases_nothing_more(world, smtp):
+    """The journal's database fails mid-batch: what it released goes, the rest is a
+    temporary failure, retried later; nothing is written that the journal did not release."""
+    journal = world.journal
+    assert journal is not None
+    ids = list(range(1, 11))
+    wire = await journal.open(ids, connections=1)  # releases two
+
+    async def down(*_: object) -> None:
+        raise OSError("the disk is gone")
+
+    journal.store.update = down  # type: ignore[method-assign]
+    pool = world.pool()
+    try:
+        messages = [
+            (i, Composed(f"bounces+{i}@example.be", f"r{i}@example.be", f"<{i}@x>", b"Hi\r\n"))
+            for i in ids
+        ]
+        outcomes = {o.delivery_id: o for o in await pool.send_all(messages, wire)}
+    finally:
+        await pool.close()
+        await wire.end(finished=True)
+    assert [outcomes[i].kind for i in ids] == ["sent"] * 2 + ["temporary"] * 8
+    assert {outcomes[i].detail for i in ids[2:]} == {JOURNAL_DOWN}
+    assert len(smtp.received) == 2
 
 
 async def test_invariant_6_a_claim_never_handed_over_is_sent_after_a_crash(world, smtp, clock):

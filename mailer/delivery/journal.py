@@ -11,11 +11,13 @@ batch (`WireLog`), its delivery ids in order and one character per position:
     s t p h u  the relay's answer: sent, temporary, permanent, hard bounce, unknown
 
 An SMTP lane writes a message (its envelope, then its content) only once its position is
-released, and a release counts only once its write has committed. Releases are written a
-little ahead of the lanes (a window of 2 to `AHEAD` messages per connection, sized to what
-the relay takes during a few commits), so a lane rarely waits; answers are written in group
-commits (`ANSWER_SECONDS`) that nobody waits for, and without waiting for the disk: a lost
-answer only makes its message `unknown`, whereas a lost release could send it twice.
+released, and a release counts only once its write has committed. Releases are written ahead
+of the lanes, `AHEAD` messages per connection, half a window at a time: a lane waits only when
+a commit takes longer than the relay needs for half a window, and a write serves dozens of
+messages (a release for every lane waiting at once cost a third of the sending speed). The
+answers go with the releases, or alone every `ANSWER_SECONDS`; nobody waits for them, and
+they are written without waiting for the disk: a lost answer only makes its message
+`unknown`, whereas a lost release could send it twice.
 
 On PostgreSQL the table is in the database, written over two connections of the journal's
 own (durable releases; answers with `synchronous_commit` off); on SQLite it is a file of its
@@ -51,8 +53,8 @@ from campaigns.sending.ledger import (
 from mailer.db import Database
 
 log = logging.getLogger("mailer.journal")
-AHEAD = 16  # most messages released ahead, per connection
-ANSWER_SECONDS = 0.005  # answers gathered into one write
+AHEAD = 16  # messages released ahead, per connection
+ANSWER_SECONDS = 0.02  # answers alone (no release due) gathered into one write
 WRITE_SECONDS = 5.0  # a write that takes longer: the journal is down
 _DOT, _RELEASED = ord(NOT_RELEASED), ord(RELEASED)
 
@@ -74,27 +76,26 @@ class WireRecord:
         self.position = {delivery_id: n for n, delivery_id in enumerate(ids)}
         self.states = bytearray(_DOT for _ in ids)
         self.details: dict[int, str] = {}
-        self.connections = max(1, connections)
+        self.window = AHEAD * max(1, connections)  # released ahead of the lanes, at most
         self.released = 0  # positions below this are released, durably
         self.wanted = 0  # release up to here
         self.down = ""  # why the journal cannot be written, once it cannot
         self._answers = False  # answered since the last write
         self._ending = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something to write
+        self._hurry = asyncio.Event()  # a release is due, or the batch ends
         self._progress = asyncio.Event()  # set (and replaced) after each write
-        self._latency = 0.002  # of a durable write, averaged
-        self._started = time.monotonic()
-        self._answered = 0
+        self._written_at = 0.0
         self._flusher: asyncio.Task[None] | None = None
 
     def take(self, delivery_id: int) -> bool:
-        """A lane takes this message: whether it is released already; more are asked for
-        while at most half the window is left ahead of it."""
+        """A lane takes this message: whether it is released already. Once half the window
+        ahead of it is used up, the next half is asked for: one write per half window."""
         position = self.position[delivery_id]
-        window = self._window()
-        if position + 1 + window // 2 > self.wanted:
-            self.wanted = min(len(self.states), position + 1 + window)
+        if position + 1 + self.window // 2 > self.wanted:
+            self.wanted = min(len(self.states), position + 1 + self.window)
             self._wake.set()
+            self._hurry.set()
         return position < self.released
 
     async def wait(self, delivery_id: int) -> bool:
@@ -103,6 +104,7 @@ class WireRecord:
         while position >= self.released:
             if self.down:
                 return False
+            self._hurry.set()
             await self._progress.wait()
         return True
 
@@ -113,7 +115,6 @@ class WireRecord:
         self.states[position] = ord(wire_state(outcome))
         if outcome.kind != "sent" and outcome.detail:
             self.details[position] = outcome.detail[:300]
-        self._answered += 1
         if not self._answers:  # the first since the last write starts the next group
             self._answers = True
             self._wake.set()
@@ -128,15 +129,10 @@ class WireRecord:
             self.wanted = self.released
             self.journal.finished(self.key)
         self._wake.set()
+        self._hurry.set()
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
-
-    def _window(self) -> int:
-        elapsed = time.monotonic() - self._started
-        rate = self._answered / elapsed if elapsed > 0.05 else 0.0
-        during_commits = int(rate * self._latency * 3)
-        return min(AHEAD * self.connections, max(2 * self.connections, during_commits))
 
     def _mark_released(self, upto: int) -> None:
         for position in range(self.released, upto):
@@ -144,21 +140,23 @@ class WireRecord:
                 self.states[position] = _RELEASED
 
     async def _flush(self) -> None:
-        """The record's writer: releases as soon as they are asked for, answers in groups."""
+        """The record's writer: a release at once (with the answers so far); answers alone
+        at most every `ANSWER_SECONDS`, sooner when a release is asked for meanwhile."""
         try:
             while not self.down:
-                await self._wake.wait()
-                self._wake.clear()
+                if self.wanted <= self.released and not self._answers:
+                    if self._ending:
+                        return
+                    await self._wake.wait()  # something to write
+                    self._wake.clear()
+                    continue
                 if self.wanted <= self.released:
-                    if not self._answers:
-                        if self._ending:
-                            return
-                        continue
-                    if not self._ending:  # only answers: let more of them gather first
+                    delay = self._written_at + ANSWER_SECONDS - time.monotonic()
+                    if delay > 0 and not self._ending:
                         with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(ANSWER_SECONDS):
-                                await self._wake.wait()
-                        self._wake.clear()
+                            async with asyncio.timeout(delay):
+                                await self._hurry.wait()  # a release, or the batch ends
+                self._hurry.clear()
                 await self._write()
         finally:
             if not self._ending:  # a writer that stopped early releases no more
@@ -170,7 +168,7 @@ class WireRecord:
         releasing = upto > self.released
         self._mark_released(upto)
         self._answers = False
-        started = time.monotonic()
+        self._written_at = time.monotonic()
         try:
             await self.journal.write(self, durable=releasing)
         except JournalDown as exc:
@@ -178,7 +176,6 @@ class WireRecord:
             log.error("wire journal down: %s", self.down)
             return
         if releasing:
-            self._latency = 0.7 * self._latency + 0.3 * (time.monotonic() - started)
             self.released = upto
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
@@ -207,7 +204,7 @@ class WireJournal:
     async def open(self, ids: list[int], connections: int) -> WireRecord:
         """A new batch's row, with its first messages released (raises JournalDown)."""
         record = WireRecord(self, secrets.randbits(63), ids, connections)
-        record.wanted = min(len(ids), 2 * record.connections)
+        record.wanted = min(len(ids), record.window)
         record._mark_released(record.wanted)
         await self._guarded(
             self.store.start(

@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from campaigns.context import Context
 from campaigns.models import Campaign
 from campaigns.rights.retention import Cursor, Due, retention_batch
-from campaigns.sending.ledger import recover_in_flight
+from campaigns.sending.ledger import handoffs_in_flight, recover_in_flight
 from campaigns.sending.lifecycle import fired_runs, open_runs, scheduled_campaigns, start_run
 from campaigns.sending.senders import beat, leave
 from mailer.db import Database
@@ -187,19 +187,26 @@ class Worker:
 
     async def recover(self) -> None:
         """What a stopped sender left claimed past its lease: queued again, settled from the
-        wire journal, or `unknown` (invariant 6). A journal that cannot be read now leaves the
-        rows for the next tick rather than making them all `unknown`."""
+        wire journal, or `unknown` (invariant 6); then the journal's rows no batch needs."""
         db, ctx, journal = self.db, self.ctx, self.journal
-        try:
-            unknown = await db.transaction(lambda s: recover_in_flight(s, ctx, journal))
-            if journal is not None:
-                lease = timedelta(seconds=ctx.config.delivery.lease_seconds)
-                await journal.sweep(db, ctx.clock.now() - lease)
-        except JournalDown as exc:
-            log.warning("recovery waits: %s", exc)
-            return
+        for attempt in range(2):  # a failed connection is replaced: once more (a restart)
+            try:
+                unknown = await db.transaction(lambda s: recover_in_flight(s, ctx, journal))
+                break
+            except JournalDown as exc:
+                if attempt:  # settled without it: all that was handed over is unknown
+                    log.warning("%s: recovery goes without it", exc)
+                    unknown = await db.transaction(lambda s: recover_in_flight(s, ctx))
         if unknown:
             log.warning("%d in-flight messages marked unknown after a stop", unknown)
+        if journal is not None:
+            lease = timedelta(seconds=ctx.config.delivery.lease_seconds)
+            try:
+                old = await journal.older_than(ctx.clock.now() - lease)
+                needed = await db.transaction(lambda s: handoffs_in_flight(s, old))
+                await journal.forget(set(old) - needed)
+            except JournalDown as exc:
+                log.warning("%s: old rows stay until the next tick", exc)
 
     def _ensure_trigger(self, campaign: Campaign) -> None:
         job_id = f"campaign:{campaign.id}"

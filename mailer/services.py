@@ -150,7 +150,7 @@ class Services:
     @cached_property
     def journal(self) -> WireJournal | None:
         """What of a handed-over batch was on the wire (one per process)."""
-        return WireJournal.beside(self.settings.database_url, self.context.clock)
+        return WireJournal.beside(self.db, self.context.clock)
 
     async def close(self) -> None:
         if self.__dict__.get("journal") is not None:

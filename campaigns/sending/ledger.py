@@ -175,13 +175,22 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     )
 
 
-async def begin_handoff(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+async def begin_handoff(
+    session: AsyncSession, ids: Sequence[int], handoff: int | None = None
+) -> list[int]:
     """First statement of the handoff transaction: drop deliveries whose address was
-    suppressed since the claim, and lock the rest until the transaction ends."""
+    suppressed since the claim, and lock the rest until the transaction ends. With
+    `handoff`, only rows still marked for that batch: a batch that outlived its lease may have
+    been recovered meanwhile, and what recovery queued again may be another sender's now."""
     await _skip_suppressed(session, ids, (DeliveryStatus.SENDING,))
+    ours = () if handoff is None else (DELIVERY.c.handoff == handoff,)
     locked = await session.execute(
         sa.update(DELIVERY)
-        .where(among(DELIVERY.c.id, ids, session), DELIVERY.c.status == DeliveryStatus.SENDING)
+        .where(
+            among(DELIVERY.c.id, ids, session),
+            DELIVERY.c.status == DeliveryStatus.SENDING,
+            *ours,
+        )
         .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
         .returning(DELIVERY.c.id)
     )
@@ -287,14 +296,21 @@ async def suppress_hard_bounces(
 # A position's state in the wire journal: not yet released to the wire, released (it may be on
 # the wire), or the relay's answer.
 NOT_RELEASED, RELEASED = ".", "w"
-_ANSWERED = {"s": "sent", "t": "temporary", "p": "permanent", "h": "permanent", "u": "unknown"}
+_ANSWERED = {
+    "s": "sent",
+    "t": "temporary",
+    "p": "permanent",
+    "h": "permanent",  # a hard bounce
+    "b": "permanent",  # a block
+    "u": "unknown",
+}
 IN_FLIGHT = "in flight when a worker stopped"
 
 
 def wire_state(outcome: SmtpOutcome) -> str:
     """The journal's one character for what the relay answered."""
     if outcome.kind == "permanent":
-        return "h" if outcome.hard_bounce else "p"
+        return "h" if outcome.hard_bounce else "b" if outcome.block else "p"
     return outcome.kind[0]  # sent, temporary, unknown
 
 
@@ -317,7 +333,9 @@ class Journaled:
             elif state in _ANSWERED:
                 kind: Any = _ANSWERED[state]
                 detail = self.details.get(position) or (IN_FLIGHT if kind == "unknown" else "")
-                said[delivery_id] = SmtpOutcome(delivery_id, kind, detail, hard_bounce=state == "h")
+                said[delivery_id] = SmtpOutcome(
+                    delivery_id, kind, detail, hard_bounce=state == "h", block=state == "b"
+                )
             else:
                 said[delivery_id] = SmtpOutcome(delivery_id, "unknown", IN_FLIGHT)
         return said
@@ -331,11 +349,13 @@ async def recover_in_flight(
     session: AsyncSession, ctx: Context, journal: JournalReader | None = None
 ) -> int:
     """After a crash: deliveries claimed longer ago than the lease. Those never handed over
-    are queued again. Of those handed over, the wire journal's row for their batch decides:
-    never released to the wire, queued again; answered, the answer is recorded (a hard bounce
-    suppressed, C17); otherwise `unknown` and counted, never sent again (invariant 6). The
-    rows are locked and checked before the journal is read, so a handoff that is still
-    running cannot be settled twice. Returns how many became `unknown`."""
+    are queued again. Of those handed over, the wire journal's row for their own batch
+    decides: never released to the wire, queued again; answered, the answer is recorded (a
+    hard bounce suppressed, C17); otherwise `unknown` and counted, never sent again
+    (invariant 6). The rows are read (and on PostgreSQL locked, skipping those a live
+    handoff holds) before the journal is; a batch that outlived its lease and goes on
+    afterwards sends only rows still marked for it (`begin_handoff`). Returns how many
+    became `unknown`."""
     stale = ctx.clock.now() - timedelta(seconds=ctx.config.delivery.lease_seconds)
     lapsed = (DELIVERY.c.status == DeliveryStatus.SENDING, DELIVERY.c.claimed_at < stale)
     await session.execute(
@@ -353,15 +373,17 @@ async def recover_in_flight(
         return 0
     keys = {key for _, key in rows if key is not None}
     journaled = await journal.read(keys) if journal is not None and keys else {}
-    answers: dict[int, SmtpOutcome | None] = {}
-    for key in keys & journaled.keys():
-        answers.update(journaled[key].answers())
-    never_released = [i for i, _ in rows if i in answers and answers[i] is None]
-    outcomes = [
-        answers.get(i) or SmtpOutcome(i, "unknown", IN_FLIGHT)
-        for i, _ in rows
-        if i not in never_released
-    ]
+    answers = {key: journaled[key].answers() for key in keys & journaled.keys()}
+    never_released: list[int] = []
+    outcomes: list[SmtpOutcome] = []
+    for delivery_id, key in rows:  # each in its own batch's row: it may be in older ones too
+        batch = answers.get(key) if key is not None else None
+        if batch is None or delivery_id not in batch:  # no row says: it may have gone out
+            outcomes.append(SmtpOutcome(delivery_id, "unknown", IN_FLIGHT))
+        elif (said := batch[delivery_id]) is None:
+            never_released.append(delivery_id)
+        else:
+            outcomes.append(said)
     if never_released:
         await release(session, never_released)
     await record_outcomes(session, outcomes, ctx)

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -201,7 +202,8 @@ class Dispatcher:
         One claim takes several batches (`CLAIMED_BATCHES`): the claim's gate query costs about
         as much for a thousand deliveries as for two hundred. They are composed and handed over
         one batch at a time, and a claimed batch not yet handed over is requeued after a crash,
-        so what a crash can leave `unknown` stays one batch."""
+        so what a crash can leave `unknown` stays within one batch (and with the wire journal,
+        within what was on the wire)."""
         db = self.db
         try:
             while not (run.halt.is_set() or self.stopping.is_set()):
@@ -290,18 +292,10 @@ class Dispatcher:
             log.error("campaign paused: composition failed")
             return False
 
-        wire = await self._wire_record(batch.ids)
-        key = wire.key if wire is not None else None
-        claimed = await db.transaction(
-            lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx, self.identity, key)
-        )
-        if claimed is None:  # paused or cancelled since the claim: released, not sent
-            if wire is not None:
-                await wire.end(finished=True)
-            return False
+        key = secrets.randbits(63)  # the batch's name on its rows (begin_handoff) and journal row
 
         async def handoff(session: AsyncSession, ids: list[int]) -> tuple[list[int], Outcomes]:
-            live = await begin_handoff(session, ids)
+            live = await begin_handoff(session, ids, key)
             outcomes = await self.pool.send_all(
                 [(i, batch.messages[i]) for i in live if i in batch.messages], wire
             )
@@ -320,8 +314,15 @@ class Dispatcher:
         live: list[int] = []
         outcomes: Outcomes = []
         guarded = None
+        wire = await self._wire_record(key, batch.ids)
         committed = False  # all the batch's outcomes are in the ledger: its journal row may go
         try:
+            claimed = await db.transaction(
+                lambda s: mark_handing_over(s, run.campaign_id, batch.ids, ctx, self.identity, key)
+            )
+            if claimed is None:  # paused or cancelled since the claim: released, not sent
+                committed = True
+                return False
             for chunk in self.pace.chunks(claimed):
                 started = time.monotonic()
                 # Never retried: the messages may already be with the relay.
@@ -365,13 +366,13 @@ class Dispatcher:
             return False
         return True
 
-    async def _wire_record(self, ids: list[int]) -> WireRecord | None:
+    async def _wire_record(self, key: int, ids: list[int]) -> WireRecord | None:
         """The batch's row in the wire journal; None without one, or when it cannot be
         written: the batch goes as before, and a crash makes all of it `unknown`."""
         if self.journal is None:
             return None
         try:
-            return await self.journal.open(ids, self.pool.size)
+            return await self.journal.open(key, ids, self.pool.size, first=self.pace.size)
         except JournalDown as exc:
             log.warning("%s: a batch goes without it", exc)
             return None

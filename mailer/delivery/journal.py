@@ -8,11 +8,12 @@ batch (`WireLog`), its delivery ids in order and one character per position:
 
     .  not released: nothing of it was written; queued again after a crash
     w  released: it may be on the wire; `unknown` after a crash unless answered
-    s t p h u  the relay's answer: sent, temporary, permanent, hard bounce, unknown
+    s t p h b u  the relay's answer (campaigns/sending/ledger.py, `wire_state`)
 
 An SMTP lane writes a message (its envelope, then its content) only once its position is
 released, and a release counts only once its write has committed. Releases are written ahead
-of the lanes, `AHEAD` messages per connection, half a window at a time: a lane waits only when
+of the lanes, `AHEAD` messages per connection (never past the part of the batch a handoff
+transaction is sending), half a window at a time: a lane waits only when
 a commit takes longer than the relay needs for half a window, and a write serves dozens of
 messages (a release for every lane waiting at once cost a third of the sending speed). The
 answers go with the releases, or alone every `ANSWER_SECONDS`; nobody waits for them, and
@@ -30,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection
@@ -39,36 +39,29 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.engine import make_url
 
 from campaigns.clock import Clock
-from campaigns.sending.ledger import (
-    NOT_RELEASED,
-    RELEASED,
-    Journaled,
-    SmtpOutcome,
-    handoffs_in_flight,
-    wire_state,
-)
+from campaigns.sending.ledger import NOT_RELEASED, RELEASED, Journaled, SmtpOutcome, wire_state
 from mailer.db import Database
 
 log = logging.getLogger("mailer.journal")
 AHEAD = 16  # messages released ahead, per connection
 ANSWER_SECONDS = 0.02  # answers alone (no release due) gathered into one write
-WRITE_SECONDS = 5.0  # a write that takes longer: the journal is down
+WRITE_SECONDS = 5.0  # a query that takes longer: the journal is down
 _DOT, _RELEASED = ord(NOT_RELEASED), ord(RELEASED)
 
 
 class JournalDown(Exception):
-    """The journal cannot be written: no message may be released."""
+    """The journal cannot be written (or read): no message may be released."""
 
 
 _FAILURES = (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
 class WireRecord:
-    """One handed-over batch's journal row, as the SMTP lanes use it: `take` (released?
-    and ask for more ahead), `wait` until released, `answer`; then `end`."""
+    """One handed-over batch's journal row, as the SMTP lanes use it: `reach` (the part
+    being sent), `take` (released? and ask for more ahead), `wait` until released, `answer`;
+    then `end`."""
 
     def __init__(self, journal: WireJournal, key: int, ids: list[int], connections: int) -> None:
         self.journal = journal
@@ -79,6 +72,7 @@ class WireRecord:
         self.window = AHEAD * max(1, connections)  # released ahead of the lanes, at most
         self.released = 0  # positions below this are released, durably
         self.wanted = 0  # release up to here
+        self.limit = len(ids)  # never beyond the part being sent (`reach`)
         self.down = ""  # why the journal cannot be written, once it cannot
         self._answers = False  # answered since the last write
         self._ending = False
@@ -88,12 +82,17 @@ class WireRecord:
         self._written_at = 0.0
         self._flusher: asyncio.Task[None] | None = None
 
+    def reach(self, ids: Collection[int]) -> None:
+        """The part of the batch now handed over (a handoff transaction's): nothing past it
+        is released, so a crash cannot leave `unknown` what was not about to go."""
+        self.limit = max((self.position[i] for i in ids), default=-1) + 1
+
     def take(self, delivery_id: int) -> bool:
         """A lane takes this message: whether it is released already. Once half the window
         ahead of it is used up, the next half is asked for: one write per half window."""
         position = self.position[delivery_id]
-        if position + 1 + self.window // 2 > self.wanted:
-            self.wanted = min(len(self.states), position + 1 + self.window)
+        if position + 1 + self.window // 2 > self.wanted and self.wanted < self.limit:
+            self.wanted = min(self.limit, position + 1 + self.window)
             self._wake.set()
             self._hurry.set()
         return position < self.released
@@ -120,13 +119,13 @@ class WireRecord:
             self._wake.set()
 
     async def end(self, finished: bool) -> None:
-        """The batch is done with. `finished`: its outcomes are committed to the ledger, so
-        the row may go (with the journal's next write); otherwise the row stays for recovery
-        and the answers not yet written are written."""
+        """The batch is done with: nothing more is released. `finished`: its outcomes are
+        committed to the ledger, so the row may go (with the journal's next write);
+        otherwise the row stays for recovery, with the answers not yet written."""
         self._ending = True
-        if finished:  # nothing more to write
+        self.wanted = self.released
+        if finished:
             self._answers = False
-            self.wanted = self.released
             self.journal.finished(self.key)
         self._wake.set()
         self._hurry.set()
@@ -150,12 +149,14 @@ class WireRecord:
                     await self._wake.wait()  # something to write
                     self._wake.clear()
                     continue
-                if self.wanted <= self.released:
+                if self.wanted <= self.released and not self._ending:
                     delay = self._written_at + ANSWER_SECONDS - time.monotonic()
-                    if delay > 0 and not self._ending:
+                    if delay > 0:
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(delay):
                                 await self._hurry.wait()  # a release, or the batch ends
+                        self._hurry.clear()
+                        continue  # look again: the batch may have ended meanwhile
                 self._hurry.clear()
                 await self._write()
         finally:
@@ -172,8 +173,8 @@ class WireRecord:
         try:
             await self.journal.write(self, durable=releasing)
         except JournalDown as exc:
-            self.down = str(exc) or "the wire journal cannot be written"
-            log.error("wire journal down: %s", self.down)
+            self.down = str(exc)
+            log.error("%s", exc)
             return
         if releasing:
             self.released = upto
@@ -182,7 +183,7 @@ class WireRecord:
 
 
 class WireJournal:
-    """One per sending process: its records' writes, reads for recovery, and the sweep."""
+    """One per sending process: its records' writes, and the rows for recovery."""
 
     def __init__(self, store: _Store, clock: Clock) -> None:
         self.store = store
@@ -190,21 +191,25 @@ class WireJournal:
         self._finished: list[int] = []  # rows no longer needed, deleted with the next write
 
     @classmethod
-    def beside(cls, database_url: str, clock: Clock) -> WireJournal | None:
-        """The journal for this database: a table in it (PostgreSQL), a file beside it
-        (SQLite); None for an in-memory database, whose crash loses everything anyway."""
-        url = make_url(database_url)
+    def beside(cls, db: Database, clock: Clock) -> WireJournal | None:
+        """The journal for this database: a table in it (PostgreSQL, connected as the engine
+        connects), a file beside it (SQLite); None for an in-memory database."""
+        url = db.engine.url
         if url.get_backend_name() == "sqlite":
             if not url.database or url.database == ":memory:":
                 return None
             return cls(_SqliteStore(f"{url.database}-wire"), clock)
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(_PostgresStore(dsn), clock)
+        _, connect = db.engine.dialect.create_connect_args(url)
+        return cls(_PostgresStore(dict(connect)), clock)
 
-    async def open(self, ids: list[int], connections: int) -> WireRecord:
-        """A new batch's row, with its first messages released (raises JournalDown)."""
-        record = WireRecord(self, secrets.randbits(63), ids, connections)
-        record.wanted = min(len(ids), record.window)
+    async def open(
+        self, key: int, ids: list[int], connections: int, first: int | None = None
+    ) -> WireRecord:
+        """A new batch's row, with the start of its `first` messages released (raises
+        JournalDown)."""
+        record = WireRecord(self, key, ids, connections)
+        record.limit = min(len(ids), first or len(ids))
+        record.wanted = min(record.limit, record.window)
         record._mark_released(record.wanted)
         await self._guarded(
             self.store.start(
@@ -229,7 +234,7 @@ class WireJournal:
                     details,
                     self.clock.now(),
                     durable,
-                    finished,
+                    [key for key in finished if key != record.key],
                 )
             )
         except JournalDown:
@@ -237,41 +242,49 @@ class WireJournal:
             raise
 
     async def read(self, keys: Collection[int]) -> dict[int, Journaled]:
-        rows = await self._guarded(self.store.read(list(keys)))
-        return {
-            key: Journaled(
-                json.loads(ids),
-                states,
-                {int(k): v for k, v in json.loads(details).items()} if details else {},
-            )
-            for key, ids, states, details in rows
-        }
+        """The rows of these batches; one that cannot be read is left out (its batch's
+        deliveries are then `unknown`, as without a journal)."""
+        read = {}
+        for key, ids, states, details in await self._guarded(self.store.read(list(keys))):
+            try:
+                row = Journaled(
+                    [int(i) for i in json.loads(ids)],
+                    states,
+                    {int(k): str(v) for k, v in json.loads(details).items()} if details else {},
+                )
+            except (ValueError, TypeError, AttributeError):
+                log.error("wire journal row %s cannot be read: its batch is unknown", key)
+                continue
+            if len(row.ids) == len(row.states):
+                read[key] = row
+        return read
 
-    async def sweep(self, db: Database, cutoff: datetime) -> None:
-        """Rows last written before `cutoff` whose batch has no delivery still `sending`: a
-        crashed sender's, once recovered, or a finished batch's whose delete was lost."""
-        keys = await self._guarded(self.store.older_than(cutoff))
+    async def older_than(self, cutoff: datetime) -> list[int]:
+        return list(await self._guarded(self.store.older_than(cutoff)))
+
+    async def forget(self, keys: Collection[int]) -> None:
         if keys:
-            needed = await db.transaction(lambda s: handoffs_in_flight(s, keys))
-            await self._guarded(self.store.forget([k for k in keys if k not in needed]))
+            await self._guarded(self.store.forget(list(keys)))
 
     async def close(self) -> None:
         with contextlib.suppress(JournalDown):
             if self._finished:
                 await self._guarded(self.store.forget(self._finished))
-        await self.store.close()
-
-    async def _guarded(self, work: Any) -> Any:
-        try:
+        with contextlib.suppress(*_FAILURES):
             async with asyncio.timeout(WRITE_SECONDS):
-                return await work
+                await self.store.close()
+
+    @staticmethod
+    async def _guarded(work: Any) -> Any:
+        try:
+            return await work
         except _FAILURES as exc:
-            self.store.reset()
             raise JournalDown(f"the wire journal cannot be written: {type(exc).__name__}") from exc
 
 
 class _Store(Protocol):
-    """Where the rows are kept."""
+    """Where the rows are kept. Each query has `WRITE_SECONDS`, counted from when it gets its
+    connection; a connection that failed is replaced."""
 
     async def start(self, key: int, ids: str, states: str, now: datetime) -> None: ...
     async def update(
@@ -286,31 +299,37 @@ class _Store(Protocol):
     async def read(self, keys: list[int]) -> list[tuple[int, str, str, str | None]]: ...
     async def older_than(self, cutoff: datetime) -> list[int]: ...
     async def forget(self, keys: list[int]) -> None: ...
-    def reset(self) -> None: ...
     async def close(self) -> None: ...
 
 
 class _PostgresStore:
     """The `wire_log` table, over connections of the journal's own (not the pool's): the
-    handoff holds a pooled one the whole time, and a busy pool must not delay a release."""
+    handoff holds a pooled one the whole time, and a busy pool must not delay a release.
+    Releases go over one that waits for the disk at commit, answers over one that does not."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, connect: dict[str, Any]) -> None:
+        self.connect = connect  # as the engine connects (host, user, ssl ...)
         self._connections: dict[bool, asyncpg.Connection] = {}
         self._turns = {True: asyncio.Lock(), False: asyncio.Lock()}  # one query at a time each
 
     @contextlib.asynccontextmanager
     async def _connection(self, durable: bool) -> AsyncIterator[asyncpg.Connection]:
         async with self._turns[durable]:
-            yield await self._connect(durable)
-
-    async def _connect(self, durable: bool) -> asyncpg.Connection:
-        connection = self._connections.get(durable)
-        if connection is None or connection.is_closed():
-            settings = {"jit": "off"} if durable else {"jit": "off", "synchronous_commit": "off"}
-            connection = await asyncpg.connect(self.dsn, server_settings=settings)
-            self._connections[durable] = connection
-        return connection
+            connection = self._connections.get(durable)
+            if connection is None or connection.is_closed():
+                commit = "on" if durable else "off"
+                settings = {"jit": "off", "synchronous_commit": commit}
+                async with asyncio.timeout(WRITE_SECONDS):
+                    connection = await asyncpg.connect(**self.connect, server_settings=settings)
+                self._connections[durable] = connection
+            try:
+                async with asyncio.timeout(WRITE_SECONDS):
+                    yield connection
+            except BaseException:
+                # This connection only: it may be mid-query (a timeout), or lost.
+                self._connections.pop(durable, None)
+                connection.terminate()
+                raise
 
     async def start(self, key: int, ids: str, states: str, now: datetime) -> None:
         async with self._connection(True) as connection:
@@ -353,12 +372,6 @@ class _PostgresStore:
         async with self._connection(True) as connection:
             await connection.execute("DELETE FROM wire_log WHERE key = ANY($1::bigint[])", keys)
 
-    def reset(self) -> None:
-        """After a failure: new connections next time (a restarted server, a lost socket)."""
-        for connection in self._connections.values():
-            connection.terminate()
-        self._connections.clear()
-
     async def close(self) -> None:
         for connection in self._connections.values():
             with contextlib.suppress(Exception):
@@ -394,14 +407,19 @@ class _SqliteStore:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute(self.SCHEMA)
+            try:
+                db.execute("PRAGMA busy_timeout=5000")
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(self.SCHEMA)
+            except sqlite3.Error:
+                db.close()
+                raise
             self._db = db
         return self._db
 
     async def _run(self, work: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+        async with asyncio.timeout(WRITE_SECONDS):
+            return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
 
     async def start(self, key: int, ids: str, states: str, now: datetime) -> None:
         def start() -> None:
@@ -466,9 +484,6 @@ class _SqliteStore:
             )
 
         await self._run(forget)
-
-    def reset(self) -> None:
-        pass  # a local file: the next write tries the same connection again
 
     async def close(self) -> None:
         def close() -> None:

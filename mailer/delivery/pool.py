@@ -371,6 +371,8 @@ class _SendAll:
         self.wire = wire
         self.queue: deque[tuple[int, Composed]] = deque(messages)
         self.by_id = dict(messages)
+        if wire is not None:
+            wire.reach(self.by_id)
         self.outcomes: list[SmtpOutcome] = []
         self.relay_down = ""  # why the relay cannot be reached, once it cannot
         self.retried: set[int] = set()

@@ -154,7 +154,6 @@ async def test_kill_9_leaves_unknown_only_what_was_on_the_wire(
     smtp.kill_on = (kill_after, sender.pid)
     await asyncio.to_thread(sender.wait, 60)
     assert sender.returncode == -signal.SIGKILL
-    received_by_the_killed = Counter(r for m in smtp.received for r in m.rcpt_tos)
     await asyncio.sleep(1.5)  # past the lease
 
     worker = spawn(wide_env, "worker")
@@ -184,8 +183,6 @@ async def test_kill_9_leaves_unknown_only_what_was_on_the_wire(
     # by the worker: what is left `unknown` was on the wire or released just ahead of it.
     assert unknown, "the message the relay took as the sender died has no answer"
     assert len(unknown) <= CONNECTIONS * (AHEAD + 2), len(unknown)
-    assert unknown <= set(emails.values())
-    assert len(received_by_the_killed) >= kill_after
 
 
 @pytest.fixture

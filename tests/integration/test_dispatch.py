@@ -24,6 +24,7 @@ from campaigns.sending.ledger import (
     SmtpOutcome,
     claim_batch,
     mark_handing_over,
+    record_outcomes,
     recover_in_flight,
 )
 from campaigns.sending.lifecycle import start_run
@@ -319,20 +320,21 @@ async def test_invariant_6_in_flight_messages_become_unknown_not_resent(world, s
 async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_wire(
     world, smtp, clock
 ):
-    """A batch of twelve handed over over one connection, its journal row as a crash left it:
-    the first eight released (AHEAD per connection), two of them answered (one sent, one hard
-    bounce), the last four never released. Recovery records the answers (the bounce
-    suppressed, C17), makes only the six released and unanswered `unknown`, and queues the
-    four again; then the row is swept."""
-    await people(world, 12)
+    """A batch handed over over one connection, its journal row as a crash left it: the
+    first AHEAD released, two of them answered (one sent, one hard bounce), the rest never
+    released. The worker's recovery records the answers (the bounce suppressed, C17), makes
+    only the released and unanswered `unknown`, and queues the rest again, which is then sent
+    once; the row is swept."""
+    size = 2 * AHEAD + 4
+    await people(world, size)
     campaign_id = await new_campaign(world)
     run = await fire(world, campaign_id)
     claim = await world.db.transaction(
-        lambda s: claim_batch(s, campaign_id, run, world.context, 12)
+        lambda s: claim_batch(s, campaign_id, run, world.context, size)
     )
     journal = world.journal
     assert journal is not None
-    wire = await journal.open(claim.ids, connections=1)
+    wire = await journal.open(4242, claim.ids, connections=1)
     assert wire.released == AHEAD  # the first ones, with the row itself
     await world.db.transaction(
         lambda s: mark_handing_over(s, campaign_id, claim.ids, world.context, "w0", wire.key)
@@ -344,13 +346,12 @@ async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_w
     await wire.end(finished=False)  # what a crash leaves: the row, with the answers written
 
     clock.advance(timedelta(seconds=world.context.config.delivery.lease_seconds * 2))
-    unknown = await world.db.transaction(lambda s: recover_in_flight(s, world.context, journal))
-    assert unknown == 6
+    await world.worker().recover()
     assert await statuses(world, campaign_id) == {
         "sent": 1,
         "bounced": 1,
-        "unknown": 6,
-        "queued": 4,
+        "unknown": AHEAD - 2,
+        "queued": size - AHEAD,
     }
     async with world.db.sessions() as session:
         (bounced_email,) = (
@@ -372,8 +373,42 @@ async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_w
         assert await suppressed_among(session, [bounced_email], world.context.hasher)
     await send(world, campaign_id, run)
     assert recipients(smtp) == dict.fromkeys(never_released, 1)  # sent once, now
-    await journal.sweep(world.db, clock.now())
-    assert await journal.read([wire.key]) == {}
+    assert await journal.read([wire.key]) == {}  # swept: no delivery of it is sending
+
+
+async def test_invariant_6_recovery_reads_each_delivery_in_its_own_batch(world, smtp, clock):
+    """Two crashed batches whose rows both name one delivery: the first batch's part with it
+    was answered `temporary` and committed (so it was claimed again), and the second batch
+    died with it on the wire. Its own batch decides: `unknown`, not queued again from the
+    first batch's answer (the keys make the first row the one read last)."""
+    await people(world, 2)
+    campaign_id = await new_campaign(world)
+    run = await fire(world, campaign_id)
+    ctx = world.context
+    claim = await world.db.transaction(lambda s: claim_batch(s, campaign_id, run, ctx, 2))
+    _, retried = claim.ids
+    journal = world.journal
+    assert journal is not None
+    first = await journal.open(9, claim.ids, connections=1)
+    await world.db.transaction(
+        lambda s: mark_handing_over(s, campaign_id, claim.ids, ctx, "w0", first.key)
+    )
+    said = SmtpOutcome(retried, "temporary", "451 try later")
+    first.answer(said)
+    await world.db.transaction(lambda s: record_outcomes(s, [said], ctx))  # its part committed
+    await first.end(finished=False)  # then the sender died with `on_wire` in flight
+    again = await world.db.transaction(lambda s: claim_batch(s, campaign_id, run, ctx, 2))
+    assert again.ids == [retried]
+    second = await journal.open(1, again.ids, connections=1)  # released, no answer
+    await world.db.transaction(
+        lambda s: mark_handing_over(s, campaign_id, again.ids, ctx, "w1", second.key)
+    )
+    await second.end(finished=False)  # and this sender died too
+    clock.advance(timedelta(seconds=ctx.config.delivery.lease_seconds * 2))
+    await world.worker().recover()
+    assert await statuses(world, campaign_id) == {"unknown": 2}
+    await send(world, campaign_id, run)
+    assert not smtp.received
 
 
 async def test_a_journal_that_cannot_be_written_releases_nothing_more(world, smtp):
@@ -381,8 +416,8 @@ async def test_a_journal_that_cannot_be_written_releases_nothing_more(world, smt
     temporary failure, retried later; nothing is written that the journal did not release."""
     journal = world.journal
     assert journal is not None
-    ids = list(range(1, 11))
-    wire = await journal.open(ids, connections=1)  # releases the first AHEAD
+    ids = list(range(1, 2 * AHEAD + 5))
+    wire = await journal.open(7, ids, connections=1)  # releases the first AHEAD
 
     async def down(*_: object) -> None:
         raise OSError("the disk is gone")
@@ -398,7 +433,7 @@ async def test_a_journal_that_cannot_be_written_releases_nothing_more(world, smt
     finally:
         await pool.close()
         await wire.end(finished=True)
-    assert [outcomes[i].kind for i in ids] == ["sent"] * AHEAD + ["temporary"] * 2
+    assert [outcomes[i].kind for i in ids] == ["sent"] * AHEAD + ["temporary"] * (len(ids) - AHEAD)
     assert {outcomes[i].detail for i in ids[AHEAD:]} == {JOURNAL_DOWN}
     assert len(smtp.received) == AHEAD
 

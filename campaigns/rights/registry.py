@@ -226,4 +226,6 @@ NOT_PERSONAL: dict[str, str] = {
     "staff_session": "a staff member's logged-in browser: a token's hash and times",
     "audit_log": "what staff did, naming a contact only by its id (an erased one names nobody)",
     "sending_process": "the live workers (a name and a time), for sharing the relay's limits",
+    "wire_log": "a batch being handed over: delivery ids (an erased contact's name nobody) and"
+    " SMTP reply codes without the relay's text; gone when the batch ends, or past the lease",
 }

@@ -113,7 +113,7 @@ class WireRecord:
             return
         self.states[position] = ord(wire_state(outcome))
         if outcome.kind != "sent" and outcome.detail:
-            self.details[position] = outcome.detail[:300]
+            self.details[position] = _without_text(outcome.detail)
         if not self._answers:  # the first since the last write starts the next group
             self._answers = True
             self._wake.set()
@@ -180,6 +180,18 @@ class WireRecord:
             self.released = upto
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
+
+
+def _without_text(detail: str) -> str:
+    """A relay's reply as its codes only ("550 5.1.1"): its text may name the address, and the
+    journal keeps no personal data (campaigns/rights/registry.py). Our own words stay."""
+    words = detail.split(maxsplit=2)
+    if not (words and len(words[0]) == 3 and words[0].isdigit()):
+        return detail[:300]
+    codes = [words[0]]
+    if len(words) > 1 and all(part.isdigit() for part in words[1].split(".")):
+        codes.append(words[1])
+    return " ".join(codes) + " (the relay's text is not journaled)"
 
 
 class WireJournal:

@@ -175,21 +175,18 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     )
 
 
-async def begin_handoff(
-    session: AsyncSession, ids: Sequence[int], handoff: int | None = None
-) -> list[int]:
+async def begin_handoff(session: AsyncSession, ids: Sequence[int], handoff: int) -> list[int]:
     """First statement of the handoff transaction: drop deliveries whose address was
-    suppressed since the claim, and lock the rest until the transaction ends. With
-    `handoff`, only rows still marked for that batch: a batch that outlived its lease may have
-    been recovered meanwhile, and what recovery queued again may be another sender's now."""
+    suppressed since the claim, and lock the rest until the transaction ends. Only rows still
+    marked for this batch (`handoff`): a batch that outlived its lease may have been recovered
+    meanwhile, and what recovery queued again may be another sender's now."""
     await _skip_suppressed(session, ids, (DeliveryStatus.SENDING,))
-    ours = () if handoff is None else (DELIVERY.c.handoff == handoff,)
     locked = await session.execute(
         sa.update(DELIVERY)
         .where(
             among(DELIVERY.c.id, ids, session),
             DELIVERY.c.status == DeliveryStatus.SENDING,
-            *ours,
+            DELIVERY.c.handoff == handoff,
         )
         .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
         .returning(DELIVERY.c.id)

@@ -181,15 +181,18 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int], handoff: int)
     marked for this batch (`handoff`): a batch that outlived its lease may have been recovered
     meanwhile, and what recovery queued again may be another sender's now."""
     await _skip_suppressed(session, ids, (DeliveryStatus.SENDING,))
+    # FOR UPDATE locks the rows without writing them: a no-op UPDATE, which took the locks
+    # before, made a new version of each row and its index entries, a fifth of PostgreSQL's
+    # work per message. SQLite has no row locks: the UPDATE above already holds its one
+    # write lock (even when it changes no row) until the transaction ends.
     locked = await session.execute(
-        sa.update(DELIVERY)
+        sa.select(DELIVERY.c.id)
         .where(
             among(DELIVERY.c.id, ids, session),
             DELIVERY.c.status == DeliveryStatus.SENDING,
             DELIVERY.c.handoff == handoff,
         )
-        .values(claimed_at=DELIVERY.c.claimed_at)  # a no-op write: it takes the row locks
-        .returning(DELIVERY.c.id)
+        .with_for_update()
     )
     return sorted(locked.scalars())
 

@@ -274,6 +274,49 @@ async def test_c13_nothing_is_handed_to_smtp_after_an_unsubscribe_commits(world,
     assert sum(counts.values()) == 8 and counts["sent"] + counts["skipped"] == 8
 
 
+async def test_c13_an_unsubscribe_during_a_handoff_waits_for_it(
+    fast_settings, clock, services, smtp
+):
+    """The handoff transaction holds its rows locked while the relay takes them: an
+    unsubscribe of a recipient still waiting in that very handoff commits only once the
+    handoff has committed. One connection and a slow relay, so the handoff is long."""
+    delivery = dataclasses.replace(fast_settings.business.delivery, batch_size=8, connections=1)
+    business = dataclasses.replace(fast_settings.business, delivery=delivery)
+    slow = Services.build(dataclasses.replace(fast_settings, business=business), clock)
+    try:
+        await people(slow, 6)
+        campaign_id = await new_campaign(slow)
+        run = await fire(slow, campaign_id)
+        smtp.data_delay = 0.1
+        task = asyncio.create_task(send(slow, campaign_id, run))
+        while not smtp.received:  # noqa: ASYNC110 - the server runs in another thread
+            await asyncio.sleep(0.001)
+        target = next(f"p{i}@example.be" for i in range(5, -1, -1) if not _got(smtp, i))
+        async with slow.db.sessions() as session:
+            await suppress(
+                session,
+                target,
+                reason="unsubscribe",
+                channel="one_click",
+                clock=slow.context.clock,
+                hasher=slow.context.hasher,
+            )
+            await session.commit()
+        committed = time.monotonic()
+        got_it = [m.at for m in smtp.received if target in m.rcpt_tos]
+        await task
+    finally:
+        await slow.close()
+    # The handoff had it: it went out, before the unsubscribe could commit (after the
+    # handoff); the unsubscribe holds for every mail after it.
+    assert len(got_it) == 1 and got_it[0] < committed
+    assert recipients(smtp)[target] == 1
+
+
+def _got(smtp, i: int) -> bool:
+    return any(f"p{i}@example.be" in m.rcpt_tos for m in smtp.received)
+
+
 async def test_c12_frequency_cap_across_campaigns_in_one_week(world, smtp):
     await people(world, 1)
     first, second, third = [await new_campaign(world) for _ in range(3)]

@@ -111,6 +111,20 @@ async def send(services: Services, campaign_id: str, run: int):
         await dispatcher.close()
 
 
+async def unsubscribe(services: Services, email: str) -> None:
+    """A one-click unsubscribe, committed (it waits for any lock on the address's rows)."""
+    async with services.db.sessions() as session:
+        await suppress(
+            session,
+            email,
+            reason="unsubscribe",
+            channel="one_click",
+            clock=services.context.clock,
+            hasher=services.context.hasher,
+        )
+        await session.commit()
+
+
 def recipients(smtp) -> Counter[str]:
     return Counter(r for message in smtp.received for r in message.rcpt_tos)
 
@@ -256,16 +270,7 @@ async def test_c13_nothing_is_handed_to_smtp_after_an_unsubscribe_commits(world,
     while not smtp.received:  # noqa: ASYNC110 - the server runs in another thread
         await asyncio.sleep(0.001)
     target = "p5@example.be"
-    async with world.db.sessions() as session:
-        await suppress(
-            session,
-            target,
-            reason="unsubscribe",
-            channel="one_click",
-            clock=world.context.clock,
-            hasher=world.context.hasher,
-        )
-        await session.commit()
+    await unsubscribe(world, target)
     committed = time.monotonic()
     await task
     late = [m for m in smtp.received if target in m.rcpt_tos and m.at > committed]
@@ -292,16 +297,7 @@ async def test_c13_an_unsubscribe_during_a_handoff_waits_for_it(
         while not smtp.received:  # noqa: ASYNC110 - the server runs in another thread
             await asyncio.sleep(0.001)
         target = next(f"p{i}@example.be" for i in range(5, -1, -1) if not _got(smtp, i))
-        async with slow.db.sessions() as session:
-            await suppress(
-                session,
-                target,
-                reason="unsubscribe",
-                channel="one_click",
-                clock=slow.context.clock,
-                hasher=slow.context.hasher,
-            )
-            await session.commit()
+        await unsubscribe(slow, target)
         committed = time.monotonic()
         got_it = [m.at for m in smtp.received if target in m.rcpt_tos]
         await task

@@ -7,10 +7,13 @@ decided report adds what it says), so the guard reads a few rows, not the run's 
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import idna
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +23,9 @@ from campaigns.models import Campaign, CampaignRun, RunDomainCount
 from campaigns.returns.table import Verdict
 from campaigns.sending.lifecycle import open_run_id, pause_itself
 from campaigns.sending.states import Action, may
+
+if TYPE_CHECKING:
+    from campaigns.sending.ledger import SmtpOutcome
 
 COUNTS = RunDomainCount.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]
@@ -37,7 +43,13 @@ _REPORTED: Mapping[Verdict, Mapping[str, int]] = {
 
 
 def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()[:253]
+    """The receiving domain an address counts under: in lower case, and as A-labels when it
+    is not ASCII, so the contact's `bücher.be` and RCPT TO's `xn--bcher-kva.be` are one."""
+    domain = address.rpartition("@")[2].lower()
+    if not domain.isascii():
+        with contextlib.suppress(UnicodeError):  # IDNA 2008 refuses it: counted as written
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+    return domain[:253]
 
 
 @dataclass
@@ -53,6 +65,23 @@ class Tally:
         change = _REPORTED.get(verdict)
         if change:
             self.add(domain, **change)
+
+
+def smtp_tally(answers: Iterable[tuple[str, SmtpOutcome]]) -> Tally:
+    """What SMTP said, per receiving domain: (recipient address, outcome) pairs. A temporary
+    failure is tried again (counted when it ends) and an `unknown` one is not known."""
+    tally = Tally()
+    for address, outcome in answers:
+        if outcome.kind == "sent":
+            tally.add(domain_of(address), messages=1, delivered=1)
+        elif outcome.kind == "permanent":
+            tally.add(
+                domain_of(address),
+                messages=1,
+                hard_bounces=int(outcome.hard_bounce),
+                blocks=int(outcome.block),
+            )
+    return tally
 
 
 async def add_counts(session: AsyncSession, run_id: int, tally: Tally) -> None:

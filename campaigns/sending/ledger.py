@@ -35,6 +35,7 @@ from campaigns.audience.eligibility import ELIGIBLE, AudienceRules, audience_que
 from campaigns.context import Context
 from campaigns.db import among, dialect_name
 from campaigns.models import Campaign, CampaignRun, Contact, Delivery
+from campaigns.returns.reputation import add_counts, smtp_tally
 from campaigns.sending.states import CampaignStatus, DeliveryStatus
 from campaigns.suppression.entries import NewEntry, suppress_all
 from campaigns.suppression.predicate import is_suppressed
@@ -181,10 +182,9 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int], handoff: int)
     marked for this batch (`handoff`): a batch that outlived its lease may have been recovered
     meanwhile, and what recovery queued again may be another sender's now."""
     await _skip_suppressed(session, ids, (DeliveryStatus.SENDING,))
-    # FOR UPDATE locks the rows without writing them: a no-op UPDATE, which took the locks
-    # before, made a new version of each row and its index entries, a fifth of PostgreSQL's
-    # work per message. SQLite has no row locks: the UPDATE above already holds its one
-    # write lock (even when it changes no row) until the transaction ends.
+    # Locks without writing (a no-op UPDATE made a new version of every row), in id order as
+    # an objection takes them. SQLite has no row locks: the UPDATE above holds its write lock,
+    # even when it changes no row, until the transaction ends.
     locked = await session.execute(
         sa.select(DELIVERY.c.id)
         .where(
@@ -192,9 +192,10 @@ async def begin_handoff(session: AsyncSession, ids: Sequence[int], handoff: int)
             DELIVERY.c.status == DeliveryStatus.SENDING,
             DELIVERY.c.handoff == handoff,
         )
-        .with_for_update()
+        .order_by(DELIVERY.c.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: what an UPDATE takes
     )
-    return sorted(locked.scalars())
+    return list(locked.scalars())
 
 
 async def _skip_suppressed(
@@ -389,7 +390,26 @@ async def recover_in_flight(
     await record_outcomes(session, outcomes, ctx)
     if any(o.hard_bounce for o in outcomes):
         await suppress_hard_bounces(session, outcomes, ctx)
+    await _count_for_runs(session, outcomes)
     return sum(1 for o in outcomes if o.kind == "unknown")
+
+
+async def _count_for_runs(session: AsyncSession, outcomes: Sequence[SmtpOutcome]) -> None:
+    """The answers recovery recorded count for their runs as the crashed handoff would have
+    counted them (C37): the reputation guard sees every delivered or refused message."""
+    answered = {o.delivery_id: o for o in outcomes if o.kind in ("sent", "permanent")}
+    if not answered:
+        return
+    rows = await session.execute(
+        sa.select(DELIVERY.c.id, DELIVERY.c.run, CONTACT.c.email)
+        .join(CONTACT, CONTACT.c.id == DELIVERY.c.contact_id)
+        .where(among(DELIVERY.c.id, answered, session))
+    )
+    by_run: dict[int, list[tuple[str, SmtpOutcome]]] = {}
+    for delivery_id, run_id, email in rows.all():
+        by_run.setdefault(run_id, []).append((email, answered[delivery_id]))
+    for run_id, answers in sorted(by_run.items()):
+        await add_counts(session, run_id, smtp_tally(answers))
 
 
 async def handoffs_in_flight(session: AsyncSession, keys: Collection[int]) -> set[int]:

@@ -26,7 +26,7 @@ from campaigns.audience.audience import load_target
 from campaigns.config import DeliveryPolicy
 from campaigns.context import Context
 from campaigns.models import Campaign
-from campaigns.returns.reputation import Tally, add_counts, domain_of, guard
+from campaigns.returns.reputation import add_counts, guard, smtp_tally
 from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients
 from campaigns.sending.ledger import (
     Claim,
@@ -90,26 +90,6 @@ class HandoffPace:
     def observe(self, count: int, elapsed: float) -> None:
         if count and elapsed > 0:
             self.size = max(1, min(self.most, int(self.seconds * count / elapsed)))
-
-
-def _tally(outcomes: Outcomes, messages: dict[int, Composed]) -> Tally:
-    """What SMTP said, per receiving domain, for the reputation counts (C37)."""
-    tally = Tally()
-    for outcome in outcomes:
-        message = messages.get(outcome.delivery_id)
-        if message is None or outcome.kind in ("temporary", "unknown"):
-            continue  # not composed, tried again later (counted when it ends), or unknown
-        domain = domain_of(message.recipient)
-        if outcome.kind == "sent":
-            tally.add(domain, messages=1, delivered=1)
-        else:
-            tally.add(
-                domain,
-                messages=1,
-                hard_bounces=int(outcome.hard_bounce),
-                blocks=int(outcome.block),
-            )
-    return tally
 
 
 def default_identity() -> str:
@@ -308,7 +288,11 @@ class Dispatcher:
             suppressed, the counts added, the guard asked (C17, C37)."""
             if any(o.hard_bounce for o in said):
                 await suppress_hard_bounces(session, outcomes=said, ctx=ctx)
-            await add_counts(session, run.run_id, _tally(said, batch.messages))
+            composed = batch.messages  # one that did not compose has no recipient: not counted
+            answers = [
+                (composed[o.delivery_id].recipient, o) for o in said if o.delivery_id in composed
+            ]
+            await add_counts(session, run.run_id, smtp_tally(answers))
             return await guard(session, run.run_id, ctx)
 
         live: list[int] = []

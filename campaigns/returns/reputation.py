@@ -1,8 +1,9 @@
 """The reputation guard (C37): what each run met at each receiving domain, and the pause when
 complaints or one domain's refusals pass the limits of `[reputation]`.
 
-The counts are kept as they happen (the dispatcher adds what SMTP said after each handoff; a
-decided report adds what it says), so the guard reads a few rows, not the run's deliveries.
+The counts are kept as they happen (the dispatcher adds what SMTP said after each handoff, and
+crash recovery what the wire journal says of a handoff that died; a decided report adds what
+it says), so the guard reads a few rows, not the run's deliveries.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ _REPORTED: Mapping[Verdict, Mapping[str, int]] = {
 
 def domain_of(address: str) -> str:
     """The receiving domain an address counts under: in lower case, and as A-labels when it
-    is not ASCII, so the contact's `bücher.be` and RCPT TO's `xn--bcher-kva.be` are one."""
+    is not ASCII, so the contact's `bücher.be` (a report, recovery) and `xn--bcher-kva.be`
+    (RCPT TO, for an ASCII local part) are one."""
     domain = address.rpartition("@")[2].lower()
     if not domain.isascii():
         with contextlib.suppress(UnicodeError):  # IDNA 2008 refuses it: counted as written
@@ -69,7 +71,8 @@ class Tally:
 
 def smtp_tally(answers: Iterable[tuple[str, SmtpOutcome]]) -> Tally:
     """What SMTP said, per receiving domain: (recipient address, outcome) pairs. A temporary
-    failure is tried again (counted when it ends) and an `unknown` one is not known."""
+    failure is tried again (counted when it ends); an `unknown` one is not counted: the relay
+    may or may not have it."""
     tally = Tally()
     for address, outcome in answers:
         if outcome.kind == "sent":

@@ -352,7 +352,7 @@ async def recover_in_flight(
     """After a crash: deliveries claimed longer ago than the lease. Those never handed over
     are queued again. Of those handed over, the wire journal's row for their own batch
     decides: never released to the wire, queued again; answered, the answer is recorded (a
-    hard bounce suppressed, C17); otherwise `unknown` and counted, never sent again
+    hard bounce suppressed, C17; counted for the run, C37); otherwise `unknown`, never sent again
     (invariant 6). The rows are read (and on PostgreSQL locked, skipping those a live
     handoff holds) before the journal is; a batch that outlived its lease and goes on
     afterwards sends only rows still marked for it (`begin_handoff`). Returns how many
@@ -395,8 +395,8 @@ async def recover_in_flight(
 
 
 async def _count_for_runs(session: AsyncSession, outcomes: Sequence[SmtpOutcome]) -> None:
-    """The answers recovery recorded count for their runs as the crashed handoff would have
-    counted them (C37): the reputation guard sees every delivered or refused message."""
+    """What a crashed handoff never committed counts for its run as the handoff would have
+    counted it (C37): the messages the relay took or refused."""
     answered = {o.delivery_id: o for o in outcomes if o.kind in ("sent", "permanent")}
     if not answered:
         return

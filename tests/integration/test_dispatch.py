@@ -367,9 +367,8 @@ async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_w
     """A batch handed over over one connection, its journal row as a crash left it: the
     first AHEAD released, two of them answered (one sent, one hard bounce), the rest never
     released. The worker's recovery records the answers (the bounce suppressed, C17; both
-    counted for the run, C37), makes
-    only the released and unanswered `unknown`, and queues the rest again, which is then sent
-    once; the row is swept."""
+    counted for the run, C37), makes only the released and unanswered `unknown`, and queues
+    the rest again, which is then sent once; the row is swept."""
     size = 2 * AHEAD + 4
     await people(world, size)
     campaign_id = await new_campaign(world)
@@ -422,6 +421,9 @@ async def test_invariant_6_after_a_crash_the_wire_journal_says_what_was_on_the_w
     await send(world, campaign_id, run)
     assert recipients(smtp) == dict.fromkeys(never_released, 1)  # sent once, now
     assert await journal.read([wire.key]) == {}  # swept: no delivery of it is sending
+    async with world.db.sessions() as session:
+        counted = (await run_reputation(session, run)).overall
+    assert counted.messages == 2 + len(never_released)  # each counted once
 
 
 async def test_invariant_6_recovery_reads_each_delivery_in_its_own_batch(world, smtp, clock):

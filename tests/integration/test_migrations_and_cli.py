@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from campaigns.apikeys import authenticate
-from campaigns.models import metadata
+from campaigns.models import Campaign, CampaignRun, RunDomainCount, metadata
 from mailer.db import make_engine
 from mailer.migrate import downgrade, head_revision, upgrade
 from mailer.services import Services
@@ -59,6 +61,58 @@ def test_migrations_upgrade_downgrade_and_match_the_models(fresh_url):
     upgrade(fresh_url)
     assert schema_drift(fresh_url) == []
     assert head_revision() is not None
+
+
+def test_c37_migration_0017_counts_a_domain_once_under_its_a_labels(fresh_url):
+    """Counts a report wrote under `bücher.be` and a handoff under `xn--bcher-kva.be` become
+    one row; a limit resumed past under the old spelling keeps holding."""
+    upgrade(fresh_url, "0016")
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    count = RunDomainCount.__table__  # type: ignore[attr-defined]
+    zero = dict.fromkeys(("delivered", "hard_bounces", "soft_bounces", "complaints"), 0)
+    rows = [
+        {**zero, "run_id": 7, "domain": domain, "messages": messages, "blocks": blocks}
+        for domain, messages, blocks in (
+            ("bücher.be", 3, 2),
+            ("xn--bcher-kva.be", 5, 1),
+            ("münchen.de", 1, 0),
+            ("example.be", 4, 0),
+        )
+    ]
+    campaign = {"id": "c" * 32, "name": "n", "purpose": "newsletter", "subject": "s"}
+    campaign.update(template="newsletter.html", status="sending", created_at=at, updated_at=at)
+    run = {"id": 7, "campaign_id": "c" * 32, "scheduled_for": at, "started_at": at}
+    run.update(status="sending", guard_tripped="blocks:bücher.be,complaints")
+
+    async def seed() -> None:
+        engine = make_engine(fresh_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(sa.insert(Campaign.__table__), [campaign])  # type: ignore[attr-defined]
+                await connection.execute(sa.insert(CampaignRun.__table__), [run])  # type: ignore[attr-defined]
+                await connection.execute(sa.insert(count), rows)
+        finally:
+            await engine.dispose()
+
+    async def read() -> tuple[dict[str, tuple[int, int]], str | None]:
+        engine = make_engine(fresh_url)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    sa.select(count.c.domain, count.c.messages, count.c.blocks)
+                )
+                tripped = await connection.scalar(
+                    sa.select(CampaignRun.guard_tripped).where(CampaignRun.id == 7)
+                )
+                return {d: (m, b) for d, m, b in found.all()}, tripped
+        finally:
+            await engine.dispose()
+
+    run_in_thread(seed)
+    upgrade(fresh_url)
+    counts, tripped = run_in_thread(read)
+    assert counts == {"xn--bcher-kva.be": (8, 3), "xn--mnchen-3ya.de": (1, 0), "example.be": (4, 0)}
+    assert tripped == "blocks:xn--bcher-kva.be,complaints"
 
 
 def cli(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from campaigns.returns.reputation import domain_of, smtp_tally
 from campaigns.sending.ledger import SmtpOutcome
+from mailer.delivery.mime import mailbox
 
 
 def test_c37_a_domain_counts_once_however_the_address_writes_it():
@@ -11,6 +12,8 @@ def test_c37_a_domain_counts_once_however_the_address_writes_it():
     # The contact's own spelling (a report, recovery) and what RCPT TO carries (A-labels).
     assert domain_of("jose@bücher.be") == domain_of("jose@xn--bcher-kva.be") == "xn--bcher-kva.be"
     assert domain_of("josé@Bücher.be") == "xn--bcher-kva.be"
+    for email in ("jose@bücher.be", "josé@bücher.be"):  # RCPT TO's form, with SMTPUTF8 or not
+        assert domain_of(mailbox(email)[0]) == domain_of(email)
     assert domain_of("x@a_b.example") == "a_b.example"  # ASCII: as it is, lower case
     assert domain_of("x@\u00e4\u200d.example") == "\u00e4\u200d.example"  # IDNA refuses: as written
 

@@ -22,6 +22,7 @@ from campaigns.context import Context
 from campaigns.db import dialect_insert
 from campaigns.models import Campaign, CampaignRun, RunDomainCount
 from campaigns.returns.table import Verdict
+from campaigns.sending import pauses
 from campaigns.sending.lifecycle import open_run_id, pause_itself
 from campaigns.sending.states import Action, may
 
@@ -162,10 +163,7 @@ async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
         )
     ).one()
     if delivered >= policy.min_delivered and complaints > policy.complaint_rate * delivered:
-        reasons["complaints"] = (
-            f"paused: complaints at {complaints / delivered:.2%} of delivered mail"
-            f" (limit {policy.complaint_rate:.2%})"
-        )
+        reasons["complaints"] = pauses.complaints(complaints / delivered, policy.complaint_rate)
     blocking = await session.execute(
         sa.select(COUNTS.c.domain, COUNTS.c.messages, COUNTS.c.blocks)
         .where(
@@ -177,9 +175,8 @@ async def guard(session: AsyncSession, run_id: int, ctx: Context) -> str | None:
     )
     for domain, messages, blocks in blocking.all():
         if blocks > policy.domain_block_rate * messages:
-            reasons[f"blocks:{domain}"] = (
-                f"paused: {domain} refused {blocks / messages:.1%} of its messages as"
-                f" sender-level blocks (limit {policy.domain_block_rate:.0%})"
+            reasons[f"blocks:{domain}"] = pauses.domain_blocks(
+                domain, blocks / messages, policy.domain_block_rate
             )
     new = [(key, text) for key, text in reasons.items() if key not in accepted]
     if not new:

@@ -21,6 +21,7 @@ from campaigns.context import Context
 from campaigns.db import dialect_insert, dialect_name
 from campaigns.errors import Conflict, InvalidInput, NotFound
 from campaigns.models import Campaign, CampaignRun, Delivery
+from campaigns.sending import pauses
 from campaigns.sending.states import (
     ALLOWED_FROM,
     OPEN_DELIVERIES,
@@ -33,7 +34,7 @@ from campaigns.sending.states import (
 )
 
 SEND_AT_SLACK = timedelta(minutes=5)  # "now" typed by a person is a little in the past
-MARKETER_PAUSE = "paused by a marketer"
+MARKETER_PAUSE = pauses.by_marketer()
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]
 CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
@@ -209,7 +210,7 @@ async def pause_itself(session: AsyncSession, campaign_id: str, reason: str, ctx
 
 def _paused(campaign: Campaign, reason: str, ctx: Context) -> None:
     campaign.status = CampaignStatus.PAUSED
-    campaign.paused_reason = reason[:200]
+    campaign.paused_reason = reason[: pauses.REASON_LENGTH]
     campaign.updated_at = ctx.clock.now()
 
 

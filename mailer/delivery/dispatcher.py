@@ -27,6 +27,7 @@ from campaigns.config import DeliveryPolicy
 from campaigns.context import Context
 from campaigns.models import Campaign
 from campaigns.returns.reputation import add_counts, guard, smtp_tally
+from campaigns.sending import pauses
 from campaigns.sending.campaigns import DeliveryRecipient, delivery_recipients
 from campaigns.sending.ledger import (
     Claim,
@@ -264,7 +265,7 @@ class Dispatcher:
         db, ctx = self.db, self.ctx
         progress = run.progress
         if not batch.messages:  # nothing composes: the setup is broken, not one recipient
-            reason = f"paused: messages cannot be composed ({batch.unsendable[0].detail})"
+            reason = pauses.not_composable(batch.unsendable[0].detail)
             await db.transaction(partial(release, ids=batch.ids))
             await db.transaction(
                 partial(pause_itself, campaign_id=run.campaign_id, reason=reason, ctx=ctx)
@@ -342,7 +343,7 @@ class Dispatcher:
             return False
         if run.failures_in_a_row >= self.policy.error_budget:
             last = next((o.detail for o in reversed(outcomes) if o.relay_failure), "")
-            reason = f"paused after {run.failures_in_a_row} relay failures in a row: {last}"
+            reason = pauses.relay_failing(run.failures_in_a_row, last)
             log.warning("campaign paused: relay failing")
             await db.transaction(
                 partial(pause_itself, campaign_id=run.campaign_id, reason=reason, ctx=ctx)

@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from campaigns.config import SenderIdentity
+from campaigns.sending import pauses
 from mailer.web.console_text import CONSOLE
 
 
@@ -20,6 +21,7 @@ class ConsolePages:
             autoescape=select_autoescape(default_for_string=True, default=True),
             auto_reload=False,
         )
+        self.env.filters["pause_reason"] = pause_in_words
         self.sender = sender
         self.secure_cookies = secure_cookies  # Secure cookies outside dev mode (C39)
 
@@ -47,3 +49,10 @@ class ConsolePages:
     def fragment(self, lang: str, template: str, **context: Any) -> str:
         """A part of a page the page's script loads (the audience, the preview's firings ...)."""
         return self.env.get_template(template).render(lang=lang, w=CONSOLE[lang], **context)
+
+
+def pause_in_words(reason: str, w: dict[str, str]) -> str:
+    """A stored pause reason (English, as the API says it) in the console's language; as it
+    is stored when it reads as none of the known ones."""
+    known = pauses.read(reason)
+    return reason if known is None else w[f"pause_{known.kind}"].format(**known.values)

@@ -159,6 +159,14 @@ CONSOLE: dict[str, dict[str, str]] = {
         "do_resume": "Hervatten",
         "do_cancel": "Campagne annuleren",
         "paused_because": "Gepauzeerd: {reason}",
+        "pause_marketer": "door een marketeer",
+        "pause_relay": "na {failures} fouten op rij van de mailserver (relay): {detail}",
+        "pause_composition": "de berichten kunnen niet worden opgemaakt ({detail})",
+        "pause_complaints": "klachten voor {rate} van de afgeleverde mail (grens {limit})",
+        "pause_blocks": (
+            "{domain} weigerde {rate} van zijn berichten als blokkering van de afzender"
+            " (grens {limit})"
+        ),
         "progress": "Voortgang",
         "done_of": "{done} van {total} klaar",
         "per_minute": "{n} per minuut",
@@ -391,6 +399,13 @@ CONSOLE: dict[str, dict[str, str]] = {
         "do_resume": "Reprendre",
         "do_cancel": "Annuler la campagne",
         "paused_because": "En pause : {reason}",
+        "pause_marketer": "par un responsable marketing",
+        "pause_relay": "après {failures} échecs de suite du serveur d'envoi (relais) : {detail}",
+        "pause_composition": "les messages ne peuvent pas être composés ({detail})",
+        "pause_complaints": "plaintes pour {rate} du courrier délivré (limite {limit})",
+        "pause_blocks": (
+            "{domain} a refusé {rate} de ses messages en bloquant l'expéditeur (limite {limit})"
+        ),
         "progress": "Avancement",
         "done_of": "{done} sur {total} traités",
         "per_minute": "{n} par minute",
@@ -613,6 +628,13 @@ CONSOLE: dict[str, dict[str, str]] = {
         "do_resume": "Resume",
         "do_cancel": "Cancel the campaign",
         "paused_because": "Paused: {reason}",
+        "pause_marketer": "by a marketer",
+        "pause_relay": "after {failures} relay failures in a row: {detail}",
+        "pause_composition": "messages cannot be composed ({detail})",
+        "pause_complaints": "complaints at {rate} of delivered mail (limit {limit})",
+        "pause_blocks": (
+            "{domain} refused {rate} of its messages as sender-level blocks (limit {limit})"
+        ),
         "progress": "Progress",
         "done_of": "{done} of {total} done",
         "per_minute": "{n} per minute",

@@ -165,3 +165,56 @@ async def test_c39_the_console_in_dutch_and_french(console_server, browser, keys
         assert await serious_violations(page) == []
         await page.screenshot(path=str(SHOTS / f"console-editor.{lang}.png"), full_page=True)
         await context.close()
+
+
+async def test_c37_c39_why_a_campaign_paused_in_the_marketers_language(
+    server, browser, keys, services
+):
+    """A pause the guard made, and one a marketer made, read in Dutch and French on the
+    campaign's page (the API keeps saying them in English)."""
+    from campaigns.models import Campaign
+    from campaigns.sending import pauses
+    from tests.integration.test_audience_scenarios import campaign
+
+    await staff(services, "mia@ollekebolleke.be", "marketer")
+    async with httpx.AsyncClient(base_url=server) as client:
+        created = await client.post("/api/v1/campaigns", json=campaign(), headers=keys["marketer"])
+        assert created.status_code == 201
+    campaign_id = created.json()["id"]
+    said = {
+        pauses.complaints(0.0045, 0.003): {
+            "nl": "Gepauzeerd: klachten voor 0.45% van de afgeleverde mail (grens 0.30%)",
+            "fr": "En pause : plaintes pour 0.45% du courrier délivré (limite 0.30%)",
+        },
+        pauses.by_marketer(): {
+            "nl": "Gepauzeerd: door een marketeer",
+            "fr": "En pause : par un responsable marketing",
+        },
+    }
+    for reason, words in said.items():
+
+        async def paused(session: Any, reason: str = reason) -> None:
+            row = await session.get(Campaign, campaign_id)
+            row.status, row.paused_reason = "paused", reason
+
+        await services.db.transaction(paused)
+        for lang, text in words.items():
+            context = await browser.new_context(
+                locale=lang, extra_http_headers={"Accept-Language": lang}
+            )
+            page = await context.new_page()
+            await page.goto(server + "/console/login")
+            await page.locator("#email").fill("mia@ollekebolleke.be")
+            await page.locator("#password").fill("correct horse battery")
+            await page.keyboard.press("Enter")
+            await page.wait_for_url(re.compile(r"/console/?$"))
+            await page.goto(f"{server}/console/campaigns/{campaign_id}")
+            await page.get_by_text(text, exact=True).wait_for()
+            if reason == pauses.complaints(0.0045, 0.003):
+                assert await serious_violations(page) == []
+                top = {"x": 0, "y": 0, "width": 1280, "height": 360}  # the status and why
+                await page.screenshot(path=str(SHOTS / f"console-paused.{lang}.png"), clip=top)
+            await context.close()
+        async with httpx.AsyncClient(base_url=server) as client:
+            detail = await client.get(f"/api/v1/campaigns/{campaign_id}", headers=keys["marketer"])
+        assert detail.json()["paused_reason"] == reason  # the API: as stored, in English

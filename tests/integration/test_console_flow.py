@@ -142,19 +142,24 @@ async def test_c39_a_marketer_writes_previews_targets_tests_schedules_and_reads_
         assert await serious_violations(admin) == [], path
 
 
+async def logged_in_as_mia(browser: Any, server: str, lang: str) -> tuple[Any, Any]:
+    """A browser context in `lang`, logged in by keyboard as the marketer `staff` made."""
+    context = await browser.new_context(locale=lang, extra_http_headers={"Accept-Language": lang})
+    page = await context.new_page()
+    await page.goto(server + "/console/login")
+    await page.locator("#email").fill("mia@ollekebolleke.be")
+    await page.locator("#password").fill("correct horse battery")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"/console/?$"))
+    return context, page
+
+
 async def test_c39_the_console_in_dutch_and_french(console_server, browser, keys, services):
     """The editor in the marketer's language (pictures for the README)."""
     await shop_pushes(console_server, keys)
     await staff(services, "mia@ollekebolleke.be", "marketer")
     for lang, button in (("nl", "Nieuwe campagne"), ("fr", "Nouvelle campagne")):
-        context = await browser.new_context(
-            locale=lang, extra_http_headers={"Accept-Language": lang}
-        )
-        page = await context.new_page()
-        await page.goto(console_server + "/console/login")
-        await page.locator("#email").fill("mia@ollekebolleke.be")
-        await page.locator("#password").fill("correct horse battery")
-        await page.keyboard.press("Enter")
+        context, page = await logged_in_as_mia(browser, console_server, lang)
         await page.get_by_role("link", name=button).click()
         await page.locator("#f-name").fill("Thé d'hiver" if lang == "fr" else "Winterthee")
         await page.locator("#f-purpose").select_option("newsletter")
@@ -199,15 +204,7 @@ async def test_c37_c39_why_a_campaign_paused_in_the_marketers_language(
 
         await services.db.transaction(paused)
         for lang, text in words.items():
-            context = await browser.new_context(
-                locale=lang, extra_http_headers={"Accept-Language": lang}
-            )
-            page = await context.new_page()
-            await page.goto(server + "/console/login")
-            await page.locator("#email").fill("mia@ollekebolleke.be")
-            await page.locator("#password").fill("correct horse battery")
-            await page.keyboard.press("Enter")
-            await page.wait_for_url(re.compile(r"/console/?$"))
+            context, page = await logged_in_as_mia(browser, server, lang)
             await page.goto(f"{server}/console/campaigns/{campaign_id}")
             await page.get_by_text(text, exact=True).wait_for()
             if reason == pauses.complaints(0.0045, 0.003):

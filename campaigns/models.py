@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from campaigns.sending.pauses import REASON_LENGTH
 from campaigns.sending.states import CampaignStatus, RunStatus
 
 
@@ -200,7 +201,7 @@ class Campaign(SQLModel, table=True):
     send_at: datetime | None = _utc(nullable=True)  # a one-off send
     cron: str | None = Field(default=None, max_length=100)  # a recurring one
     timezone: str | None = Field(default=None, max_length=64)
-    paused_reason: str | None = Field(default=None, max_length=200)
+    paused_reason: str | None = Field(default=None, max_length=REASON_LENGTH)
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
 

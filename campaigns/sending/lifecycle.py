@@ -34,7 +34,6 @@ from campaigns.sending.states import (
 )
 
 SEND_AT_SLACK = timedelta(minutes=5)  # "now" typed by a person is a little in the past
-MARKETER_PAUSE = pauses.by_marketer()
 DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 RUN = CampaignRun.__table__  # type: ignore[attr-defined]
 CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
@@ -195,14 +194,15 @@ async def pause(session: AsyncSession, campaign_id: str, ctx: Context) -> Campai
     """A marketer's pause: refused where it is no transition."""
     campaign = await _campaign(session, campaign_id)
     require(campaign.status, Action.PAUSE)
-    _paused(campaign, MARKETER_PAUSE, ctx)
+    _paused(campaign, pauses.by_marketer(), ctx)
     await session.flush()
     return campaign
 
 
 async def pause_itself(session: AsyncSession, campaign_id: str, reason: str, ctx: Context) -> None:
-    """The dispatcher's own pause (the relay failing, nothing composes), with why; a campaign
-    paused or cancelled meanwhile is left as it is."""
+    """A pause the service makes itself, with why (campaigns/sending/pauses.py: the relay
+    failing, nothing composes, the reputation guard); a campaign paused or cancelled meanwhile
+    is left as it is."""
     campaign = await _campaign(session, campaign_id)
     if may(campaign.status, Action.PAUSE):
         _paused(campaign, reason, ctx)

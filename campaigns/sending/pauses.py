@@ -1,7 +1,7 @@
 """Why a campaign paused: one home for the reasons, as the API's `paused_reason` says them
 (English, as stored) and as a kind with its values, so the console says them in the
-marketer's language. A reason that does not read as one of these (written by an older
-version, or cut at the column's 200 characters) is shown as it is."""
+marketer's language. A reason that does not read as one of these (written by an older version,
+or cut at the column's 200 characters where its end no longer matches) is shown as stored."""
 
 from __future__ import annotations
 

@@ -52,7 +52,14 @@ class ConsolePages:
 
 
 def pause_in_words(reason: str, w: dict[str, str]) -> str:
-    """A stored pause reason (English, as the API says it) in the console's language; as it
-    is stored when it reads as none of the known ones."""
+    """A stored pause reason (English, as the API says it) in the console's language, its
+    percentages written as the language writes them; as stored when it reads as none of the
+    known ones."""
     known = pauses.read(reason)
-    return reason if known is None else w[f"pause_{known.kind}"].format(**known.values)
+    if known is None:
+        return reason
+    values = dict(known.values)
+    for name in ("rate", "limit"):
+        if name in values:
+            values[name] = values[name].replace(".", w["decimal"]).replace("%", w["percent"])
+    return w[f"pause_{known.kind}"].format(**values)

@@ -160,13 +160,15 @@ CONSOLE: dict[str, dict[str, str]] = {
         "do_cancel": "Campagne annuleren",
         "paused_because": "Gepauzeerd: {reason}",
         "pause_marketer": "door een marketeer",
-        "pause_relay": "na {failures} fouten op rij van de mailserver (relay): {detail}",
+        "pause_relay": "na {failures} mislukte pogingen op rij bij de relay: {detail}",
         "pause_composition": "de berichten kunnen niet worden opgemaakt ({detail})",
-        "pause_complaints": "klachten voor {rate} van de afgeleverde mail (grens {limit})",
+        "pause_complaints": "klachten over {rate} van de afgeleverde mail (grens {limit})",
         "pause_blocks": (
-            "{domain} weigerde {rate} van zijn berichten als blokkering van de afzender"
+            "{domain} weigerde {rate} van de berichten als blokkering van de afzender"
             " (grens {limit})"
         ),
+        "decimal": ",",
+        "percent": "%",
         "progress": "Voortgang",
         "done_of": "{done} van {total} klaar",
         "per_minute": "{n} per minuut",
@@ -399,13 +401,15 @@ CONSOLE: dict[str, dict[str, str]] = {
         "do_resume": "Reprendre",
         "do_cancel": "Annuler la campagne",
         "paused_because": "En pause : {reason}",
-        "pause_marketer": "par un responsable marketing",
-        "pause_relay": "après {failures} échecs de suite du serveur d'envoi (relais) : {detail}",
+        "pause_marketer": "par un marketeur",
+        "pause_relay": "après {failures} échecs consécutifs du relais : {detail}",
         "pause_composition": "les messages ne peuvent pas être composés ({detail})",
-        "pause_complaints": "plaintes pour {rate} du courrier délivré (limite {limit})",
+        "pause_complaints": "plaintes pour {rate} du courrier remis (limite {limit})",
         "pause_blocks": (
-            "{domain} a refusé {rate} de ses messages en bloquant l'expéditeur (limite {limit})"
+            "{domain} a refusé {rate} des messages par un blocage de l'expéditeur (limite {limit})"
         ),
+        "decimal": ",",
+        "percent": "\u202f%",
         "progress": "Avancement",
         "done_of": "{done} sur {total} traités",
         "per_minute": "{n} par minute",
@@ -635,6 +639,8 @@ CONSOLE: dict[str, dict[str, str]] = {
         "pause_blocks": (
             "{domain} refused {rate} of its messages as sender-level blocks (limit {limit})"
         ),
+        "decimal": ".",
+        "percent": "%",
         "progress": "Progress",
         "done_of": "{done} of {total} done",
         "per_minute": "{n} per minute",

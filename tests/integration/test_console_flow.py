@@ -17,7 +17,7 @@ from mailer.app import create_app
 from tests import factories
 from tests.integration.conftest import served
 from tests.integration.test_browser import SHOTS
-from tests.integration.test_console import browser_login, serious_violations, staff
+from tests.integration.test_console import PASSWORD, browser_login, serious_violations, staff
 
 pytestmark = pytest.mark.integration
 
@@ -143,12 +143,13 @@ async def test_c39_a_marketer_writes_previews_targets_tests_schedules_and_reads_
 
 
 async def logged_in_as_mia(browser: Any, server: str, lang: str) -> tuple[Any, Any]:
-    """A browser context in `lang`, logged in by keyboard as the marketer `staff` made."""
+    """A browser context in `lang`, logged in by keyboard as the marketer `staff` made (by
+    the fields' ids: `browser_login` finds them by their English labels)."""
     context = await browser.new_context(locale=lang, extra_http_headers={"Accept-Language": lang})
     page = await context.new_page()
     await page.goto(server + "/console/login")
     await page.locator("#email").fill("mia@ollekebolleke.be")
-    await page.locator("#password").fill("correct horse battery")
+    await page.locator("#password").fill(PASSWORD)
     await page.keyboard.press("Enter")
     await page.wait_for_url(re.compile(r"/console/?$"))
     return context, page
@@ -188,12 +189,12 @@ async def test_c37_c39_why_a_campaign_paused_in_the_marketers_language(
     campaign_id = created.json()["id"]
     said = {
         pauses.complaints(0.0045, 0.003): {
-            "nl": "Gepauzeerd: klachten voor 0.45% van de afgeleverde mail (grens 0.30%)",
-            "fr": "En pause : plaintes pour 0.45% du courrier délivré (limite 0.30%)",
+            "nl": "Gepauzeerd: klachten over 0,45% van de afgeleverde mail (grens 0,30%)",
+            "fr": "En pause : plaintes pour 0,45\u202f% du courrier remis (limite 0,30\u202f%)",
         },
         pauses.by_marketer(): {
             "nl": "Gepauzeerd: door een marketeer",
-            "fr": "En pause : par un responsable marketing",
+            "fr": "En pause : par un marketeur",
         },
     }
     for reason, words in said.items():

@@ -21,8 +21,7 @@ import sqlalchemy as sa
 
 from campaigns.models import Campaign, Delivery, InboundMessage, RunDomainCount, Suppression
 from campaigns.returns.intake import pending_reports
-from campaigns.sending import lifecycle
-from campaigns.sending.lifecycle import MARKETER_PAUSE
+from campaigns.sending import lifecycle, pauses
 from mailer.inbound import start_listener
 from mailer.services import Services
 from tests import reports
@@ -776,7 +775,7 @@ async def test_c37_a_limit_passed_while_paused_by_a_marketer_pauses_after_resume
     await decided(listener)
     async with world.db.sessions() as session:
         campaign = await session.get(Campaign, campaign_id)
-        assert (campaign.status, campaign.paused_reason) == ("paused", MARKETER_PAUSE)
+        assert (campaign.status, campaign.paused_reason) == ("paused", pauses.by_marketer())
     await app_client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=keys["marketer"])
     smtp.data_delay = 0.05
     resumed = asyncio.create_task(send(world, campaign_id, run))

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import idna
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from campaigns.addresses import a_labels
 from campaigns.context import Context
 from campaigns.db import dialect_insert
 from campaigns.models import Campaign, CampaignRun, RunDomainCount
@@ -51,7 +51,7 @@ def domain_of(address: str) -> str:
     domain = address.rpartition("@")[2].lower()
     if not domain.isascii():
         with contextlib.suppress(UnicodeError):  # IDNA 2008 refuses it: counted as written
-            domain = idna.encode(domain, uts46=True).decode("ascii")
+            domain = a_labels(domain)
     return domain[:253]
 
 

@@ -16,9 +16,8 @@ import re
 from email.charset import Charset
 from email.header import Header
 from email.utils import formataddr
-from functools import lru_cache
 
-import idna
+from campaigns.addresses import a_labels
 
 
 class HeaderInjection(ValueError):
@@ -95,14 +94,7 @@ def mailbox(email: str) -> tuple[str, bool]:
     local, at, domain = email.rpartition("@")
     if not local.isascii():
         return email, True
-    return f"{local}{at}{_a_labels(domain)}", False
-
-
-@lru_cache(maxsize=4096)
-def _a_labels(domain: str) -> str:
-    # IDNA 2008 (the idna package), as email-validator checks domains: Python's own "idna"
-    # codec is IDNA 2003, which maps straße.de to strasse.de, another domain.
-    return idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local}{at}{a_labels(domain)}", False
 
 
 def quoted_printable(text: str) -> bytes:

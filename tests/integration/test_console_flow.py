@@ -176,8 +176,8 @@ async def test_c39_the_console_in_dutch_and_french(console_server, browser, keys
 async def test_c37_c39_why_a_campaign_paused_in_the_marketers_language(
     server, browser, keys, services
 ):
-    """A pause the guard made, and one a marketer made, read in Dutch and French on the
-    campaign's page (the API keeps saying them in English)."""
+    """A pause the guard made, and one a marketer made, read in Dutch, French and English on
+    the campaign's page (the API keeps saying them in English)."""
     from campaigns.models import Campaign
     from campaigns.sending import pauses
     from tests.integration.test_audience_scenarios import campaign
@@ -191,10 +191,12 @@ async def test_c37_c39_why_a_campaign_paused_in_the_marketers_language(
         pauses.complaints(0.0045, 0.003): {
             "nl": "Gepauzeerd: klachten over 0,45% van de afgeleverde mail (grens 0,30%)",
             "fr": "En pause : plaintes pour 0,45\u202f% du courrier remis (limite 0,30\u202f%)",
+            "en": "Paused: complaints at 0.45% of delivered mail (limit 0.30%)",
         },
         pauses.by_marketer(): {
             "nl": "Gepauzeerd: door een marketeer",
             "fr": "En pause : par un marketeur",
+            "en": "Paused: by a marketer",
         },
     }
     for reason, words in said.items():
